@@ -66,6 +66,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   init_core(env, exports);
   init_linalg(env, exports);
+  init_gemm(env, exports);
   init_quant(env, exports);
   return exports;
 }

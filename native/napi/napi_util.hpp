@@ -190,6 +190,7 @@ Napi::Value run_async(Napi::Env env, std::function<void()> execute, std::functio
 // Registration hooks, one per domain file in native/napi/.
 void init_core(Napi::Env env, Napi::Object exports);
 void init_linalg(Napi::Env env, Napi::Object exports);
+void init_gemm(Napi::Env env, Napi::Object exports);
 void init_quant(Napi::Env env, Napi::Object exports);
 
 }  // namespace tersor::napi

@@ -1,0 +1,18 @@
+import type { CoreBinding } from "./core.js";
+import type { GemmBinding } from "./gemm.js";
+import type { LinalgBinding } from "./linalg.js";
+import type { QuantBinding } from "./quant.js";
+
+export type { BuildInfo, CoreBinding } from "./core.js";
+export type * from "./gemm.js";
+export type * from "./linalg.js";
+export type { QuantBinding } from "./quant.js";
+
+/**
+ * The typed surface of `tersor.node`. One interface per native domain (native/napi/<domain>.cpp),
+ * merged here. Conventions every function follows:
+ * - typed arrays cross zero-copy (a view's `byteOffset` is honoured); matrices are row-major;
+ * - work that can take more than about a millisecond returns a Promise and runs off the main thread;
+ * - failures are {@link TersorError}s with a stable `code`.
+ */
+export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, QuantBinding {}
