@@ -40,14 +40,15 @@ inline void report(const std::string& suite, const std::string& name, double our
   std::fflush(stdout);
 }
 
-/// Suites register a function that runs all their cases; `quick` shrinks sizes for smoke tests.
+/// A suite is one or more parts (each a function running some cases), registered from any file;
+/// `quick` shrinks sizes for smoke tests.
 using SuiteFn = std::function<void(bool quick)>;
-inline std::map<std::string, SuiteFn>& registry() {
-  static std::map<std::string, SuiteFn> r;
+inline std::map<std::string, std::vector<SuiteFn>>& registry() {
+  static std::map<std::string, std::vector<SuiteFn>> r;
   return r;
 }
 struct Register {
-  Register(const std::string& name, SuiteFn fn) { registry()[name] = std::move(fn); }
+  Register(const std::string& name, SuiteFn fn) { registry()[name].push_back(std::move(fn)); }
 };
 
 }  // namespace tersor::bench
