@@ -55,6 +55,19 @@ Napi::Value guard(Napi::Env env, F&& body) {
   }
 }
 
+/// For Promise-returning bindings: argument errors reject the Promise instead of throwing
+/// synchronously, so callers see one failure path.
+template <class F>
+Napi::Value guard_async(Napi::Env env, F&& body) {
+  try {
+    return guard(env, std::forward<F>(body));
+  } catch (const Napi::Error& e) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  }
+}
+
 #define TERSOR_NAPI(name) Napi::Value name(const Napi::CallbackInfo& info)
 
 template <class T> struct TypedArrayTraits;

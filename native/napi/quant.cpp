@@ -24,7 +24,7 @@ RowsArgs rows_args(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value quantize_rows(const Napi::CallbackInfo& info, bool gpu) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guard_async(info.Env(), [&]() -> Napi::Value {
     RowsArgs a = rows_args(info);
     auto q = std::make_shared<std::vector<int8_t>>(a.x.size);
     auto s = std::make_shared<std::vector<float>>(a.rows);

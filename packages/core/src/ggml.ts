@@ -16,7 +16,45 @@ export interface GgmlTypeInfo {
   readonly quantized: boolean;
 }
 
-const TABLE = [
+/** Names of every ggml type tersor knows. */
+export type GgmlTypeName =
+  | "f32"
+  | "f16"
+  | "q4_0"
+  | "q4_1"
+  | "q5_0"
+  | "q5_1"
+  | "q8_0"
+  | "q8_1"
+  | "q2_k"
+  | "q3_k"
+  | "q4_k"
+  | "q5_k"
+  | "q6_k"
+  | "q8_k"
+  | "iq2_xxs"
+  | "iq2_xs"
+  | "iq3_xxs"
+  | "iq1_s"
+  | "iq4_nl"
+  | "iq3_s"
+  | "iq2_s"
+  | "iq4_xs"
+  | "i8"
+  | "i16"
+  | "i32"
+  | "i64"
+  | "f64"
+  | "iq1_m"
+  | "bf16"
+  | "tq1_0"
+  | "tq2_0"
+  | "mxfp4"
+  | "nvfp4"
+  | "q1_0"
+  | "q2_0";
+
+const TABLE: readonly (readonly [number, GgmlTypeName, number, number])[] = [
   [0, "f32", 1, 4],
   [1, "f16", 1, 2],
   [2, "q4_0", 32, 18],
@@ -52,10 +90,7 @@ const TABLE = [
   [40, "nvfp4", 64, 36],
   [41, "q1_0", 128, 18],
   [42, "q2_0", 64, 18],
-] as const;
-
-/** Names of every ggml type tersor knows. */
-export type GgmlTypeName = (typeof TABLE)[number][1];
+];
 
 const PLAIN = new Set(["f32", "f16", "bf16", "f64", "i8", "i16", "i32", "i64"]);
 

@@ -48,11 +48,11 @@ export class Tensor<D extends DType = DType> {
     if (data === undefined) {
       data = allocStorage(dtype, n);
     } else {
+      checkStorageKind(dtype, data);
       const expected = byteLengthOf(dtype, n);
       if (data.byteLength !== expected) {
         throw new TersorError("E_SHAPE", `${dtype} tensor of shape [${this.shape.join(", ")}] needs ${expected} bytes, got ${data.byteLength}`);
       }
-      checkStorageKind(dtype, data);
     }
     this.data = data as Tensor<D>["data"];
   }

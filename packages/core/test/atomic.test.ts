@@ -1,0 +1,46 @@
+import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { describe, expect, it } from "vitest";
+
+import { progress, writeAtomic, writeFileAtomic } from "../src/index.js";
+
+describe("atomic output", () => {
+  it("replaces the destination only on success and leaves no temp files", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tersor-atomic-"));
+    const path = join(dir, "out.bin");
+    await writeFile(path, "old");
+    await expect(
+      writeAtomic(path, async (w) => {
+        await w.write("half of the new conte");
+        throw new Error("disk on fire");
+      }),
+    ).rejects.toThrow("disk on fire");
+    expect(await readFile(path, "utf8")).toBe("old");
+    expect(await readdir(dir)).toEqual(["out.bin"]);
+
+    await writeFileAtomic(path, "new content");
+    expect(await readFile(path, "utf8")).toBe("new content");
+    expect(await readdir(dir)).toEqual(["out.bin"]);
+  });
+
+  it("creates missing parent directories", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tersor-atomic-"));
+    const path = join(dir, "a", "b", "c.txt");
+    await writeFileAtomic(path, new Uint8Array([104, 105]));
+    expect(await readFile(path, "utf8")).toBe("hi");
+  });
+});
+
+describe("progress", () => {
+  it("writes JSON lines in json mode, with the final state", () => {
+    const lines: string[] = [];
+    const stream = { write: (s: string) => lines.push(s), isTTY: false } as unknown as NodeJS.WriteStream;
+    const p = progress({ label: "docs", total: 10, unit: "docs", mode: "json", stream });
+    for (let i = 0; i < 10; i++) p.tick();
+    p.stop();
+    const last = JSON.parse(lines.at(-1)!);
+    expect(last).toMatchObject({ progress: "docs", done: 10, total: 10, unit: "docs", final: true });
+  });
+});
