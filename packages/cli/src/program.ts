@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { TersorError } from "@tersor/core";
 
 import { registerBench } from "./commands/bench.js";
+import { registerInspect } from "./commands/inspect.js";
 import { VERSION } from "./version.js";
 
 /** Builds the `tersor` command tree. Each command module registers itself here. */
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .configureHelp({ sortSubcommands: true });
   registerBench(program);
+  registerInspect(program);
   return program;
 }
 

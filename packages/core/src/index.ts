@@ -12,4 +12,4 @@ export { Rng } from "./rng.js";
 export { openAtomic, writeAtomic, writeFileAtomic, type AtomicWriter } from "./atomic.js";
 export { progress, defaultProgressMode, type Progress, type ProgressMode, type ProgressOptions } from "./progress.js";
 // linalg exports
-// formats exports
+export * from "./formats/index.js";
