@@ -58,10 +58,20 @@ export async function openAtomic(path: string): Promise<AtomicWriter> {
       if (done) throw new TersorError("E_IO", `write after commit/abort of ${path}`);
       if (failed) throw new TersorError("E_IO", `writing ${path}: ${failed.message}`, { cause: failed });
       bytes += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.byteLength;
-      if (!stream.write(chunk)) await new Promise<void>((res, rej) => {
-        stream.once("drain", res);
-        stream.once("error", rej);
-      });
+      if (!stream.write(chunk)) {
+        await new Promise<void>((res, rej) => {
+          const onDrain = () => {
+            stream.off("error", onError);
+            res();
+          };
+          const onError = (e: Error) => {
+            stream.off("drain", onDrain);
+            rej(new TersorError("E_IO", `writing ${path}: ${e.message}`, { cause: e }));
+          };
+          stream.once("drain", onDrain);
+          stream.once("error", onError);
+        });
+      }
     },
     async commit() {
       if (done) return;

@@ -44,3 +44,21 @@ describe("progress", () => {
     expect(last).toMatchObject({ progress: "docs", done: 10, total: 10, unit: "docs", final: true });
   });
 });
+
+describe("atomic output under back-pressure", () => {
+  it("writes many chunks without leaking listeners", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tersor-atomic-"));
+    const path = join(dir, "big.bin");
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on("warning", onWarning);
+    const chunk = new Uint8Array(1 << 16).fill(7);
+    await writeAtomic(path, async (w) => {
+      for (let i = 0; i < 200; i++) await w.write(chunk);
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    process.off("warning", onWarning);
+    expect(warnings).not.toContain("MaxListenersExceededWarning");
+    expect((await readFile(path)).byteLength).toBe(200 << 16);
+  });
+});
