@@ -2,11 +2,13 @@ import type { CoreBinding } from "./core.js";
 import type { GemmBinding } from "./gemm.js";
 import type { LinalgBinding } from "./linalg.js";
 import type { QuantBinding } from "./quant.js";
+import type { TransformerBinding } from "./transformer.js";
 
 export type { BuildInfo, CoreBinding } from "./core.js";
 export type * from "./gemm.js";
 export type * from "./linalg.js";
 export type { QuantBinding } from "./quant.js";
+export type * from "./transformer.js";
 
 /**
  * The typed surface of `tersor.node`. One interface per native domain (native/napi/<domain>.cpp),
@@ -15,4 +17,4 @@ export type { QuantBinding } from "./quant.js";
  * - work that can take more than about a millisecond returns a Promise and runs off the main thread;
  * - failures are {@link TersorError}s with a stable `code`.
  */
-export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, QuantBinding {}
+export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, QuantBinding, TransformerBinding {}
