@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { TersorError } from "@tersor/core";
 
 import { registerBench } from "./commands/bench.js";
+import { registerCorpus } from "./commands/corpus.js";
 import { registerInspect } from "./commands/inspect.js";
 import { VERSION } from "./version.js";
 
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .configureHelp({ sortSubcommands: true });
   registerBench(program);
+  registerCorpus(program);
   registerInspect(program);
   return program;
 }
