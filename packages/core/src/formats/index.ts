@@ -51,3 +51,4 @@ export {
   type ParquetRowGroupInfo,
   type ReadParquetOptions,
 } from "./parquet.js";
+export { writeParquet, WriteParquetOptionsSchema, type ParquetColumnSpec, type WriteParquetOptions } from "./parquet-write.js";
