@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
-import { isTersorError } from "@tersor/core";
+import { isTersorError, readParquet } from "@tersor/core";
 import { describe, expect, it } from "vitest";
 
 import {
@@ -348,10 +348,22 @@ describe("exportCorpus", () => {
     expect(sr.documents).toBe(5);
   });
 
-  it("rejects Parquet (until core writes it) and unknown formats without touching the file", async () => {
+  it("exports Parquet that reads back as the same documents", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tersor-corpora-"));
-    const path = join(dir, "x.parquet");
-    await expectRange(() => exportCorpus("moby", path), /Parquet/);
+    const path = join(dir, "moby-test.parquet");
+    const r = await exportCorpus("moby", path, { split: "test" });
+    expect(r.format).toBe("parquet");
+    const back: Record<string, unknown>[] = [];
+    for await (const row of readParquet(path)) back.push(row);
+    const expected = (await all("moby")).filter((d) => splitOf(d.id) === "test");
+    expect(back.length).toBe(r.documents);
+    expect(back.map((b) => ({ id: b["id"], domain: b["domain"], text: b["text"], meta: b["meta"] }))).toEqual(
+      expected.map((d) => ({ id: d.id, domain: d.domain, text: d.text, meta: d.meta })),
+    );
+  });
+
+  it("rejects unknown formats and splits without touching the file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "tersor-corpora-"));
     await expectRange(() => exportCorpus("moby", join(dir, "x.jsonl"), { format: "csv" as "jsonl" }), /format/);
     await expectRange(() => exportCorpus("moby", join(dir, "x.jsonl"), { split: "dev" as "test" }), /split/);
     expect(await readdir(dir)).toEqual([]);
