@@ -4,6 +4,7 @@ import { TersorError } from "@tersor/core";
 import { registerBench } from "./commands/bench.js";
 import { registerCorpus } from "./commands/corpus.js";
 import { registerInspect } from "./commands/inspect.js";
+import { registerModel } from "./commands/model.js";
 import { VERSION } from "./version.js";
 
 /** Builds the `tersor` command tree. Each command module registers itself here. */
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerCorpus(program);
   registerInspect(program);
+  registerModel(program);
   return program;
 }
 
