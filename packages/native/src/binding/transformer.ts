@@ -84,7 +84,7 @@ export interface NativeKvCache {
 
 /** What a forward pass returns. */
 export interface ForwardResult {
-  /** [rows, vocab]: all positions (`logits: "all"`) or the last one (`"last"`). Absent for `"none"`. */
+  /** Logits of shape `[rows, vocab]`, for all positions (`logits: "all"`) or the last one (`"last"`). Absent for `"none"`. */
   logits?: Float32Array;
   /** Requested hidden states, one [tokens, hidden] array per requested layer index (0 = embeddings, L = after the last layer, before the final norm). */
   hidden?: Float32Array[];
