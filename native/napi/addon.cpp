@@ -68,6 +68,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_linalg(env, exports);
   init_gemm(env, exports);
   init_quant(env, exports);
+  init_transformer(env, exports);
   init_model_ops(env, exports);
   return exports;
 }

@@ -205,6 +205,7 @@ void init_core(Napi::Env env, Napi::Object exports);
 void init_linalg(Napi::Env env, Napi::Object exports);
 void init_gemm(Napi::Env env, Napi::Object exports);
 void init_quant(Napi::Env env, Napi::Object exports);
+void init_transformer(Napi::Env env, Napi::Object exports);
 void init_model_ops(Napi::Env env, Napi::Object exports);
 
 }  // namespace tersor::napi
