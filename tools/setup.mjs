@@ -53,5 +53,13 @@ const modules = join(root, "node_modules");
 const lock = join(root, "package-lock.json");
 const stamp = join(modules, ".package-lock.json");
 if (!existsSync(modules) || !existsSync(stamp) || statSync(stamp).mtimeMs < statSync(lock).mtimeMs) {
-  run("npm", ["ci", "--no-audit", "--no-fund"]);
+  try {
+    run("npm", ["ci", "--no-audit", "--no-fund"]);
+  } catch {
+    // `npm ci` insists that every optional platform package of a dependency (nx's per-OS binaries)
+    // is in the lockfile; a registry mirror that serves only some platforms makes that impossible.
+    // `npm install` follows the lockfile for everything it can resolve and skips the rest.
+    log("npm ci refused the lockfile (optional platform packages missing from the registry?); falling back to npm install");
+    run("npm", ["install", "--no-audit", "--no-fund"]);
+  }
 }
