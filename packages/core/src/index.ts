@@ -11,6 +11,7 @@ export * from "./tensor.js";
 export { Rng } from "./rng.js";
 export { openAtomic, writeAtomic, writeFileAtomic, type AtomicWriter } from "./atomic.js";
 export { progress, defaultProgressMode, type Progress, type ProgressMode, type ProgressOptions } from "./progress.js";
+export * from "./matmul.js";
 export * from "./linalg.js";
 // linalg exports
 export * from "./formats/index.js";
