@@ -1,7 +1,8 @@
 // "linalg" suite, SVD part:
 //  (a) a 2048 x 2048 f32 matrix of rank 64 plus small noise: our truncated SVD (rank 64) and our
 //      randomized SVD (rank 64), each against Eigen's full BDCSVD truncated afterwards; the errors of
-//      the top-64 singular values (relative to BDCSVD's) are extra fields;
+//      the top-64 singular values relative to BDCSVD's, and to the exact values of the same matrix (a
+//      double BDCSVD), are extra fields;
 //  (b) randomized SVD of rank 64 of a 4096 x 11008 f32 matrix (an MLP projection's shape) over
 //      tersor::sgemm, against the same algorithm with OpenBLAS's cblas_sgemm for the products (Eigen's
 //      product when the bench is built without CBLAS). target_s is what numpy + OpenBLAS takes for the
@@ -94,19 +95,29 @@ void svd_part(bool quick) {
           ref_s.assign(sv.singularValues().data(), sv.singularValues().data() + k);
         },
         quick ? 3 : 3, 0);
+    // The exact values of this f32 matrix (double BDCSVD, values only), to tell our error from BDCSVD-f32's.
+    std::vector<float> exact_s(k);
+    {
+      Eigen::MatrixXd A = Eigen::Map<const RowMatF>(a.data(), n, n).cast<double>();
+      Eigen::BDCSVD<Eigen::MatrixXd> sv(A);
+      for (size_t i = 0; i < k; ++i) exact_s[i] = static_cast<float>(sv.singularValues()[static_cast<Eigen::Index>(i)]);
+    }
     TruncatedSvdInfo info;
     Svd<float> t;
     const double ours_t = bench::median_seconds([&] { t = truncated_svd(a.data(), n, n, k, {}, &info); });
     const std::string size = std::to_string(n) + "x" + std::to_string(n) + " rank " + std::to_string(k);
     bench::report(suite, "truncated svd " + size, ours_t, "eigen BDCSVD", base_s,
                   {{"max_rel_err_top_s", max_rel_err(t.s, ref_s, k)},
+                   {"max_rel_err_top_s_vs_f64", max_rel_err(t.s, exact_s, k)},
+                   {"baseline_max_rel_err_vs_f64", max_rel_err(ref_s, exact_s, k)},
                    {"restarts", double(info.iterations)},
                    {"residual", info.residual},
                    {"sigma_k", ref_s[k - 1] / ref_s[0]}});
     Svd<float> r;
     const double ours_r = bench::median_seconds([&] { r = randomized_svd(a.data(), n, n, k); });
     bench::report(suite, "randomized svd " + size, ours_r, "eigen BDCSVD", base_s,
-                  {{"max_rel_err_top_s", max_rel_err(r.s, ref_s, k)}});
+                  {{"max_rel_err_top_s", max_rel_err(r.s, ref_s, k)},
+                   {"max_rel_err_top_s_vs_f64", max_rel_err(r.s, exact_s, k)}});
   }
   // (b) randomized SVD of an MLP-shaped matrix, our GEMM vs OpenBLAS's under the same algorithm.
   {

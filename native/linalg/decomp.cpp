@@ -389,7 +389,7 @@ Svd<T> truncated_svd(const T* a, size_t m, size_t n, size_t k, const TruncatedSv
   const size_t r = std::min(m, n);
   // Block size b = k + p; a basis of `depth` blocks per restart.
   const size_t b = k + std::max<size_t>(8, (k + 3) / 4);
-  if (3 * b > r) {
+  if (4 * b > r) {
     // A Krylov space would be most of the space: the dense SVD is exact and no slower.
     Svd<T> out = truncate_svd(svd(a, m, n, false), k);
     inf.dense = inf.converged = true;
@@ -403,7 +403,7 @@ Svd<T> truncated_svd(const T* a, size_t m, size_t n, size_t k, const TruncatedSv
   const TallOp<T> B{a, m, n, m < n, nullptr};
   const size_t M = B.M(), N = B.N();
 
-  std::vector<T> W(N * smax), Z(M * smax), G(N * b), Ur(smax * b), Yr(smax * b), Uritz(M * b), Vritz(N * b);
+  std::vector<T> W(N * smax), Z(M * smax), G(N * b), Yr(smax * b), Uritz(M * b), Vritz(N * b);
   std::vector<double> sigma(b);
   Rng rng(opt.seed);
   fill_gaussian(rng, W.data(), N, b, smax);

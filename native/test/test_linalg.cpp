@@ -199,6 +199,15 @@ TEST_CASE("linalg truncatedSvd: top-k values and vectors match BDCSVD (f64 1e-10
   const MatD lowrank = with_spectrum(rng, 256, 256, logspace(1, 1e-2, 30)) + 1e-5 * gaussian(rng, 256, 256);
   check_truncated<double>(lowrank, 30, 1e-10);
   check_truncated<float>(lowrank, 30, 1e-5);
+  // A cluster of 30 equal singular values with k = 10 inside it (the block is smaller than the cluster).
+  std::vector<double> cl(200);
+  for (size_t i = 0; i < cl.size(); ++i) cl[i] = i < 30 ? 1.0 : 0.5 * std::pow(0.97, double(i));
+  const MatD cluster = with_spectrum(rng, 300, 200, cl);
+  check_truncated<double>(cluster, 10, 1e-10);
+  check_truncated<float>(cluster, 10, 1e-5);
+  // Hilbert: singular values decaying faster than geometrically.
+  check_truncated<double>(hilbert(200), 6, 1e-10);
+  check_truncated<float>(hilbert(200), 6, 1e-5);
 }
 
 TEST_CASE("linalg truncatedSvd: wide input, k above the rank, dense fallback, k out of range") {

@@ -41,7 +41,7 @@ export interface TruncatedSvdResult<D extends LinalgDType = LinalgDType> extends
   iterations: number;
   /** `max_i ‖Aᵀuᵢ − sᵢvᵢ‖ / s₁` at exit. */
   residual: number;
-  /** `residual ≤ tol`. When false, the result is the best found in `maxIter` restarts. */
+  /** `residual ≤ tol`. When false (`maxIter` reached, or the residual stalled for 10 restarts because `tol` is below what the precision allows), the result is the last iterate. */
   converged: boolean;
 }
 

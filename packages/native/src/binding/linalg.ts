@@ -40,7 +40,8 @@ export interface LinalgBinding {
   /**
    * The top-`k` singular triplets to a tolerance (thick-restart block Lanczos with full
    * re-orthogonalisation and Rayleigh–Ritz extraction): stops once every `‖Aᵀuᵢ − sᵢvᵢ‖ ≤ tol · s₁`
-   * (`A vᵢ = sᵢ uᵢ` holds by construction) or after `maxIter` restarts. `tol` 0 = 1e-5 (f32) / 1e-12
+   * (`A vᵢ = sᵢ uᵢ` holds by construction), after `maxIter` restarts, or after 10 restarts without a 10%
+   * gain in the residual (then `converged` is false). `tol` 0 = 1e-5 (f32) / 1e-12
    * (f64); `maxIter` 0 = 300. The seed (two 32-bit halves) draws the start block.
    */
   truncatedSvd<A extends LinalgArray>(
