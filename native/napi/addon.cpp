@@ -70,6 +70,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_quant(env, exports);
   init_transformer(env, exports);
   init_model_ops(env, exports);
+  init_mlp(env, exports);
   return exports;
 }
 

@@ -4,6 +4,7 @@ import { TersorError } from "@tersor/core";
 import { registerBench } from "./commands/bench.js";
 import { registerCorpus } from "./commands/corpus.js";
 import { registerInspect } from "./commands/inspect.js";
+import { registerMeasure } from "./commands/measure.js";
 import { registerModel } from "./commands/model.js";
 import { VERSION } from "./version.js";
 
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerCorpus(program);
   registerInspect(program);
+  registerMeasure(program);
   registerModel(program);
   return program;
 }

@@ -6,3 +6,7 @@
 export * from "./metrics.js";
 export * from "./perplexity.js";
 export * from "./windows.js";
+export * from "./calibration.js";
+export * from "./compression.js";
+export * from "./neural-mi.js";
+export * from "./plot.js";

@@ -52,3 +52,4 @@ export {
   type ReadParquetOptions,
 } from "./parquet.js";
 export { writeParquet, WriteParquetOptionsSchema, type ParquetColumnSpec, type WriteParquetOptions } from "./parquet-write.js";
+export { encodeNpy, parseNpy, parseNpyHeader, readNpy, type NpyDType, type NpyHeader } from "./npy.js";

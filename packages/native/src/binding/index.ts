@@ -1,6 +1,7 @@
 import type { CoreBinding } from "./core.js";
 import type { GemmBinding } from "./gemm.js";
 import type { LinalgBinding } from "./linalg.js";
+import type { MlpBinding } from "./mlp.js";
 import type { ModelOpsBinding } from "./model.js";
 import type { QuantBinding } from "./quant.js";
 import type { TransformerBinding } from "./transformer.js";
@@ -8,6 +9,7 @@ import type { TransformerBinding } from "./transformer.js";
 export type { BuildInfo, CoreBinding } from "./core.js";
 export type * from "./gemm.js";
 export type * from "./linalg.js";
+export type * from "./mlp.js";
 export type * from "./model.js";
 export type { QuantBinding } from "./quant.js";
 export type * from "./transformer.js";
@@ -19,4 +21,4 @@ export type * from "./transformer.js";
  * - work that can take more than about a millisecond returns a Promise and runs off the main thread;
  * - failures are {@link TersorError}s with a stable `code`.
  */
-export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, ModelOpsBinding, QuantBinding, TransformerBinding {}
+export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, MlpBinding, ModelOpsBinding, QuantBinding, TransformerBinding {}

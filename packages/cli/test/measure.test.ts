@@ -1,0 +1,137 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { Rng, Tensor, encodeNpy } from "@tersor/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+
+function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, [BIN, "--threads", "1", ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
+    });
+  });
+}
+
+let dir: string;
+const p = (name: string) => join(dir, name);
+const TRUTH = -0.5 * Math.log(1 - 0.81);
+
+beforeAll(async () => {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build first with \`npx tsc -b tsconfig.json\``);
+  dir = await mkdtemp(join(tmpdir(), "tersor-measure-"));
+  const r = new Rng(3);
+  const n = 2000;
+  const x = new Float64Array(n);
+  const y = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    x[i] = r.nextNormal();
+    y[i] = 0.9 * x[i]! + Math.sqrt(0.19) * r.nextNormal();
+  }
+  await writeFile(p("x.npy"), encodeNpy(new Tensor("f64", [n], x)));
+  await writeFile(p("y.npy"), encodeNpy(new Tensor("f32", [n, 1], y)));
+  await writeFile(p("short.json"), JSON.stringify([[1], [2], [3]]));
+  await writeFile(p("pred.json"), JSON.stringify([0.25, 0.25, 0.75, 0.75]));
+  await writeFile(p("labels.jsonl"), "0\n0\n1\n1\n");
+  await writeFile(p("bad-pred.json"), JSON.stringify([0.25, 1.5, 0.75, 0.75]));
+  await writeFile(p("multi.npy"), encodeNpy(new Tensor("f64", [3, 2], Float64Array.from([0.9, 0.1, 0.6, 0.4, 0.3, 0.7]))));
+  await writeFile(p("multi-labels.npy"), encodeNpy(new Tensor("i64", [3], BigInt64Array.from([0n, 1n, 1n]))));
+  await writeFile(p("symbols.jsonl"), ['{"vector": [0, 1]}', '{"vector": [0, 1]}', '{"vector": [1, 1]}', '{"vector": [2, 0]}'].join("\n") + "\n");
+  await writeFile(p("truncated.npy"), encodeNpy(new Tensor("f32", [4], new Float32Array(4))).subarray(0, 70));
+});
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("tersor measure mi", () => {
+  it("estimates I(X;Y) of a ρ = 0.9 Gaussian with SMILE from .npy files (f64 and f32, 1-D and n × 1)", async () => {
+    const r = await tersor("measure", "mi", "--x", p("x.npy"), "--y", p("y.npy"), "--estimator", "smile", "--steps", "300", "--batch-size", "64", "--lr", "1e-3", "--ci", "0.95", "--json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as { nats: number; bits: number; samples: number; ci: { lo: number; hi: number } };
+    expect(j.samples).toBe(2000);
+    expect(Math.abs(j.nats - TRUTH) / TRUTH).toBeLessThan(0.15);
+    expect(j.bits).toBeCloseTo(j.nats / Math.LN2, 12);
+    expect(j.ci.lo).toBeLessThan(j.nats);
+    expect(j.ci.hi).toBeGreaterThan(j.nats);
+  });
+
+  it("prints a table; InfoNCE states its log N ceiling", async () => {
+    const r = await tersor("measure", "mi", "--x", p("x.npy"), "--y", p("y.npy"), "--estimator", "infonce", "--steps", "100", "--batch-size", "16", "--hidden", "32");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^estimator\s+infonce \(neural bound, concat critic 32, 100 steps, batch 16\)/m);
+    expect(r.stdout).toMatch(/I\(X;Y\)\s+[\d.]+ nats = [\d.]+ bits/);
+    expect(r.stdout).toContain(`InfoNCE cannot exceed log N = ${Math.log(16).toFixed(4)}`);
+  });
+
+  it("rejects unpaired samples, unknown estimators and malformed files", async () => {
+    const unpaired = await tersor("measure", "mi", "--x", p("x.npy"), "--y", p("short.json"), "--estimator", "mine");
+    expect(unpaired.code).toBe(1);
+    expect(unpaired.stderr).toMatch(/E_SHAPE.*paired/);
+    const unknown = await tersor("measure", "mi", "--x", p("x.npy"), "--y", p("y.npy"), "--estimator", "dv");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/E_RANGE/);
+    const truncated = await tersor("measure", "mi", "--x", p("truncated.npy"), "--y", p("y.npy"), "--estimator", "mine");
+    expect(truncated.code).toBe(1);
+    expect(truncated.stderr).toMatch(/E_FORMAT: .*truncated/);
+  });
+});
+
+describe("tersor measure entropy", () => {
+  it("plug-in entropy of distinct rows of a JSONL file", async () => {
+    const r = await tersor("measure", "entropy", "--x", p("symbols.jsonl"), "--estimator", "discrete", "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as { nats: number; symbols: number };
+    expect(j.symbols).toBe(3);
+    expect(j.nats).toBeCloseTo(-(0.5 * Math.log(0.5) + 2 * 0.25 * Math.log(0.25)), 12);
+  });
+});
+
+describe("tersor measure calibration", () => {
+  it("ECE of the textbook example is 0.25, with a PNG reliability diagram", async () => {
+    const png = p("rel.png");
+    const r = await tersor("measure", "calibration", "--pred", p("pred.json"), "--labels", p("labels.jsonl"), "--bins", "2", "--plot", png, "--json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as { ece: number; mce: number; brier: number; bins: { count: number }[] };
+    expect(j.ece).toBeCloseTo(0.25, 12);
+    expect(j.mce).toBeCloseTo(0.25, 12);
+    expect(j.brier).toBeCloseTo(0.0625, 12);
+    expect(j.bins.map((b) => b.count)).toEqual([2, 2]);
+    const bytes = await readFile(png);
+    expect(Array.from(bytes.subarray(0, 8))).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  });
+
+  it("multiclass predictions and labels from .npy, equal-mass bins, a table", async () => {
+    const r = await tersor("measure", "calibration", "--pred", p("multi.npy"), "--labels", p("multi-labels.npy"), "--bins", "3", "--equal-mass");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/3 samples, multiclass \(2 classes\), 3 equal-mass bins/);
+    expect(r.stdout).toMatch(/ECE\s+MCE\s+RMSCE\s+Brier\s+NLL\s+accuracy/);
+  });
+
+  it("rejects bins < 1, probabilities outside [0, 1] and mismatched lengths", async () => {
+    const bins = await tersor("measure", "calibration", "--pred", p("pred.json"), "--labels", p("labels.jsonl"), "--bins", "0");
+    expect(bins.code).toBe(1);
+    expect(bins.stderr).toMatch(/E_RANGE: --bins/);
+    const prob = await tersor("measure", "calibration", "--pred", p("bad-pred.json"), "--labels", p("labels.jsonl"));
+    expect(prob.code).toBe(1);
+    expect(prob.stderr).toMatch(/E_RANGE: .*outside \[0, 1\]/);
+    const len = await tersor("measure", "calibration", "--pred", p("pred.json"), "--labels", p("multi-labels.npy"));
+    expect(len.code).toBe(1);
+    expect(len.stderr).toMatch(/E_SHAPE/);
+  });
+});
+
+describe("tersor measure --help", () => {
+  it("lists the subcommands", async () => {
+    const r = await tersor("measure", "--help");
+    expect(r.code).toBe(0);
+    for (const c of ["mi", "entropy", "spectrum", "calibration"]) expect(r.stdout).toMatch(new RegExp(`^\\s+${c}\\b`, "m"));
+  });
+});
