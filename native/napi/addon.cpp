@@ -71,6 +71,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_transformer(env, exports);
   init_model_ops(env, exports);
   init_mlp(env, exports);
+  init_stats(env, exports);
   return exports;
 }
 

@@ -208,5 +208,6 @@ void init_quant(Napi::Env env, Napi::Object exports);
 void init_transformer(Napi::Env env, Napi::Object exports);
 void init_model_ops(Napi::Env env, Napi::Object exports);
 void init_mlp(Napi::Env env, Napi::Object exports);
+void init_stats(Napi::Env env, Napi::Object exports);
 
 }  // namespace tersor::napi

@@ -10,3 +10,4 @@ export * from "./calibration.js";
 export * from "./compression.js";
 export * from "./neural-mi.js";
 export * from "./plot.js";
+export * from "./information/index.js";

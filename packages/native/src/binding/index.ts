@@ -4,6 +4,7 @@ import type { LinalgBinding } from "./linalg.js";
 import type { MlpBinding } from "./mlp.js";
 import type { ModelOpsBinding } from "./model.js";
 import type { QuantBinding } from "./quant.js";
+import type { StatsBinding } from "./stats.js";
 import type { TransformerBinding } from "./transformer.js";
 
 export type { BuildInfo, CoreBinding } from "./core.js";
@@ -12,6 +13,7 @@ export type * from "./linalg.js";
 export type * from "./mlp.js";
 export type * from "./model.js";
 export type { QuantBinding } from "./quant.js";
+export type * from "./stats.js";
 export type * from "./transformer.js";
 
 /**
@@ -21,4 +23,4 @@ export type * from "./transformer.js";
  * - work that can take more than about a millisecond returns a Promise and runs off the main thread;
  * - failures are {@link TersorError}s with a stable `code`.
  */
-export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, MlpBinding, ModelOpsBinding, QuantBinding, TransformerBinding {}
+export interface Binding extends CoreBinding, GemmBinding, LinalgBinding, MlpBinding, ModelOpsBinding, QuantBinding, StatsBinding, TransformerBinding {}
