@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { Rng, Tensor, encodeNpy } from "@tersor/core";
+import { Rng, Tensor, encodeNpy, writeSafetensors } from "@tersor/core";
+import { saveByteTokenizer } from "@tersor/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
@@ -17,6 +18,48 @@ function tersor(...args: string[]): Promise<{ code: number; stdout: string; stde
       res({ code: typeof code === "number" ? code : 1, stdout, stderr });
     });
   });
+}
+
+/** A tiny Llama-shaped model with the byte tokenizer, written as a Hugging Face directory. */
+async function writeTinyLlama(out: string): Promise<void> {
+  const C = 32;
+  const F = 64;
+  const kv = 16;
+  const cfg = {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    vocab_size: 259,
+    hidden_size: C,
+    intermediate_size: F,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    max_position_embeddings: 64,
+    tie_word_embeddings: true,
+  };
+  const rng = new Rng(3);
+  const t: [string, Tensor][] = [];
+  const mat = (name: string, r: number, c: number, std = 0.15) => t.push([name, new Tensor("f32", [r, c], rng.fillNormal(new Float32Array(r * c), 0, std))]);
+  const ones = (name: string) => t.push([name, new Tensor("f32", [C], new Float32Array(C).fill(1))]);
+  mat("model.embed_tokens.weight", 259, C, 0.5);
+  for (let l = 0; l < 2; l++) {
+    const q = `model.layers.${l}.`;
+    ones(q + "input_layernorm.weight");
+    mat(q + "self_attn.q_proj.weight", C, C);
+    mat(q + "self_attn.k_proj.weight", kv, C);
+    mat(q + "self_attn.v_proj.weight", kv, C);
+    mat(q + "self_attn.o_proj.weight", C, C);
+    ones(q + "post_attention_layernorm.weight");
+    mat(q + "mlp.gate_proj.weight", F, C);
+    mat(q + "mlp.up_proj.weight", F, C);
+    mat(q + "mlp.down_proj.weight", C, F);
+  }
+  ones("model.norm.weight");
+  await writeFile(join(out, "config.json"), JSON.stringify(cfg));
+  await writeSafetensors(join(out, "model.safetensors"), t, { format: "pt" });
+  await saveByteTokenizer(out);
 }
 
 let dir: string;
@@ -44,6 +87,8 @@ beforeAll(async () => {
   await writeFile(p("multi-labels.npy"), encodeNpy(new Tensor("i64", [3], BigInt64Array.from([0n, 1n, 1n]))));
   await writeFile(p("symbols.jsonl"), ['{"vector": [0, 1]}', '{"vector": [0, 1]}', '{"vector": [1, 1]}', '{"vector": [2, 0]}'].join("\n") + "\n");
   await writeFile(p("truncated.npy"), encodeNpy(new Tensor("f32", [4], new Float32Array(4))).subarray(0, 70));
+  await writeTinyLlama(dir);
+  await writeFile(p("docs.jsonl"), ["The quick brown fox jumps over the lazy dog.", "Compression represents intelligence linearly.", "zz"].map((text) => JSON.stringify({ text })).join("\n") + "\n");
 });
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -60,6 +105,19 @@ describe("tersor measure mi", () => {
     expect(j.bits).toBeCloseTo(j.nats / Math.LN2, 12);
     expect(j.ci.lo).toBeLessThan(j.nats);
     expect(j.ci.hi).toBeGreaterThan(j.nats);
+  });
+
+  it("KSG (algorithm 1 with a subsampling interval, algorithm 2) from the information module", async () => {
+    const r = await tersor("measure", "mi", "--x", p("x.npy"), "--y", p("y.npy"), "--estimator", "ksg1", "--ci", "0.9", "--json");
+    expect(r.stderr).toBe("");
+    const j = JSON.parse(r.stdout) as { nats: number; k: number; ci: { lo: number; hi: number; level: number } };
+    expect(j.k).toBe(3);
+    expect(Math.abs(j.nats - TRUTH) / TRUTH).toBeLessThan(0.1);
+    expect(j.ci.level).toBe(0.9);
+    expect(j.ci.lo).toBeLessThan(j.ci.hi);
+    const t = await tersor("measure", "mi", "--x", p("x.npy"), "--y", p("y.npy"), "--estimator", "ksg2", "--k", "5");
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(/^estimator\s+ksg2 \(Kraskov–Stögbauer–Grassberger algorithm 2, k = 5\)/m);
   });
 
   it("prints a table; InfoNCE states its log N ceiling", async () => {
@@ -83,13 +141,42 @@ describe("tersor measure mi", () => {
   });
 });
 
+describe("tersor measure spectrum", () => {
+  it("per-layer effective rank, von Neumann entropy and coding rate of a model's hidden states", async () => {
+    const r = await tersor("measure", "spectrum", dir, "--data", p("docs.jsonl"), "--json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as { tokens: number; hidden: number; layers: { layer: number; effectiveRank: number; vonNeumannEntropy: number; codingRate: number }[] };
+    expect(j.tokens).toBe(44 + 45 + 2);
+    expect(j.hidden).toBe(32);
+    expect(j.layers.map((l) => l.layer)).toEqual([0, 1, 2]);
+    for (const l of j.layers) {
+      expect(l.effectiveRank).toBeGreaterThan(1);
+      expect(l.effectiveRank).toBeLessThanOrEqual(32);
+      expect(l.vonNeumannEntropy).toBeCloseTo(Math.log(l.effectiveRank), 10);
+      expect(l.codingRate).toBeGreaterThan(0);
+    }
+    const bad = await tersor("measure", "spectrum", dir, "--data", p("docs.jsonl"), "--max-docs", "0");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/E_RANGE: --max-docs/);
+  });
+});
+
 describe("tersor measure entropy", () => {
-  it("plug-in entropy of distinct rows of a JSONL file", async () => {
+  it("Kozachenko–Leonenko entropy of a standard normal sample", async () => {
+    const r = await tersor("measure", "entropy", "--x", p("x.npy"), "--estimator", "kl", "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as { nats: number };
+    expect(j.nats).toBeCloseTo(0.5 * Math.log(2 * Math.PI * Math.E), 1);
+  });
+
+  it("plug-in entropy of distinct rows of a JSONL file, and its Miller–Madow correction", async () => {
     const r = await tersor("measure", "entropy", "--x", p("symbols.jsonl"), "--estimator", "discrete", "--json");
     expect(r.code).toBe(0);
-    const j = JSON.parse(r.stdout) as { nats: number; symbols: number };
-    expect(j.symbols).toBe(3);
-    expect(j.nats).toBeCloseTo(-(0.5 * Math.log(0.5) + 2 * 0.25 * Math.log(0.25)), 12);
+    const plugIn = -(0.5 * Math.log(0.5) + 2 * 0.25 * Math.log(0.25));
+    expect((JSON.parse(r.stdout) as { nats: number }).nats).toBeCloseTo(plugIn, 12);
+    const mm = await tersor("measure", "entropy", "--x", p("symbols.jsonl"), "--estimator", "discrete", "--miller-madow", "--json");
+    expect((JSON.parse(mm.stdout) as { nats: number }).nats).toBeCloseTo(plugIn + (3 - 1) / (2 * 4), 12);
   });
 });
 

@@ -19,13 +19,21 @@ import {
   type EvalDocument,
   type NeuralMiEstimator,
   type NeuralMiOptions,
+  type InformationEstimate,
   applyTemperature,
   calibrationReport,
+  codingRate,
+  discreteEntropy,
+  effectiveRank,
   fitTemperature,
+  kdeEntropy,
+  klEntropy,
+  ksgMutualInformation,
   neuralMutualInformation,
   probabilityRows,
   reliabilityDiagramSpec,
   splitIndices,
+  vonNeumannEntropy,
   writePlot,
 } from "@tersor/eval";
 import { type LoadModelOptions, loadModel } from "@tersor/model";
@@ -129,39 +137,16 @@ export async function readVectors(path: string, field = "vector"): Promise<Vecto
   throw new TersorError("E_FORMAT", `${path}: unknown vector file type "${ext}" (use .npy, .json or .jsonl)`);
 }
 
-// ---- estimators of the information module ------------------------------------------------------
+// ---- helpers ---------------------------------------------------------------------------------
 
-/**
- * The k-NN / kernel / matrix estimators (KSG mutual information, Kozachenko–Leonenko and KDE
- * entropy, effective rank, von Neumann entropy, coding rate, bootstrap intervals) belong to
- * @tersor/eval's information module. This is where the commands reach them; while that module is
- * not exported, every entry is absent and the commands say so instead of guessing its interface.
- */
-interface InformationModule {
-  ksg?: (x: VectorData, y: VectorData, o: { k: number; algorithm: 1 | 2; ci?: number }) => Promise<{ nats: number; ci?: [number, number] }>;
-  klEntropy?: (x: VectorData, o: { k: number; bandwidth?: number }) => Promise<number>;
-  kdeEntropy?: (x: VectorData, o: { k: number; bandwidth?: number }) => Promise<number>;
-  spectrum?: (z: VectorData) => Promise<{ effectiveRank: number; vonNeumannEntropy: number; codingRate: number }>;
+/** Samples as an f64 Tensor (rows × columns), the form @tersor/eval's estimators take. */
+function asF64(v: VectorData): Tensor<"f64"> {
+  return new Tensor("f64", [v.rows, v.cols], v.data);
 }
 
-function informationModule(): InformationModule {
-  return {};
-}
-
-function notYet(what: string): never {
-  throw new TersorError("E_NATIVE", `${what} is not available in this build: @tersor/eval does not export the k-NN / kernel / matrix estimators yet`);
-}
-
-/** Plug-in (maximum-likelihood) entropy of rows as discrete symbols, in nats, and its Miller–Madow correction. */
-export function discreteEntropy(v: VectorData): { entropy: number; millerMadow: number; symbols: number } {
-  const counts = new Map<string, number>();
-  for (let i = 0; i < v.rows; i++) {
-    const key = Array.from(v.data.subarray(i * v.cols, (i + 1) * v.cols)).join(",");
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  }
-  let h = 0;
-  for (const c of counts.values()) h -= (c / v.rows) * Math.log(c / v.rows);
-  return { entropy: h, millerMadow: h + (counts.size - 1) / (2 * v.rows), symbols: counts.size };
+/** "[lo, hi]" of an estimate's interval, or undefined. */
+function ciOf(e: InformationEstimate): { level: number; lo: number; hi: number; method: string } | undefined {
+  return e.ci ? { level: e.ci.level, lo: e.ci.lower, hi: e.ci.upper, method: e.ci.method } : undefined;
 }
 
 /** Inverse of the standard normal CDF (Acklam's rational approximation, relative error < 1.2e-9 after one Newton step). */
@@ -315,15 +300,19 @@ export function registerMeasure(program: Command): void {
         const y = await readVectors(o.y, o.field);
         if (x.rows !== y.rows) throw new TersorError("E_SHAPE", `--x has ${x.rows} samples and --y has ${y.rows}: they must be paired row by row`);
         if (est === "ksg1" || est === "ksg2") {
-          const ksg = informationModule().ksg ?? notYet(`--estimator ${est} (KSG, k = ${k})`);
-          const r = await ksg(x, y, { k, algorithm: est === "ksg1" ? 1 : 2, ...(ci !== undefined ? { ci } : {}) });
+          const e = await ksgMutualInformation(asF64(x), asF64(y), { k, algorithm: est === "ksg1" ? 1 : 2, ...(ci !== undefined ? { ci, seed: neural.seed! } : {}) });
+          const interval = ciOf(e);
           if (o.json) {
-            process.stdout.write(JSON.stringify({ estimator: est, k, nats: r.nats, bits: r.nats / Math.LN2, samples: x.rows, dx: x.cols, dy: y.cols, ...(r.ci ? { ci: { level: ci, lo: r.ci[0], hi: r.ci[1] } } : {}) }, null, 2) + "\n");
-          } else {
-            const lines = [`estimator   ${est} (KSG, k = ${k})`, `I(X;Y)      ${fmt(r.nats)} nats = ${fmt(r.nats / Math.LN2)} bits`, `samples     ${x.rows} (x: ${x.cols}, y: ${y.cols} columns)`];
-            if (r.ci) lines.push(`${ci! * 100}% CI      [${fmt(r.ci[0])}, ${fmt(r.ci[1])}]`);
-            process.stdout.write(lines.join("\n") + "\n");
+            process.stdout.write(JSON.stringify({ estimator: est, k, nats: e.value, bits: e.value / Math.LN2, samples: x.rows, dx: x.cols, dy: y.cols, ...(interval ? { ci: interval } : {}) }, null, 2) + "\n");
+            return;
           }
+          const lines = [
+            `estimator   ${est} (Kraskov–Stögbauer–Grassberger algorithm ${est === "ksg1" ? 1 : 2}, k = ${k})`,
+            `I(X;Y)      ${fmt(e.value)} nats = ${fmt(e.value / Math.LN2)} bits`,
+            `samples     ${x.rows} (x: ${x.cols} column${x.cols === 1 ? "" : "s"}, y: ${y.cols})`,
+          ];
+          if (interval) lines.push(`${ci! * 100}% CI      [${fmt(interval.lo)}, ${fmt(interval.hi)}] (${interval.method})`);
+          process.stdout.write(lines.join("\n") + "\n");
           return;
         }
         const r = await neuralMutualInformation(asTensor(x), asTensor(y), neural);
@@ -375,10 +364,12 @@ export function registerMeasure(program: Command): void {
     .requiredOption("--x <file>", "samples (.npy, .json or .jsonl; rows × columns)")
     .option("--estimator <name>", "kl (Kozachenko–Leonenko), kde or discrete (plug-in over distinct rows)", "kl")
     .option("--k <k>", "neighbours (kl)", "3")
-    .option("--bandwidth <h>", "kernel bandwidth (kde)")
+    .option("--bandwidth <h>", "kernel bandwidth (kde; default: the median heuristic)")
+    .option("--miller-madow", "discrete: add the Miller–Madow bias correction")
+    .option("--ci <level>", "confidence level of a resampling interval (e.g. 0.95)")
     .option("--field <name>", "JSONL objects: the field holding the vector", "vector")
     .option("--json", "print one JSON object")
-    .action(async (o: { x: string; estimator: string; k: string; bandwidth?: string; field: string; json?: boolean }, c: Command) => {
+    .action(async (o: { x: string; estimator: string; k: string; bandwidth?: string; millerMadow?: boolean; ci?: string; field: string; json?: boolean }, c: Command) => {
       applyThreads(c);
       if (!["kl", "kde", "discrete"].includes(o.estimator)) throw new TersorError("E_RANGE", `--estimator must be kl, kde or discrete, got "${o.estimator}"`);
       const k = intOpt(o.k, "k", 1)!;
@@ -388,31 +379,37 @@ export function registerMeasure(program: Command): void {
       for (let i = 0; i < x.data.length; i++) {
         if (!Number.isFinite(x.data[i]!)) throw new TersorError("E_RANGE", `${o.x}: row ${Math.floor(i / x.cols)}, column ${i % x.cols} is not finite`);
       }
-      if (o.estimator === "kl" || o.estimator === "kde") {
-        const mod = informationModule();
-        const f = (o.estimator === "kl" ? mod.klEntropy : mod.kdeEntropy) ?? notYet(`--estimator ${o.estimator}`);
-        const nats = await f(x, { k, ...(h !== undefined ? { bandwidth: h } : {}) });
-        if (o.json) process.stdout.write(JSON.stringify({ estimator: o.estimator, nats, bits: nats / Math.LN2, samples: x.rows, dims: x.cols }, null, 2) + "\n");
-        else process.stdout.write(`estimator   ${o.estimator}\nH(X)        ${fmt(nats)} nats = ${fmt(nats / Math.LN2)} bits\nsamples     ${x.rows} × ${x.cols}\n`);
-        return;
+      const ci = numOpt(o.ci, "ci");
+      checkLevel(ci);
+      const ciOpts = ci !== undefined ? { ci } : {};
+      let e: InformationEstimate;
+      let what: string;
+      if (o.estimator === "kl") {
+        e = await klEntropy(asF64(x), { k, ...ciOpts });
+        what = `kl (Kozachenko–Leonenko, k = ${k})`;
+      } else if (o.estimator === "kde") {
+        e = await kdeEntropy(asF64(x), { bandwidth: h ?? "median", ...ciOpts });
+        what = `kde (Gaussian kernel, bandwidth ${h ?? "median heuristic"})`;
+      } else {
+        const rows = Array.from({ length: x.rows }, (_, i) => Array.from(x.data.subarray(i * x.cols, (i + 1) * x.cols)));
+        e = await discreteEntropy(rows, { correction: o.millerMadow ? "miller-madow" : "none", ...ciOpts });
+        what = `discrete (${o.millerMadow ? "Miller–Madow" : "plug-in"} over distinct rows)`;
       }
-      const d = discreteEntropy(x);
+      const interval = ciOf(e);
       if (o.json) {
-        process.stdout.write(JSON.stringify({ estimator: "discrete", nats: d.entropy, bits: d.entropy / Math.LN2, miller_madow_nats: d.millerMadow, symbols: d.symbols, samples: x.rows }, null, 2) + "\n");
+        process.stdout.write(JSON.stringify({ estimator: o.estimator, nats: e.value, bits: e.value / Math.LN2, samples: x.rows, dims: x.cols, ...(e.parameters ? { parameters: e.parameters } : {}), ...(interval ? { ci: interval } : {}) }, null, 2) + "\n");
         return;
       }
-      process.stdout.write(
-        [
-          `estimator     discrete (plug-in over ${d.symbols} distinct rows of ${x.rows})`,
-          `H(X)          ${fmt(d.entropy)} nats = ${fmt(d.entropy / Math.LN2)} bits`,
-          `Miller–Madow  ${fmt(d.millerMadow)} nats (plug-in + (symbols − 1) / 2n)`,
-        ].join("\n") + "\n",
-      );
+      const lines = [`estimator   ${what}`, `H(X)        ${fmt(e.value)} nats = ${fmt(e.value / Math.LN2)} bits`, `samples     ${x.rows} × ${x.cols}`];
+      if (interval) lines.push(`${ci! * 100}% CI      [${fmt(interval.lo)}, ${fmt(interval.hi)}] (${interval.method})`);
+      process.stdout.write(lines.join("\n") + "\n");
     });
 
   cmd
     .command("spectrum")
-    .description("per-layer effective rank, von Neumann entropy and coding rate of a model's hidden states (Model.hiddenStates)")
+    .description(
+      "per-layer effective rank, von Neumann entropy (nats) and coding rate (nats, ε² = 0.5) of a model's token-level hidden states (Model.hiddenStates; each document's first context-length tokens)",
+    )
     .argument("<model>", "model directory, .gguf file or model name")
     .requiredOption("--data <source>", `corpus:<name> (${CORPUS_NAMES.join(", ")}) or a JSONL file`)
     .option("--split <split>", "corpus split", "test")
@@ -433,8 +430,6 @@ export function registerMeasure(program: Command): void {
         const maxTokens = intOpt(o.maxTokens, "max-tokens", 2)!;
         checkSplit(o.split);
         if (o.dtype !== undefined && o.dtype !== "f32" && o.dtype !== "f16" && o.dtype !== "bf16") throw new TersorError("E_RANGE", `--dtype must be f32, f16 or bf16, got "${o.dtype}"`);
-        // The spectral measures come from the information module; check before loading anything.
-        const spectrum = informationModule().spectrum ?? notYet("tersor measure spectrum (effective rank, von Neumann entropy and coding rate)");
         const opts: LoadModelOptions = {};
         if (o.tokenizer !== undefined) opts.tokenizer = o.tokenizer;
         if (o.dtype !== undefined) opts.dtype = o.dtype as "f32" | "f16" | "bf16";
@@ -442,7 +437,15 @@ export function registerMeasure(program: Command): void {
         const hidden = await collectHidden(model, docsOf(o.data, { split: o.split, textField: o.textField, maxDocs }), maxTokens);
         if (hidden.rows < 2) throw new TersorError("E_RANGE", `only ${hidden.rows} token(s) were read from ${o.data}: a spectrum needs at least 2`);
         const layers = [];
-        for (const [l, z] of hidden.layers.entries()) layers.push({ layer: l, ...(await spectrum({ data: z, rows: hidden.rows, cols: hidden.cols })) });
+        for (const [l, z] of hidden.layers.entries()) {
+          const t = new Tensor("f64", [hidden.rows, hidden.cols], z);
+          layers.push({
+            layer: l,
+            effectiveRank: (await effectiveRank(t)).value,
+            vonNeumannEntropy: (await vonNeumannEntropy(t)).value,
+            codingRate: (await codingRate(t)).value,
+          });
+        }
         if (o.json) {
           process.stdout.write(JSON.stringify({ model: model.source.path, data: o.data, tokens: hidden.rows, hidden: hidden.cols, layers }, null, 2) + "\n");
           return;
