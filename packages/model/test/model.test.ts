@@ -1,5 +1,4 @@
 /** The Model API over the runtime: KV-cache decoding, generation, hidden states, capture, scoring. */
-import { evaluatePerplexity } from "@tersor/eval";
 import type { ForwardOptions, ForwardResult, NativeCapture, NativeKvCache, NativeTransformer, TransformerConfig } from "@tersor/native";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -181,19 +180,17 @@ describe("window lengths", () => {
   });
 });
 
-describe("perplexity through @tersor/eval", () => {
-  it("model.scorer() is a LanguageModelScorer; a random byte-level model has about log2(vocab) bits per byte", async () => {
+describe("scorer", () => {
+  it("model.scorer() has LanguageModelScorer's shape and scores windows as the sum of token log-probabilities", async () => {
     const { model } = get("qwen2");
     const scorer = model.scorer();
     expect(scorer.prefixToken).toBe(256);
     expect(scorer.maxLength).toBe(128);
-    const docs = [{ text: "It is a way I have of driving off the spleen and regulating the circulation.", domain: "moby" }, { text: "Whenever I find myself growing grim about the mouth.", domain: "moby" }];
-    const r = await evaluatePerplexity(asScorer(model), docs, { window: 32, progress: "silent" });
-    expect(r.totals.tokens).toBe(docs.reduce((s, d) => s + Buffer.byteLength(d.text), 0));
-    expect(r.bits_per_byte).toBeGreaterThan(Math.log2(300) - 1);
-    expect(r.bits_per_byte).toBeLessThan(Math.log2(300) + 1);
-    const strided = await evaluatePerplexity(scorer, docs, { window: 32, stride: 16, progress: "silent" });
-    expect(strided.bits_per_byte).toBeGreaterThan(0);
+    const ids = await scorer.encode("Call me Ishmael.");
+    const [ll] = await scorer.scoreWindows([{ context: [256], continuation: ids }]);
+    const lp = await model.logprobs([256, ...ids]);
+    const sum = Array.from(lp).reduce((a, b) => a + b, 0);
+    expect(relError([ll!], [sum])).toBeLessThan(1e-4);
   });
 });
 
