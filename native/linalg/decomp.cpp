@@ -93,20 +93,24 @@ void check_square(const char* fn, size_t rows, size_t cols, const char* what = "
           std::string(fn) + ": " + what + " must be a square matrix, got " + dims(rows, cols));
 }
 
-/// Symmetry to sqrt(eps) * max|A| (routines then read the lower triangle).
+/// Symmetry to sqrt(eps) * max|A| (routines then read the lower triangle). Tiled, so that the transposed
+/// reads stay in cache.
 template <class T>
 void check_symmetric(const char* fn, const T* a, size_t n) {
   T maxabs = 0;
   for (size_t i = 0; i < n * n; ++i) maxabs = std::max(maxabs, std::abs(a[i]));
   const double tol = std::sqrt(eps_of<T>()) * static_cast<double>(maxabs);
-  for (size_t i = 0; i < n; ++i)
-    for (size_t j = 0; j < i; ++j) {
-      const double x = a[i * n + j], y = a[j * n + i];
-      if (std::abs(x - y) > tol)
-        fail(ErrorCode::Range, std::string(fn) + ": matrix is not symmetric: a[" + std::to_string(i) + "][" +
-                                   std::to_string(j) + "] = " + num(x) + " but a[" + std::to_string(j) + "][" +
-                                   std::to_string(i) + "] = " + num(y) + " (tolerance " + num(tol) + ")");
-    }
+  constexpr size_t tile = 64;
+  for (size_t i0 = 0; i0 < n; i0 += tile)
+    for (size_t j0 = 0; j0 <= i0; j0 += tile)
+      for (size_t i = i0; i < std::min(n, i0 + tile); ++i)
+        for (size_t j = j0; j < std::min(i, j0 + tile); ++j) {
+          const double x = a[i * n + j], y = a[j * n + i];
+          if (std::abs(x - y) > tol)
+            fail(ErrorCode::Range, std::string(fn) + ": matrix is not symmetric: a[" + std::to_string(i) + "][" +
+                                       std::to_string(j) + "] = " + num(x) + " but a[" + std::to_string(j) + "][" +
+                                       std::to_string(i) + "] = " + num(y) + " (tolerance " + num(tol) + ")");
+        }
 }
 
 void check_damping(const char* fn, double damping) {
@@ -270,36 +274,102 @@ void check_k(const char* fn, size_t m, size_t n, size_t k) {
               " matrix; it must be in [1, min(m, n) = " + std::to_string(r) + "]");
 }
 
-/// Lower Cholesky factor of the (damped) n x n matrix, Range with the failing pivot otherwise.
+/// Blocked right-looking Cholesky in place on the row-major n x n matrix `a` (Golub & Van Loan, Alg.
+/// 4.2.4): the lower triangle is read and overwritten by L, the strict upper triangle zeroed. Diagonal
+/// blocks by Eigen's unblocked LLT, panel solves A21 <- A21 L11^-T in parallel row slices, trailing
+/// updates A22 -= A21 A21^T (lower part, in row panels) through the parallel gemm. Returns -1, or the
+/// index of the first failing pivot with its value (the Schur complement's diagonal) in *pivot.
 template <class T>
-ColMat<T> chol_lower(const char* fn, const ColMat<T>& A, double damping) {
-  ColMat<T> L = A;
-  const Eigen::Index n = L.rows();
-  if (damping > 0 && n > 0) {
-    const T add = static_cast<T>(damping * static_cast<double>(L.diagonal().mean()));
-    L.diagonal().array() += add;
+long long chol_blocked(T* a, size_t n, double* pivot) {
+  constexpr size_t nb = 128;
+  for (size_t k = 0; k < n; k += nb) {
+    const size_t bs = std::min(nb, n - k);
+    auto A11 = mmap(a + k * n + k, bs, bs, n);
+    const Eigen::Index ret = Eigen::internal::llt_inplace<T, Eigen::Lower>::unblocked(A11);
+    if (ret >= 0) {
+      // A11(ret, ret) still holds the updated diagonal; row ret left of it holds final L entries.
+      double x = static_cast<double>(A11(ret, ret));
+      for (Eigen::Index c = 0; c < ret; ++c) x -= static_cast<double>(A11(ret, c)) * static_cast<double>(A11(ret, c));
+      *pivot = x;
+      return static_cast<long long>(k) + ret;
+    }
+    const size_t r = n - k - bs;
+    if (r == 0) break;
+    T* a21 = a + (k + bs) * n + k;
+    const int nt = static_cast<int>(std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(num_threads()), r / 64)));
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; ++t) {
+      const size_t r0 = r * static_cast<size_t>(t) / static_cast<size_t>(nt);
+      const size_t r1 = r * static_cast<size_t>(t + 1) / static_cast<size_t>(nt);
+      if (r0 == r1) continue;
+      auto panel = mmap(a21 + r0 * n, r1 - r0, bs, n);
+      A11.transpose().template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(panel);
+    }
+    T* a22 = a + (k + bs) * n + (k + bs);
+    const size_t P = std::clamp<size_t>(r / 256, 1, 8);
+    for (size_t p = 0; p < P; ++p) {
+      const size_t i0 = r * p / P, i1 = r * (p + 1) / P;
+      if (i0 < i1)
+        gemm<T>(nullptr, Trans::No, Trans::Yes, i1 - i0, i1, bs, T(-1), a21 + i0 * n, n, a21, n, T(1), a22 + i0 * n, n);
+    }
   }
-  Vec<T> diag = L.diagonal();
-  const Eigen::Index j = Eigen::internal::llt_inplace<T, Eigen::Lower>::blocked(L);
-  if (j >= 0) {
-    // At failure, row j left of the diagonal holds final L entries: the pivot is a_jj - ||L[j, :j]||^2.
-    double pivot = static_cast<double>(diag[j]);
-    for (Eigen::Index c = 0; c < j; ++c) pivot -= static_cast<double>(L(j, c)) * static_cast<double>(L(j, c));
-    fail(ErrorCode::Range, std::string(fn) + ": matrix is not positive definite (pivot j = " + std::to_string(j) +
-                               " is " + num(pivot) + (damping > 0 ? " after damping" : "") + ")");
-  }
-  L.template triangularView<Eigen::StrictlyUpper>().setZero();
-  return L;
+  for (size_t i = 0; i < n; ++i) std::fill(a + i * n + i + 1, a + (i + 1) * n, T(0));
+  return -1;
 }
 
-/// The checks every SPD routine starts with; returns a column-major copy.
+/// Row-major lower Cholesky factor of the (damped) n x n matrix; Range with the failing pivot otherwise.
 template <class T>
-ColMat<T> spd_input(const char* fn, const T* a, size_t rows, size_t cols, double damping) {
+std::vector<T> chol_rows(const char* fn, std::vector<T> a, size_t n, double damping) {
+  if (damping > 0 && n > 0) {
+    double mean = 0;
+    for (size_t i = 0; i < n; ++i) mean += static_cast<double>(a[i * n + i]);
+    const T add = static_cast<T>(damping * mean / static_cast<double>(n));
+    for (size_t i = 0; i < n; ++i) a[i * n + i] += add;
+  }
+  double pivot = 0;
+  const long long j = chol_blocked(a.data(), n, &pivot);
+  if (j >= 0)
+    fail(ErrorCode::Range, std::string(fn) + ": matrix is not positive definite (pivot j = " + std::to_string(j) +
+                               " is " + num(pivot) + (damping > 0 ? " after damping" : "") + ")");
+  return a;
+}
+
+/// In-place inverse of the row-major lower-triangular n x n matrix L (leading dimension ld; the strict
+/// upper triangle must be zero) by recursive halving: with L = [L11 0; L21 L22],
+/// L^-1 = [L11^-1 0; -L22^-1 L21 L11^-1 L22^-1] (as LAPACK's trtri), so nearly all the work is two gemms
+/// per level; `tmp` holds L21 L11^-1. Blocks of at most 128 are solved directly (forward substitution
+/// leaves exact zeros above the diagonal).
+template <class T>
+void lower_inverse_rec(T* L, size_t n, size_t ld, std::vector<T>& tmp) {
+  if (n <= 128) {
+    ColMat<T> Xb = ColMat<T>::Identity(n, n);
+    cmap(L, n, n, ld).template triangularView<Eigen::Lower>().solveInPlace(Xb);
+    mmap(L, n, n, ld) = Xb;
+    return;
+  }
+  size_t n1 = (n / 2 + 63) / 64 * 64;
+  if (n1 >= n) n1 = n / 2;
+  const size_t n2 = n - n1;
+  lower_inverse_rec(L, n1, ld, tmp);                     // L11 <- L11^-1
+  lower_inverse_rec(L + n1 * ld + n1, n2, ld, tmp);      // L22 <- L22^-1
+  tmp.resize(std::max(tmp.size(), n2 * n1));
+  gemm<T>(nullptr, Trans::No, Trans::No, n2, n1, n1, T(1), L + n1 * ld, ld, L, ld, T(0), tmp.data(), n1);
+  gemm<T>(nullptr, Trans::No, Trans::No, n2, n1, n2, T(-1), L + n1 * ld + n1, ld, tmp.data(), n1, T(0), L + n1 * ld, ld);
+}
+
+template <class T>
+void lower_inverse_inplace(std::vector<T>& L, size_t n) {
+  std::vector<T> tmp;
+  if (n > 0) lower_inverse_rec(L.data(), n, n, tmp);
+}
+
+/// The checks every SPD routine starts with.
+template <class T>
+void spd_check(const char* fn, const T* a, size_t rows, size_t cols, double damping) {
   check_square(fn, rows, cols);
   check_damping(fn, damping);
   check_finite(fn, a, rows, cols, "a");
   check_symmetric(fn, a, rows);
-  return to_col(a, rows, cols);
 }
 
 /// B = op(A), M x N with M >= N: the tall orientation of A (op = transpose when A is wide).
@@ -556,44 +626,49 @@ Eigh<T> eigh(const T* a, size_t rows, size_t cols) {
 template <class T>
 std::vector<T> cholesky(const T* a, size_t rows, size_t cols, double damping) {
   const char* fn = "cholesky";
-  ColMat<T> A = spd_input(fn, a, rows, cols, damping);
-  return to_vec<T>(chol_lower(fn, A, damping));
+  spd_check(fn, a, rows, cols, damping);
+  return chol_rows(fn, std::vector<T>(a, a + rows * cols), rows, damping);
 }
 
 template <class T>
 std::vector<T> cholesky_inverse(const T* a, size_t rows, size_t cols, double damping) {
   const char* fn = "choleskyInverse";
-  ColMat<T> A = spd_input(fn, a, rows, cols, damping);
-  if (rows == 0) return {};
+  spd_check(fn, a, rows, cols, damping);
+  const size_t n = rows;
   // J A J = Lr Lr^T  =>  A = (J Lr J)(J Lr J)^T with J Lr J upper  =>  A^-1 = U^T U, U = J Lr^-1 J.
-  ColMat<T> Ar = A.reverse();
-  ColMat<T> Lr;
+  // Row-major, J X J is the flat array reversed.
+  std::vector<T> U;
   try {
-    Lr = chol_lower(fn, Ar, damping);
+    U = chol_rows(fn, std::vector<T>(std::reverse_iterator<const T*>(a + n * n), std::reverse_iterator<const T*>(a)), n,
+                  damping);
   } catch (const Error&) {
-    chol_lower(fn, A, damping);  // report the pivot in the natural order
+    chol_rows(fn, std::vector<T>(a, a + n * n), n, damping);  // report the pivot in the natural order
     throw;
   }
-  ColMat<T> Linv = ColMat<T>::Identity(A.rows(), A.cols());
-  Lr.template triangularView<Eigen::Lower>().solveInPlace(Linv);
-  ColMat<T> U = Linv.reverse();
-  U.template triangularView<Eigen::StrictlyLower>().setZero();
-  return to_vec<T>(U);
+  lower_inverse_inplace(U, n);
+  std::reverse(U.begin(), U.end());
+  return U;
 }
 
 template <class T>
 std::vector<T> inverse_spd(const T* a, size_t rows, size_t cols, double damping) {
   const char* fn = "inverseSpd";
-  ColMat<T> A = spd_input(fn, a, rows, cols, damping);
-  if (rows == 0) return {};
-  ColMat<T> L = chol_lower(fn, A, damping);
-  ColMat<T> Linv = ColMat<T>::Identity(A.rows(), A.cols());
-  L.template triangularView<Eigen::Lower>().solveInPlace(Linv);
-  ColMat<T> X = ColMat<T>::Zero(A.rows(), A.cols());
-  X.template selfadjointView<Eigen::Lower>().rankUpdate(Linv.transpose());  // X = Linv^T Linv
-  ColMat<T> upper = X.transpose();
-  X.template triangularView<Eigen::StrictlyUpper>() = upper;
-  return to_vec<T>(X);
+  spd_check(fn, a, rows, cols, damping);
+  const size_t n = rows;
+  std::vector<T> Linv = chol_rows(fn, std::vector<T>(a, a + n * n), n, damping);
+  lower_inverse_inplace(Linv, n);
+  // Lower triangle of Linv^T Linv in row panels [i0, i1): only rows k >= i0 of Linv contribute.
+  std::vector<T> X(n * n);
+  const size_t P = std::clamp<size_t>(n / 256, 1, 8);
+  for (size_t p = 0; p < P; ++p) {
+    const size_t i0 = n * p / P, i1 = n * (p + 1) / P;
+    if (i0 < i1)
+      gemm<T>(nullptr, Trans::Yes, Trans::No, i1 - i0, i1, n - i0, T(1), Linv.data() + i0 * n + i0, n,
+              Linv.data() + i0 * n, n, T(0), X.data() + i0 * n, n);
+  }
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < i; ++j) X[j * n + i] = X[i * n + j];
+  return X;
 }
 
 template <class T>
@@ -628,14 +703,24 @@ std::vector<T> solve(const T* a, size_t a_rows, size_t a_cols, const T* b, size_
   check_finite(fn, a, a_rows, a_cols, "a");
   check_finite(fn, b, b_rows, b_cols, "b");
   if (a_rows == 0 || b_cols == 0) return std::vector<T>(b_rows * b_cols, T(0));
-  ColMat<T> A = to_col(a, a_rows, a_cols);
   ColMat<T> X = to_col(b, b_rows, b_cols);
   if (assume == Assume::Spd) {
     check_symmetric(fn, a, a_rows);
-    ColMat<T> L = chol_lower(fn, A, 0);
-    L.template triangularView<Eigen::Lower>().solveInPlace(X);
-    L.transpose().template triangularView<Eigen::Upper>().solveInPlace(X);
+    const size_t n = a_rows;
+    const std::vector<T> L = chol_rows(fn, std::vector<T>(a, a + n * n), n, 0);
+    const auto Lm = cmap(L.data(), n, n, n);
+    // Right-hand sides are independent: column slices in parallel.
+    const int nt = static_cast<int>(std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(num_threads()), b_cols / 16)));
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; ++t) {
+      const Eigen::Index c0 = static_cast<Eigen::Index>(b_cols * static_cast<size_t>(t) / static_cast<size_t>(nt));
+      const Eigen::Index c1 = static_cast<Eigen::Index>(b_cols * static_cast<size_t>(t + 1) / static_cast<size_t>(nt));
+      auto Xs = X.middleCols(c0, c1 - c0);
+      Lm.template triangularView<Eigen::Lower>().solveInPlace(Xs);
+      Lm.transpose().template triangularView<Eigen::Upper>().solveInPlace(Xs);
+    }
   } else {
+    ColMat<T> A = to_col(a, a_rows, a_cols);
     Eigen::PartialPivLU<ColMat<T>> lu(A);
     const auto& d = lu.matrixLU().diagonal();
     for (Eigen::Index j = 0; j < d.size(); ++j)
@@ -672,15 +757,16 @@ LogDet logdet(const T* a, size_t rows, size_t cols, Assume assume) {
   check_finite(fn, a, rows, cols, "a");
   LogDet out{1.0, 0.0};
   if (rows == 0) return out;
-  ColMat<T> A = to_col(a, rows, cols);
   if (assume == Assume::Spd) {
     check_symmetric(fn, a, rows);
-    ColMat<T> L = chol_lower(fn, A, 0);
+    const size_t n = rows;
+    const std::vector<T> L = chol_rows(fn, std::vector<T>(a, a + n * n), n, 0);
     double acc = 0;
-    for (Eigen::Index i = 0; i < L.rows(); ++i) acc += std::log(static_cast<double>(L(i, i)));
+    for (size_t i = 0; i < n; ++i) acc += std::log(static_cast<double>(L[i * n + i]));
     out.logabsdet = 2 * acc;
     return out;
   }
+  ColMat<T> A = to_col(a, rows, cols);
   Eigen::PartialPivLU<ColMat<T>> lu(A);
   double sign = static_cast<double>(lu.permutationP().determinant());
   double acc = 0;

@@ -431,6 +431,47 @@ TEST_CASE("linalg choleskyInverse gives the upper factor of the inverse as GPTQ 
   check_error([&] { inverse_spd(indef.data(), 2, 2); }, ErrorCode::Range, "not positive definite");
 }
 
+TEST_CASE("linalg blocked Cholesky: several blocks and panels, parallel inverse and solves, late pivot failure") {
+  Rng rng(18);
+  const size_t n = 600;
+  const MatD a = spd(rng, n);
+  const auto x = flat<double>(a);
+  MatD l = mat(cholesky(x.data(), n, n), n, n);
+  CHECK(rel(l * l.transpose(), a) < 1e-14);
+  CHECK(l.triangularView<Eigen::StrictlyUpper>().toDenseMatrix().cwiseAbs().maxCoeff() == 0);
+  Eigen::LLT<Eigen::MatrixXd> ref(a);
+  CHECK(rel(l, ref.matrixL().toDenseMatrix()) < 1e-13);
+  MatD u = mat(cholesky_inverse(x.data(), n, n, 0.01), n, n);
+  MatD damped = a;
+  damped.diagonal().array() += 0.01 * a.diagonal().mean();
+  CHECK((u.transpose() * u * damped - MatD::Identity(n, n)).norm() < 1e-11);
+  CHECK(u.triangularView<Eigen::StrictlyLower>().toDenseMatrix().cwiseAbs().maxCoeff() == 0);
+  MatD inv = mat(inverse_spd(x.data(), n, n), n, n);
+  CHECK((inv * a - MatD::Identity(n, n)).norm() < 1e-11);
+  CHECK(inv == inv.transpose());
+  const MatD b = gaussian(rng, n, 70);
+  const auto y = flat<double>(b);
+  MatD sol = mat(solve(x.data(), n, n, y.data(), n, 70, Assume::Spd), n, 70);
+  CHECK((a * sol - b).norm() < 1e-13 * a.norm() * sol.norm());
+  const double want = ref.matrixL().toDenseMatrix().diagonal().array().log().sum() * 2;
+  CHECK(std::abs(logdet(x.data(), n, n, Assume::Spd).logabsdet - want) < 1e-10);
+  {
+    const auto xf = flat<float>(a);
+    MatD lf = mat(cholesky(xf.data(), n, n), n, n);
+    CHECK(rel(lf * lf.transpose(), mat(xf, n, n)) < 1e-6);
+    MatD uf = mat(cholesky_inverse(xf.data(), n, n), n, n);
+    CHECK((uf.transpose() * uf * mat(xf, n, n) - MatD::Identity(n, n)).norm() < 1e-4);
+  }
+  // Make the Schur complement at j = 300 equal -0.5: the error names that pivot and its value.
+  const double l300 = ref.matrixL()(300, 300);
+  MatD bad = a;
+  bad(300, 300) -= l300 * l300 + 0.5;
+  const auto xb = flat<double>(bad);
+  check_error([&] { cholesky(xb.data(), n, n); }, ErrorCode::Range, "matrix is not positive definite (pivot j = 300 is -0.5)");
+  check_error([&] { cholesky_inverse(xb.data(), n, n); }, ErrorCode::Range, "pivot j = 300 is -0.5");
+  check_error([&] { solve(xb.data(), n, n, y.data(), n, 70, Assume::Spd); }, ErrorCode::Range, "pivot j = 300");
+}
+
 TEST_CASE("linalg qr: Q R = A with orthonormal Q and upper-triangular R (tall and wide)") {
   Rng rng(10);
   for (const MatD& a : {gaussian(rng, 50, 30), gaussian(rng, 30, 50), hilbert(10),

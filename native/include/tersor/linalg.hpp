@@ -4,7 +4,8 @@
 // Conventions:
 //  * every matrix is row-major and contiguous: element (i, j) of an r x c matrix is at [i * c + j];
 //  * every routine exists for float and double (explicit instantiations in native/linalg/); results
-//    are in the precision of the input, and the O(n^3) dense work runs in that precision (Eigen 3.4);
+//    are in the precision of the input, and the O(n^3) dense work runs in that precision (Eigen 3.4,
+//    plus tersor::sgemm for the large products in float);
 //  * inputs are checked before any work: shapes (ErrorCode::Shape, with the numbers), NaN/Inf anywhere
 //    (ErrorCode::Range, naming the operand, row and column), ranks/options out of range
 //    (ErrorCode::Range), matrices that must be symmetric positive definite but are not (ErrorCode::Range,
@@ -90,14 +91,16 @@ template <class T>
 Eigh<T> eigh(const T* a, size_t rows, size_t cols);
 
 /// Lower Cholesky factor L (zeros above the diagonal) of A + damping * mean(diag(A)) * I, the damping
-/// GPTQ applies to its Hessian (Frantar et al. 2023, "GPTQ", Sec. 4). damping >= 0.
+/// GPTQ applies to its Hessian (Frantar et al. 2023, "GPTQ", Sec. 4). damping >= 0. Blocked
+/// right-looking (128-wide panels): Eigen's unblocked LLT on diagonal blocks, panel solves in parallel,
+/// trailing updates through tersor::sgemm (float) or the OpenMP-split Eigen product (double).
 template <class T>
 std::vector<T> cholesky(const T* a, size_t rows, size_t cols, double damping = 0);
 
 /// Upper Cholesky factor U of (A + damping * mean(diag(A)) * I)^-1, i.e. A^-1 = U^T U with U upper
 /// triangular, positive diagonal: what GPTQ computes as cholesky(cholesky_inverse(cholesky(H)),
 /// upper=True). Computed as J inv(chol(J A J)) J (J = the exchange matrix): one factorisation and one
-/// triangular inverse, no explicit A^-1.
+/// triangular inverse (recursive halving, two gemms per level), no explicit A^-1.
 template <class T>
 std::vector<T> cholesky_inverse(const T* a, size_t rows, size_t cols, double damping = 0);
 
