@@ -1,6 +1,7 @@
 // Dense decompositions over Eigen 3.4 (see tersor/linalg.hpp for the contracts), plus tersor's own
-// truncated SVD (thick-restart block Lanczos) and randomized SVD (Halko, Martinsson & Tropp 2011).
-// Large products go through tersor::sgemm in float and an OpenMP-split Eigen product in double.
+// truncated SVD (thick-restart block Lanczos), randomized SVD (Halko, Martinsson & Tropp 2011), blocked
+// Cholesky and triangular inverse. Large products go through tersor::sgemm in float and an
+// OpenMP-split Eigen product in double.
 #include <omp.h>
 
 #include <Eigen/Cholesky>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <type_traits>
