@@ -18,6 +18,7 @@ import { TersorError } from "@tersor/native";
 import { writeAtomic } from "../atomic.js";
 import { type GgmlTypeInfo, type GgmlTypeName, ggmlTypeById, ggmlTypeByName } from "../ggml.js";
 import { Tensor } from "../tensor.js";
+import { fsError, readExact } from "./file-io.js";
 
 /** The GGUF metadata value types, by their numeric tag order. */
 export const GGUF_VALUE_TYPES = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"] as const;
@@ -309,26 +310,6 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-function fsError(e: unknown, what: string): TersorError {
-  if (e instanceof TersorError) return e;
-  const err = e as NodeJS.ErrnoException;
-  return new TersorError("E_IO", `${what}: ${err.code ? `${err.code} ` : ""}${err.message ?? String(e)}`, { cause: e });
-}
-
-async function readExact(fh: FileHandle, buf: Uint8Array, position: number, path: string): Promise<void> {
-  let done = 0;
-  while (done < buf.byteLength) {
-    let n: number;
-    try {
-      ({ bytesRead: n } = await fh.read(buf, done, buf.byteLength - done, position + done));
-    } catch (e) {
-      throw fsError(e, `reading ${path}`);
-    }
-    if (n === 0) throw new TersorError("E_FORMAT", `${path}: unexpected end of file at byte ${position + done}; the file is truncated`);
-    done += n;
-  }
-}
 
 /** Reads the header through a bounded window, failing with E_FORMAT on any read past the end. */
 class HeaderReader {

@@ -9,6 +9,8 @@ import { TersorError } from "@tersor/native";
 import { type AsyncBuffer, type FileMetaData, type SchemaElement, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
 
+import { fsError } from "./file-io.js";
+
 export interface ReadParquetOptions {
   /** Top-level columns to read (default: all). Unknown names are `E_RANGE`. */
   columns?: readonly string[];
@@ -52,12 +54,6 @@ export interface ParquetInfo {
   keyValueMetadata: Record<string, string | undefined>;
   /** hyparquet's full footer (bigints kept). */
   raw: FileMetaData;
-}
-
-function fsError(e: unknown, what: string): TersorError {
-  if (e instanceof TersorError) return e;
-  const err = e as NodeJS.ErrnoException;
-  return new TersorError("E_IO", `${what}: ${err.code ? `${err.code} ` : ""}${err.message ?? String(e)}`, { cause: e });
 }
 
 /** Anything hyparquet throws about the bytes becomes E_FORMAT; our own errors pass through. */

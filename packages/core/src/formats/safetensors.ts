@@ -16,6 +16,7 @@ import { TersorError } from "@tersor/native";
 import { writeAtomic } from "../atomic.js";
 import { type DType, isElementDType } from "../dtype.js";
 import { Tensor } from "../tensor.js";
+import { fsError, readExact } from "./file-io.js";
 
 /** Every dtype name the safetensors format defines. */
 export type SafetensorsDType =
@@ -151,29 +152,6 @@ export interface SafetensorsDir extends SafetensorsSource {
   readonly files: readonly string[];
   /** The index's own `metadata` object (e.g. `total_size`), empty without an index. */
   readonly indexMetadata: Readonly<Record<string, unknown>>;
-}
-
-function fsError(e: unknown, what: string): TersorError {
-  if (e instanceof TersorError) return e;
-  const err = e as NodeJS.ErrnoException;
-  return new TersorError("E_IO", `${what}: ${err.code ? `${err.code} ` : ""}${err.message ?? String(e)}`, { cause: e });
-}
-
-/** Fills `buf` from `position`; a short read means the file is shorter than its header says. */
-async function readExact(fh: FileHandle, buf: Uint8Array, position: number, path: string): Promise<void> {
-  let done = 0;
-  while (done < buf.byteLength) {
-    let n: number;
-    try {
-      ({ bytesRead: n } = await fh.read(buf, done, buf.byteLength - done, position + done));
-    } catch (e) {
-      throw fsError(e, `reading ${path}`);
-    }
-    if (n === 0) {
-      throw new TersorError("E_FORMAT", `${path}: unexpected end of file at byte ${position + done} (wanted ${buf.byteLength} bytes at ${position}); the file is truncated`);
-    }
-    done += n;
-  }
 }
 
 async function openFile(path: string): Promise<{ fh: FileHandle; size: number }> {
