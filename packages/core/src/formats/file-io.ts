@@ -26,3 +26,49 @@ export async function readExact(fh: FileHandle, buf: Uint8Array, position: numbe
     done += n;
   }
 }
+
+/** A tensor's byte range within a file, as the format readers describe it. */
+export interface TensorByteRange {
+  readonly name: string;
+  /** Absolute position of the tensor's bytes in the file. */
+  readonly byteOffset: number;
+  readonly byteLength: number;
+}
+
+/** Name lookup, lazy byte reads and closing over one open tensor file. */
+export interface LazyTensorFile<T extends TensorByteRange> {
+  get(name: string): T | undefined;
+  /** The tensor, or E_RANGE naming the file and the missing name. */
+  lookup(name: string): T;
+  /** Reads one tensor's bytes on demand (E_IO after close). */
+  readBytes(name: string): Promise<Uint8Array>;
+  /** Closes the file once; later calls do nothing. */
+  close(): Promise<void>;
+}
+
+/** The lazy-read machinery shared by the safetensors and GGUF readers: nothing is read until asked. */
+export function lazyTensorFile<T extends TensorByteRange>(path: string, fh: FileHandle, tensors: readonly T[]): LazyTensorFile<T> {
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  let closed = false;
+  const lookup = (name: string): T => {
+    const t = byName.get(name);
+    if (t === undefined) throw new TersorError("E_RANGE", `${path}: no tensor named "${name}"`);
+    return t;
+  };
+  return {
+    get: (name) => byName.get(name),
+    lookup,
+    async readBytes(name) {
+      const t = lookup(name);
+      if (closed) throw new TersorError("E_IO", `${path}: read after close`);
+      const buf = new Uint8Array(t.byteLength);
+      await readExact(fh, buf, t.byteOffset, path);
+      return buf;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await fh.close().catch(() => {});
+    },
+  };
+}

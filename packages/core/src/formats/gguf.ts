@@ -18,7 +18,7 @@ import { TersorError } from "@tersor/native";
 import { writeAtomic } from "../atomic.js";
 import { type GgmlTypeInfo, type GgmlTypeName, ggmlTypeById, ggmlTypeByName } from "../ggml.js";
 import { Tensor } from "../tensor.js";
-import { fsError, readExact } from "./file-io.js";
+import { fsError, lazyTensorFile, readExact } from "./file-io.js";
 
 /** The GGUF metadata value types, by their numeric tag order. */
 export const GGUF_VALUE_TYPES = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"] as const;
@@ -595,20 +595,7 @@ function makeGgufFile(
   metadata: GgufMetadata,
   tensors: GgufTensorInfo[],
 ): GgufFile {
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  let closed = false;
-  const lookup = (name: string): GgufTensorInfo => {
-    const t = byName.get(name);
-    if (t === undefined) throw new TersorError("E_RANGE", `${path}: no tensor named "${name}"`);
-    return t;
-  };
-  const readBytes = async (name: string): Promise<Uint8Array> => {
-    const t = lookup(name);
-    if (closed) throw new TersorError("E_IO", `${path}: read after close`);
-    const buf = new Uint8Array(t.byteLength);
-    await readExact(fh, buf, t.byteOffset, path);
-    return buf;
-  };
+  const file = lazyTensorFile(path, fh, tensors);
   return {
     path,
     version,
@@ -617,17 +604,13 @@ function makeGgufFile(
     fileSize,
     metadata,
     tensors: Object.freeze(tensors),
-    get: (name) => byName.get(name),
-    readBytes,
+    get: file.get,
+    readBytes: file.readBytes,
     async read(name) {
-      const t = lookup(name);
-      return Tensor.fromBytes(t.dtype, t.shape, await readBytes(name));
+      const t = file.lookup(name);
+      return Tensor.fromBytes(t.dtype, t.shape, await file.readBytes(name));
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await fh.close().catch(() => {});
-    },
+    close: file.close,
   };
 }
 

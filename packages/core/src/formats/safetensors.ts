@@ -16,7 +16,7 @@ import { TersorError } from "@tersor/native";
 import { writeAtomic } from "../atomic.js";
 import { type DType, isElementDType } from "../dtype.js";
 import { Tensor } from "../tensor.js";
-import { fsError, readExact } from "./file-io.js";
+import { fsError, lazyTensorFile, readExact } from "./file-io.js";
 
 /** Every dtype name the safetensors format defines. */
 export type SafetensorsDType =
@@ -335,20 +335,7 @@ function makeFile(
   tensors: SafetensorsTensorInfo[],
   metadata: Record<string, string>,
 ): SafetensorsFile {
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  let closed = false;
-  const lookup = (name: string): SafetensorsTensorInfo => {
-    const t = byName.get(name);
-    if (t === undefined) throw new TersorError("E_RANGE", `${path}: no tensor named "${name}"`);
-    return t;
-  };
-  const readBytes = async (name: string): Promise<Uint8Array> => {
-    const t = lookup(name);
-    if (closed) throw new TersorError("E_IO", `${path}: read after close`);
-    const buf = new Uint8Array(t.byteLength);
-    await readExact(fh, buf, t.byteOffset, path);
-    return buf;
-  };
+  const file = lazyTensorFile(path, fh, tensors);
   return {
     path,
     headerLength,
@@ -356,18 +343,14 @@ function makeFile(
     fileSize,
     tensors: Object.freeze(tensors),
     metadata: Object.freeze(metadata),
-    get: (name) => byName.get(name),
-    readBytes,
+    get: file.get,
+    readBytes: file.readBytes,
     async read(name) {
-      const t = lookup(name);
+      const t = file.lookup(name);
       if (t.tersorDType === undefined) return tensorFromBytes(t, new Uint8Array(0));
-      return tensorFromBytes(t, await readBytes(name));
+      return tensorFromBytes(t, await file.readBytes(name));
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await fh.close().catch(() => {});
-    },
+    close: file.close,
   };
 }
 
