@@ -1,11 +1,12 @@
 /** loadModel: a Hugging Face model directory or a llama.cpp GGUF file into the native runtime. */
-import { open, readFile, stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 import { type GgufFile, type GgufValue, type ProgressMode, TersorError, openGguf, openSafetensorsDir } from "@tersor/core";
 import { type NativeTransformer, type TransformerConfig, native } from "@tersor/native";
 
 import { type ModelSpec, parseHfConfig } from "./config.js";
+import { isFile, readJsonFile } from "./files.js";
 import { Model, type ModelSource } from "./model.js";
 import { resolveModelPath } from "./resolve.js";
 import { type Tokenizer, byteTokenizer, loadTokenizer } from "./tokenizer.js";
@@ -32,29 +33,6 @@ function defaultRuntime(config: TransformerConfig): NativeTransformer {
     throw new TersorError("E_NATIVE", "the native addon has no transformer runtime (createTransformer); rebuild it with `npm run build:native`");
   }
   return b.createTransformer(config);
-}
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-async function readJsonFile(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new TersorError("E_IO", `cannot read ${path}: ${err.code ?? ""} ${err.message}`.trim(), { cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new TersorError("E_FORMAT", `${path}: not valid JSON: ${(e as Error).message}`);
-  }
 }
 
 async function isGgufFile(path: string): Promise<boolean> {

@@ -2,11 +2,13 @@
  * Tokenizers: Hugging Face `tokenizer.json` through @huggingface/tokenizers, and tersor's built-in
  * byte-level tokenizer (256 byte tokens + BOS/EOS/PAD) for models without one.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
 import { TersorError, writeFileAtomic } from "@tersor/core";
+
+import { isFile, readJsonFile } from "./files.js";
 
 /** What a model needs from a tokenizer. */
 export interface Tokenizer {
@@ -202,29 +204,6 @@ export class HfTokenizer implements Tokenizer {
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new TersorError("E_IO", `cannot read ${path}: ${err.code ?? ""} ${err.message}`.trim(), { cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new TersorError("E_FORMAT", `${path}: not valid JSON: ${(e as Error).message}`);
-  }
-}
-
-async function isFile(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Loads a tokenizer from a `tokenizer.json` file or a directory holding one (with its
  * `tokenizer_config.json` beside it, when present).
@@ -239,10 +218,10 @@ export async function loadTokenizer(path: string): Promise<HfTokenizer> {
   const file = st.isDirectory() ? join(path, "tokenizer.json") : path;
   const dir = st.isDirectory() ? path : join(path, "..");
   if (!(await isFile(file))) throw new TersorError("E_IO", `cannot open tokenizer: ${file} does not exist`);
-  const json = await readJson(file);
+  const json = await readJsonFile(file);
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new TersorError("E_FORMAT", `${file}: must be a JSON object`);
   const cfgPath = join(dir, "tokenizer_config.json");
-  const cfg = (await isFile(cfgPath)) ? await readJson(cfgPath) : {};
+  const cfg = (await isFile(cfgPath)) ? await readJsonFile(cfgPath) : {};
   return new HfTokenizer(json, typeof cfg === "object" && cfg !== null && !Array.isArray(cfg) ? (cfg as Record<string, unknown>) : {}, file);
 }
 

@@ -6,8 +6,8 @@ import { TersorError } from "@tersor/native";
 /** A file-system error as E_IO naming what was being done; TersorErrors pass through. */
 export function fsError(e: unknown, what: string): TersorError {
   if (e instanceof TersorError) return e;
-  const err = e as NodeJS.ErrnoException;
-  return new TersorError("E_IO", `${what}: ${err.code ? `${err.code} ` : ""}${err.message ?? String(e)}`, { cause: e });
+  const err = e as NodeJS.ErrnoException | null | undefined;
+  return new TersorError("E_IO", `${what}: ${err?.code ? `${err.code} ` : ""}${err?.message ?? String(e)}`, { cause: e });
 }
 
 /** Fills `buf` from `position`; a short read means the file is shorter than its header says (E_FORMAT). */

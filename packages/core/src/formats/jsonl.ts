@@ -12,6 +12,7 @@ import { createGunzip, createGzip } from "node:zlib";
 import { TersorError } from "@tersor/native";
 
 import { openAtomic } from "../atomic.js";
+import { fsError } from "./file-io.js";
 
 /** What happens to a line that is not valid UTF-8 JSON (or is too long). */
 export type BadLinePolicy = "error" | "skip";
@@ -61,13 +62,13 @@ function isWhitespaceOnly(b: Uint8Array): boolean {
   return true;
 }
 
+/** zlib's errors (codes Z_*) mean corrupt gzip input, E_FORMAT; everything else is fsError's E_IO. */
 function ioError(e: unknown, what: string): TersorError {
-  if (e instanceof TersorError) return e;
-  const err = e as NodeJS.ErrnoException;
-  if (typeof err?.code === "string" && err.code.startsWith("Z_")) {
+  const err = e as NodeJS.ErrnoException | null | undefined;
+  if (!(e instanceof TersorError) && typeof err?.code === "string" && err.code.startsWith("Z_")) {
     return new TersorError("E_FORMAT", `${what}: corrupt gzip data (${err.message})`, { cause: e });
   }
-  return new TersorError("E_IO", `${what}: ${err?.code ? `${err.code} ` : ""}${err?.message ?? String(e)}`, { cause: e });
+  return fsError(e, what);
 }
 
 async function isGzipFile(path: string): Promise<boolean> {
