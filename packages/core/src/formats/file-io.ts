@@ -1,5 +1,6 @@
 /** File helpers shared by the format readers (internal to @tersor/core). */
 import type { FileHandle } from "node:fs/promises";
+import { open } from "node:fs/promises";
 
 import { TersorError } from "@tersor/native";
 
@@ -24,6 +25,24 @@ export async function readExact(fh: FileHandle, buf: Uint8Array, position: numbe
       throw new TersorError("E_FORMAT", `${path}: unexpected end of file at byte ${position + done} (wanted ${buf.byteLength} bytes at ${position}); the file is truncated`);
     }
     done += n;
+  }
+}
+
+/** Opens a regular file for reading and returns it with its size; E_IO otherwise (nothing left open). */
+export async function openFile(path: string): Promise<{ fh: FileHandle; size: number }> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, "r");
+  } catch (e) {
+    throw fsError(e, `cannot open ${path}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new TersorError("E_IO", `${path} is not a regular file`);
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close().catch(() => {});
+    throw fsError(e, `cannot stat ${path}`);
   }
 }
 

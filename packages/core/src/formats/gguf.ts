@@ -11,14 +11,13 @@
  * data on demand.
  */
 import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
 
 import { TersorError } from "@tersor/native";
 
 import { writeAtomic } from "../atomic.js";
 import { type GgmlTypeInfo, type GgmlTypeName, ggmlTypeById, ggmlTypeByName } from "../ggml.js";
 import { Tensor } from "../tensor.js";
-import { fsError, lazyTensorFile, readExact } from "./file-io.js";
+import { fsError, lazyTensorFile, openFile, readExact } from "./file-io.js";
 
 /** The GGUF metadata value types, by their numeric tag order. */
 export const GGUF_VALUE_TYPES = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"] as const;
@@ -482,19 +481,10 @@ function alignUp(n: number, a: number): number {
  * `E_DTYPE` for unknown ggml types, `E_IO` when it cannot be read). Tensor data is read on demand.
  */
 export async function openGguf(path: string): Promise<GgufFile> {
-  let fh: FileHandle;
+  const { fh, size } = await openFile(path);
   try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw fsError(e, `cannot open ${path}`);
-  }
-  try {
-    const st = await fh.stat().catch((e: unknown) => {
-      throw fsError(e, `cannot stat ${path}`);
-    });
-    if (!st.isFile()) throw new TersorError("E_IO", `${path} is not a regular file`);
-    const r = new HeaderReader(fh, st.size, path);
-    if (st.size < 4) r.fail(`not a GGUF file (${st.size} bytes)`);
+    const r = new HeaderReader(fh, size, path);
+    if (size < 4) r.fail(`not a GGUF file (${size} bytes)`);
     const magic = await r.u32("magic");
     if (magic !== MAGIC) r.fail(`not a GGUF file (magic 0x${magic.toString(16).padStart(8, "0")}, expected "GGUF")`);
     const version = await r.u32("version");
@@ -550,11 +540,11 @@ export async function openGguf(path: string): Promise<GgufFile> {
       pending.push({ name, type, dims, numel, offset, byteLength });
     }
     const dataOffset = alignUp(r.pos, alignment);
-    if (pending.length > 0 && dataOffset > st.size) r.fail(`the data section would start at byte ${dataOffset}, past the end of the ${st.size}-byte file`);
+    if (pending.length > 0 && dataOffset > size) r.fail(`the data section would start at byte ${dataOffset}, past the end of the ${size}-byte file`);
     for (const p of pending) {
       const byteOffset = dataOffset + p.offset;
-      if (!Number.isSafeInteger(byteOffset + p.byteLength) || byteOffset + p.byteLength > st.size) {
-        r.fail(`tensor "${p.name}" data [${byteOffset}, ${byteOffset + p.byteLength}) extends beyond the end of the ${st.size}-byte file (truncated?)`);
+      if (!Number.isSafeInteger(byteOffset + p.byteLength) || byteOffset + p.byteLength > size) {
+        r.fail(`tensor "${p.name}" data [${byteOffset}, ${byteOffset + p.byteLength}) extends beyond the end of the ${size}-byte file (truncated?)`);
       }
       tensors.push(
         Object.freeze({
@@ -578,7 +568,7 @@ export async function openGguf(path: string): Promise<GgufFile> {
         r.fail(`tensors "${a.name}" [${a.offset}, ${a.offset + a.byteLength}) and "${b.name}" [${b.offset}, ${b.offset + b.byteLength}) overlap`);
       }
     }
-    return makeGgufFile(path, fh, version, alignment, dataOffset, st.size, GgufMetadata.fromParsed(entries), tensors);
+    return makeGgufFile(path, fh, version, alignment, dataOffset, size, GgufMetadata.fromParsed(entries), tensors);
   } catch (e) {
     await fh.close().catch(() => {});
     throw e;

@@ -3,13 +3,12 @@
  * one row group at a time, from an async buffer that reads byte ranges of an open file handle.
  */
 import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
 
 import { TersorError } from "@tersor/native";
 import { type AsyncBuffer, type FileMetaData, type SchemaElement, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
 
-import { fsError } from "./file-io.js";
+import { fsError, openFile } from "./file-io.js";
 
 export interface ReadParquetOptions {
   /** Top-level columns to read (default: all). Unknown names are `E_RANGE`. */
@@ -90,17 +89,10 @@ function fileAsyncBuffer(fh: FileHandle, size: number, path: string): AsyncBuffe
 }
 
 async function openParquet(path: string): Promise<{ fh: FileHandle; file: AsyncBuffer; metadata: FileMetaData }> {
-  let fh: FileHandle;
+  const { fh, size } = await openFile(path);
   try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw fsError(e, `cannot open ${path}`);
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new TersorError("E_IO", `${path} is not a regular file`);
-    if (st.size < 12) throw new TersorError("E_FORMAT", `${path}: ${st.size} bytes is too short for a Parquet file`);
-    const file = fileAsyncBuffer(fh, st.size, path);
+    if (size < 12) throw new TersorError("E_FORMAT", `${path}: ${size} bytes is too short for a Parquet file`);
+    const file = fileAsyncBuffer(fh, size, path);
     let metadata: FileMetaData;
     try {
       metadata = await parquetMetadataAsync(file);

@@ -8,7 +8,6 @@
  */
 import { stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
 import { isAbsolute, join, normalize, sep } from "node:path";
 
 import { TersorError } from "@tersor/native";
@@ -16,7 +15,7 @@ import { TersorError } from "@tersor/native";
 import { writeAtomic } from "../atomic.js";
 import { type DType, isElementDType } from "../dtype.js";
 import { Tensor } from "../tensor.js";
-import { fsError, lazyTensorFile, readExact } from "./file-io.js";
+import { fsError, lazyTensorFile, openFile, readExact } from "./file-io.js";
 
 /** Every dtype name the safetensors format defines. */
 export type SafetensorsDType =
@@ -152,23 +151,6 @@ export interface SafetensorsDir extends SafetensorsSource {
   readonly files: readonly string[];
   /** The index's own `metadata` object (e.g. `total_size`), empty without an index. */
   readonly indexMetadata: Readonly<Record<string, unknown>>;
-}
-
-async function openFile(path: string): Promise<{ fh: FileHandle; size: number }> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, "r");
-  } catch (e) {
-    throw fsError(e, `cannot open ${path}`);
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new TersorError("E_IO", `${path} is not a regular file`);
-    return { fh, size: st.size };
-  } catch (e) {
-    await fh.close().catch(() => {});
-    throw fsError(e, `cannot stat ${path}`);
-  }
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
