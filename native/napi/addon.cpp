@@ -72,6 +72,12 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_model_ops(env, exports);
   init_mlp(env, exports);
   init_stats(env, exports);
+  init_train(env, exports);
+  init_quant_methods(env, exports);
+  init_kv(env, exports);
+  init_select(env, exports);
+  init_mix(env, exports);
+  init_distill(env, exports);
   return exports;
 }
 

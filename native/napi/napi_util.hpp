@@ -209,5 +209,11 @@ void init_transformer(Napi::Env env, Napi::Object exports);
 void init_model_ops(Napi::Env env, Napi::Object exports);
 void init_mlp(Napi::Env env, Napi::Object exports);
 void init_stats(Napi::Env env, Napi::Object exports);
+void init_train(Napi::Env env, Napi::Object exports);
+void init_quant_methods(Napi::Env env, Napi::Object exports);
+void init_kv(Napi::Env env, Napi::Object exports);
+void init_select(Napi::Env env, Napi::Object exports);
+void init_mix(Napi::Env env, Napi::Object exports);
+void init_distill(Napi::Env env, Napi::Object exports);
 
 }  // namespace tersor::napi

@@ -6,6 +6,12 @@ import { registerCorpus } from "./commands/corpus.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerMeasure } from "./commands/measure.js";
 import { registerModel } from "./commands/model.js";
+import { registerTrain } from "./commands/train.js";
+import { registerQuantize } from "./commands/quantize.js";
+import { registerKv } from "./commands/kv.js";
+import { registerSelect } from "./commands/select.js";
+import { registerMix } from "./commands/mix.js";
+import { registerDistill } from "./commands/distill.js";
 import { VERSION } from "./version.js";
 
 /** Builds the `tersor` command tree. Each command module registers itself here. */
@@ -21,6 +27,12 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerMeasure(program);
   registerModel(program);
+  registerTrain(program);
+  registerQuantize(program);
+  registerKv(program);
+  registerSelect(program);
+  registerMix(program);
+  registerDistill(program);
   return program;
 }
 

@@ -21,7 +21,7 @@ export interface BenchRecord {
 }
 
 /** Suites implemented by the native benchmark tool (build/tersor_bench). */
-const NATIVE_SUITES = new Set(["linalg", "model", "measures"]);
+const NATIVE_SUITES = new Set(["linalg", "model", "measures", "train", "quant", "kv", "select", "mix", "distill"]);
 
 /** Runs a native suite in `tersor_bench` and yields its JSON lines. */
 export async function runBenchSuite(suite: string, opts: { threads?: number; quick?: boolean } = {}): Promise<BenchRecord[]> {

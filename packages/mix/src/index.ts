@@ -1,0 +1,5 @@
+/**
+ * `@tersor/mix`: training-free, RegMix regression (native GBDT), mixing laws, online mixers and proxy swarms.
+ * @packageDocumentation
+ */
+export {};

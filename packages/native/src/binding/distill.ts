@@ -1,0 +1,2 @@
+/** Bindings of native/napi/distill.cpp. */
+export interface DistillBinding {}

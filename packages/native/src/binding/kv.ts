@@ -1,0 +1,2 @@
+/** Bindings of native/napi/kv.cpp. */
+export interface KvBinding {}

@@ -1,0 +1,2 @@
+/** Bindings of native/napi/mix.cpp. */
+export interface MixBinding {}

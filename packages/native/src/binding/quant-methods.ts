@@ -1,0 +1,2 @@
+/** Bindings of native/napi/quant_methods.cpp. */
+export interface QuantMethodsBinding {}

@@ -1,0 +1,2 @@
+/** Bindings of native/napi/select.cpp. */
+export interface SelectBinding {}
