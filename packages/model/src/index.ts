@@ -17,7 +17,7 @@ export {
   type ModelArchitecture,
   type ModelSpec,
 } from "./config.js";
-export { loadModel, ggufLlamaConfig, type LoadModelOptions } from "./load.js";
+export { loadModel, ggufLlamaConfig, isByteLevelTokenizerJson, type LoadModelOptions } from "./load.js";
 export {
   Model,
   asScorer,
@@ -62,3 +62,4 @@ export {
   type WeightDType,
   type WeightSink,
 } from "./weights.js";
+export * from "./train/index.js";

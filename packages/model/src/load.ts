@@ -9,7 +9,7 @@ import { type ModelSpec, parseHfConfig } from "./config.js";
 import { isFile, readJsonFile } from "./files.js";
 import { Model, type ModelSource } from "./model.js";
 import { resolveModelPath } from "./resolve.js";
-import { type Tokenizer, byteTokenizer, loadTokenizer } from "./tokenizer.js";
+import { type Tokenizer, byteTokenizer, byteTokenizerJson, loadTokenizer } from "./tokenizer.js";
 import { type LoadWeightsResult, type TensorSource, type WeightDType, ggufLlamaPlan, ggufSource, hfPlan, loadWeights, safetensorsSource } from "./weights.js";
 
 export interface LoadModelOptions {
@@ -79,10 +79,44 @@ async function loadInto(
   return { runtime, ...r };
 }
 
+/**
+ * True when a parsed tokenizer.json is tersor's byte-level tokenizer ({@link byteTokenizerJson}, as
+ * `train()` writes it): a merge-less BPE over exactly the 256 byte tokens, no normalizer, ByteLevel
+ * pre-tokenization and the added specials 256/257/258.
+ */
+export function isByteLevelTokenizerJson(json: unknown): boolean {
+  if (typeof json !== "object" || json === null) return false;
+  const j = json as Record<string, any>;
+  const ref = byteTokenizerJson() as Record<string, any>;
+  const specials = (a: unknown) => (Array.isArray(a) ? JSON.stringify(a.map((t: { id?: unknown; content?: unknown }) => [t?.id, t?.content])) : "");
+  return (
+    j["model"]?.type === "BPE" &&
+    Array.isArray(j["model"]?.merges) &&
+    j["model"].merges.length === 0 &&
+    JSON.stringify(j["model"]?.vocab) === JSON.stringify(ref["model"].vocab) &&
+    (j["normalizer"] ?? null) === null &&
+    j["pre_tokenizer"]?.type === "ByteLevel" &&
+    specials(j["added_tokens"]) === specials(ref["added_tokens"])
+  );
+}
+
+/** A tokenizer.json (or a directory holding one): the built-in byte-level tokenizer when it is one, else the Hugging Face tokenizer. */
+async function loadTokenizerOrByte(path: string): Promise<Tokenizer> {
+  const file = (await isFile(path)) ? path : join(path, "tokenizer.json");
+  if (await isFile(file)) {
+    try {
+      if (isByteLevelTokenizerJson(await readJsonFile(file))) return byteTokenizer();
+    } catch {
+      // loadTokenizer reports unreadable or malformed files.
+    }
+  }
+  return await loadTokenizer(path);
+}
+
 async function tokenizerFor(options: LoadModelOptions, fallbackDir: string | undefined): Promise<{ tokenizer: Tokenizer; warnings: string[] }> {
   if (typeof options.tokenizer === "object") return { tokenizer: options.tokenizer, warnings: [] };
-  if (typeof options.tokenizer === "string") return { tokenizer: await loadTokenizer(options.tokenizer), warnings: [] };
-  if (fallbackDir !== undefined && (await isFile(join(fallbackDir, "tokenizer.json")))) return { tokenizer: await loadTokenizer(fallbackDir), warnings: [] };
+  if (typeof options.tokenizer === "string") return { tokenizer: await loadTokenizerOrByte(options.tokenizer), warnings: [] };
+  if (fallbackDir !== undefined && (await isFile(join(fallbackDir, "tokenizer.json")))) return { tokenizer: await loadTokenizerOrByte(fallbackDir), warnings: [] };
   const where = fallbackDir === undefined ? "" : ` (${fallbackDir} has no tokenizer.json)`;
   return { tokenizer: byteTokenizer(), warnings: [`no tokenizer given${where}: using the byte-level tokenizer`] };
 }

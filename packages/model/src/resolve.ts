@@ -5,6 +5,7 @@
 import { stat } from "node:fs/promises";
 
 import { TersorError } from "@tersor/core";
+import { isReferenceModelName, referenceModelPath } from "@tersor/models";
 
 /** Returns a local path for `name`, or undefined when it does not know the name. */
 export type ModelResolver = (name: string) => string | undefined | Promise<string | undefined>;
@@ -43,3 +44,11 @@ export async function resolveModelPath(pathOrName: string): Promise<string> {
   const known = resolvers.size === 0 ? "no model resolvers are registered" : `none of the registered resolvers (${modelResolvers().join(", ")}) knows it`;
   throw new TersorError("E_IO", `cannot open model "${pathOrName}": no such file or directory, and ${known}`);
 }
+
+// The bundled reference models of @tersor/models ("ref-tiny", "ref-small") resolve by name.
+registerModelResolver("@tersor/models", (name) => {
+  if (!isReferenceModelName(name)) return undefined;
+  const dir = referenceModelPath(name);
+  if (dir === undefined) throw new TersorError("E_IO", `reference model "${name}" is not in this install of @tersor/models; build it with \`node tools/train-reference-models.mjs ${name}\``);
+  return dir;
+});

@@ -1,0 +1,51 @@
+/** Training: the loop, its options, the data loader, schedules and Hugging Face checkpoints. */
+export { train, evaluateDomains, trainableConstructor, type TrainResult } from "./trainer.js";
+export {
+  TRAIN_ARCHITECTURES,
+  TrainOptionsSchema,
+  ModelShapeSchema,
+  FromCheckpointSchema,
+  WeightsSchema,
+  defaultIntermediate,
+  parseTrainOptions,
+  transformerConfigOf,
+  type DomainWeights,
+  type EvalRecord,
+  type LossGradHook,
+  type ModelShape,
+  type ParsedTrainOptions,
+  type StepRecord,
+  type TrainArchitecture,
+  type TrainBatch,
+  type TrainLog,
+  type TrainOptions,
+} from "./options.js";
+export { learningRate, type LrSchedule } from "./schedule.js";
+export {
+  DataSourceSchema,
+  PackedLoader,
+  byteUnigramBitsPerByte,
+  expandGlob,
+  loadDomain,
+  loadDomains,
+  normaliseWeights,
+  validationWindows,
+  type DataSource,
+  type DomainCursor,
+  type DomainData,
+  type LoaderState,
+  type TokenStream,
+} from "./data.js";
+export {
+  CHECKPOINT_FILES,
+  hfConfigJson,
+  hfTensors,
+  loadOptimizer,
+  loadParams,
+  paramSink,
+  readHfConfig,
+  readTrainerState,
+  writeCheckpoint,
+  type CheckpointParts,
+  type TrainerState,
+} from "./checkpoint.js";
