@@ -2,4 +2,8 @@
  * `@tersor/mix`: training-free, RegMix regression (native GBDT), mixing laws, online mixers and proxy swarms.
  * @packageDocumentation
  */
-export {};
+export * from "./mixture.js";
+export * from "./training-free.js";
+export * from "./stats.js";
+export * from "./csv.js";
+export * from "./regression.js";
