@@ -1,0 +1,1026 @@
+// KV-cache compressors and attention over the compressed cache (see tersor/kv.hpp).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "tersor/error.hpp"
+#include "tersor/half.hpp"
+#include "tersor/kv.hpp"
+#include "tersor/parallel.hpp"
+#include "tersor/rng.hpp"
+
+namespace tersor::kv {
+namespace {
+
+constexpr size_t kWindowTile = 32;  // window tokens per attention tile
+constexpr size_t kPad = 8;          // slack bytes after packed codes (vector loads)
+
+uint16_t h16(float x) { return f32_to_f16_scalar(x); }
+float f32h(uint16_t h) { return f16_to_f32_scalar(h); }
+float round_h(float x) { return f32h(h16(x)); }
+
+size_t row_bytes(size_t D, int bits) { return (D * static_cast<size_t>(bits) + 7) / 8; }
+
+bool quantizing(KvMethod m) {
+  return m == KvMethod::Kivi || m == KvMethod::KvQuant || m == KvMethod::Gear || m == KvMethod::ZipCache;
+}
+bool evicting(KvMethod m) { return m == KvMethod::H2O || m == KvMethod::Streaming || m == KvMethod::Ems; }
+
+/// Unpacks D codes (D % 8 == 0) of `bits` bits into 32-bit lanes, then x = lut/identity, into f32.
+/// out[c] = value(code_c) (before scale/zero).
+inline void unpack_row_f32(const uint8_t* src, size_t D, int bits, const float* lut, float* out) {
+  const uint32_t mask = (1u << bits) - 1u;
+  if (bits <= 4) {
+    const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(bits));
+    const __m256i mk = _mm256_set1_epi32(static_cast<int>(mask));
+    for (size_t c = 0; c < D; c += 8) {
+      uint32_t w;
+      std::memcpy(&w, src + (c / 8) * static_cast<size_t>(bits), 4);
+      const __m256i code = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk);
+      const __m256 v = lut ? _mm256_i32gather_ps(lut, code, 4) : _mm256_cvtepi32_ps(code);
+      _mm256_storeu_ps(out + c, v);
+    }
+  } else if (bits == 8) {
+    for (size_t c = 0; c < D; c += 8) {
+      const __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + c)));
+      const __m256 v = lut ? _mm256_i32gather_ps(lut, code, 4) : _mm256_cvtepi32_ps(code);
+      _mm256_storeu_ps(out + c, v);
+    }
+  } else {
+    for (size_t c = 0; c < D; c += 8) {
+      uint64_t w;
+      std::memcpy(&w, src + (c / 8) * static_cast<size_t>(bits), 8);
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t code = static_cast<uint32_t>(w >> (bits * j)) & mask;
+        out[c + static_cast<size_t>(j)] = lut ? lut[code] : static_cast<float>(code);
+      }
+    }
+  }
+}
+
+/// Dequantizes a part: out [n, D] f32 = (value(code) * scale + zero) * cscale + L + S.
+void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, float* out) {
+  const float* lut = p.nonuniform ? layer_lut : nullptr;
+  float S[256], Z[256], CS[256];
+  if (p.axis == QPart::PerChannel) {
+    for (size_t c = 0; c < D; ++c) {
+      S[c] = f32h(p.scale[c]);
+      Z[c] = f32h(p.zero[c]);
+    }
+  }
+  const bool cs = !p.cscale.empty();
+  if (cs) f16_to_f32(p.cscale.data(), CS, D);
+  const size_t ng = p.axis == QPart::PerToken ? D / p.cgroup : 0;
+  for (size_t t = 0; t < n; ++t) {
+    const int b = p.bits ? p.bits : p.tbits[t];
+    const uint8_t* src = p.codes.data() + (p.bits ? t * row_bytes(D, b) : p.off[t]);
+    float* o = out + t * D;
+    unpack_row_f32(src, D, b, lut, o);
+    if (p.axis == QPart::PerChannel) {
+      for (size_t c = 0; c < D; c += 8)
+        _mm256_storeu_ps(o + c, _mm256_fmadd_ps(_mm256_loadu_ps(o + c), _mm256_loadu_ps(S + c), _mm256_loadu_ps(Z + c)));
+    } else {
+      for (size_t g = 0; g < ng; ++g) {
+        const __m256 s = _mm256_set1_ps(f32h(p.scale[t * ng + g])), z = _mm256_set1_ps(f32h(p.zero[t * ng + g]));
+        for (size_t c = g * p.cgroup; c < (g + 1) * p.cgroup; c += 8)
+          _mm256_storeu_ps(o + c, _mm256_fmadd_ps(_mm256_loadu_ps(o + c), s, z));
+      }
+    }
+    if (cs)
+      for (size_t c = 0; c < D; c += 8) _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_loadu_ps(o + c), _mm256_loadu_ps(CS + c)));
+  }
+  if (p.rank > 0) {
+    const size_t r = p.rank;
+    std::vector<float> A(n * r), B(D * r);
+    f16_to_f32(p.lr_a.data(), A.data(), n * r);
+    f16_to_f32(p.lr_b.data(), B.data(), D * r);
+    for (size_t t = 0; t < n; ++t)
+      for (size_t c = 0; c < D; ++c) {
+        float s = 0;
+        for (size_t j = 0; j < r; ++j) s += A[t * r + j] * B[c * r + j];
+        out[t * D + c] += s;
+      }
+  }
+  for (size_t i = 0; i < p.sp_idx.size(); ++i) out[p.sp_idx[i]] += f32h(p.sp_val[i]);
+}
+
+/// Indices of the k entries of x[0..m) with the largest |x| (sorted ascending by index).
+std::vector<uint32_t> top_abs(const float* x, size_t m, size_t k) {
+  std::vector<uint32_t> idx(m);
+  std::iota(idx.begin(), idx.end(), 0u);
+  if (k == 0) return {};
+  k = std::min(k, m);
+  std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k - 1), idx.end(), [&](uint32_t a, uint32_t b) {
+    const float fa = std::fabs(x[a]), fb = std::fabs(x[b]);
+    return fa > fb || (fa == fb && a < b);
+  });
+  idx.resize(k);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+/// Nearest entry of a sorted codebook.
+inline uint8_t nearest(const std::vector<float>& lut, float u) {
+  size_t lo = 0, hi = lut.size() - 1;
+  while (lo < hi) {  // first index whose upper midpoint >= u
+    const size_t mid = (lo + hi) / 2;
+    if (u <= 0.5f * (lut[mid] + lut[mid + 1])) hi = mid; else lo = mid + 1;
+  }
+  return static_cast<uint8_t>(lo);
+}
+
+/// Quantizes X [n, D] into p: uniform (lut null; x ~ s * code + z, s = range / (2^b - 1), z = min)
+/// or non-uniform (x ~ s * lut[code] + z, s = range / 2, z = midpoint; u clamped to [-1, 1]).
+/// Ranges per channel (PerChannel) or per (token, channel group) (PerToken), excluding entries
+/// flagged in `skip`. tokbits: bits per token (mixed, PerToken only) or empty (all `bits`).
+/// X may be modified? no: const. cscale (f32, D) divides X first when given.
+void quantize_part(const float* X, size_t n, size_t D, QPart& p, QPart::Axis axis, size_t cgroup, int bits,
+                   const std::vector<uint8_t>& tokbits, const std::vector<float>* lut, const std::vector<uint8_t>* skip) {
+  p.axis = axis;
+  p.cgroup = axis == QPart::PerToken ? cgroup : 0;
+  p.nonuniform = lut != nullptr;
+  const bool mixed = !tokbits.empty();
+  p.bits = mixed ? 0 : bits;
+  auto bits_of = [&](size_t t) { return mixed ? static_cast<int>(tokbits[t]) : bits; };
+  auto skipped = [&](size_t i) { return skip && (*skip)[i]; };
+  // ranges
+  auto make_sz = [&](float mn, float mx, int b, uint16_t& s, uint16_t& z) {
+    if (mn > mx) mn = mx = 0.f;  // nothing to cover
+    if (lut) {
+      s = h16((mx - mn) * 0.5f);
+      z = h16((mx + mn) * 0.5f);
+    } else {
+      s = h16((mx - mn) / static_cast<float>((1u << b) - 1u));
+      z = h16(mn);
+    }
+  };
+  if (axis == QPart::PerChannel) {
+    p.scale.assign(D, 0);
+    p.zero.assign(D, 0);
+    for (size_t c = 0; c < D; ++c) {
+      float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+      for (size_t t = 0; t < n; ++t)
+        if (!skipped(t * D + c)) {
+          mn = std::min(mn, X[t * D + c]);
+          mx = std::max(mx, X[t * D + c]);
+        }
+      make_sz(mn, mx, bits, p.scale[c], p.zero[c]);
+    }
+  } else {
+    const size_t ng = D / cgroup;
+    p.scale.assign(n * ng, 0);
+    p.zero.assign(n * ng, 0);
+    for (size_t t = 0; t < n; ++t)
+      for (size_t g = 0; g < ng; ++g) {
+        float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+        for (size_t c = g * cgroup; c < (g + 1) * cgroup; ++c)
+          if (!skipped(t * D + c)) {
+            mn = std::min(mn, X[t * D + c]);
+            mx = std::max(mx, X[t * D + c]);
+          }
+        make_sz(mn, mx, bits_of(t), p.scale[t * ng + g], p.zero[t * ng + g]);
+      }
+  }
+  // codes
+  size_t total = 0;
+  if (mixed) {
+    p.off.resize(n);
+    p.tbits = tokbits;
+    for (size_t t = 0; t < n; ++t) {
+      p.off[t] = static_cast<uint32_t>(total);
+      total += row_bytes(D, bits_of(t));
+    }
+  } else {
+    total = n * row_bytes(D, bits);
+  }
+  p.codes.assign(total + kPad, 0);
+  std::vector<uint8_t> code(D);
+  for (size_t t = 0; t < n; ++t) {
+    const int b = bits_of(t);
+    const float qmax = static_cast<float>((1u << b) - 1u);
+    for (size_t c = 0; c < D; ++c) {
+      const size_t si = axis == QPart::PerChannel ? c : t * (D / cgroup) + c / cgroup;
+      const float s = f32h(p.scale[si]), z = f32h(p.zero[si]);
+      const float x = X[t * D + c];
+      if (lut) {
+        float u = s > 0 ? (x - z) / s : 0.f;
+        u = std::min(1.f, std::max(-1.f, u));
+        code[c] = nearest(*lut, u);
+      } else {
+        float q = s > 0 ? std::nearbyint((x - z) / s) : 0.f;
+        q = std::min(qmax, std::max(0.f, q));
+        code[c] = static_cast<uint8_t>(q);
+      }
+    }
+    pack_codes(code.data(), D, b, p.codes.data() + (mixed ? p.off[t] : t * row_bytes(D, b)));
+  }
+}
+
+/// Rank-r approximation of R [n, D] by subspace (power) iteration: R ~ A B^T, A [n, r] orthonormal.
+void low_rank(const float* R, size_t n, size_t D, size_t r, int iters, uint64_t seed, std::vector<float>& A,
+              std::vector<float>& B) {
+  A.assign(n * r, 0.f);
+  B.assign(D * r, 0.f);
+  Rng rng(seed);
+  for (auto& b : B) b = static_cast<float>(rng.next_normal());
+  for (int it = 0; it < std::max(1, iters); ++it) {
+    // A = R B
+    for (size_t t = 0; t < n; ++t)
+      for (size_t j = 0; j < r; ++j) {
+        double s = 0;
+        for (size_t c = 0; c < D; ++c) s += static_cast<double>(R[t * D + c]) * B[c * r + j];
+        A[t * r + j] = static_cast<float>(s);
+      }
+    // modified Gram-Schmidt on A's columns
+    for (size_t j = 0; j < r; ++j) {
+      for (size_t i = 0; i < j; ++i) {
+        double d = 0;
+        for (size_t t = 0; t < n; ++t) d += static_cast<double>(A[t * r + i]) * A[t * r + j];
+        for (size_t t = 0; t < n; ++t) A[t * r + j] -= static_cast<float>(d) * A[t * r + i];
+      }
+      double nn = 0;
+      for (size_t t = 0; t < n; ++t) nn += static_cast<double>(A[t * r + j]) * A[t * r + j];
+      const double inv = nn > 1e-30 ? 1.0 / std::sqrt(nn) : 0.0;
+      for (size_t t = 0; t < n; ++t) A[t * r + j] = static_cast<float>(A[t * r + j] * inv);
+    }
+    // B = R^T A
+    for (size_t c = 0; c < D; ++c)
+      for (size_t j = 0; j < r; ++j) {
+        double s = 0;
+        for (size_t t = 0; t < n; ++t) s += static_cast<double>(R[t * D + c]) * A[t * r + j];
+        B[c * r + j] = static_cast<float>(s);
+      }
+  }
+}
+
+inline float dot(const float* a, const float* b, size_t D) {
+  __m256 s = _mm256_setzero_ps();
+  for (size_t c = 0; c < D; c += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), s);
+  return simd::hsum8(s);
+}
+
+inline bool visible(int32_t kp, int32_t qp, size_t window) {
+  return kp <= qp && (window == 0 || static_cast<int64_t>(kp) > static_cast<int64_t>(qp) - static_cast<int64_t>(window));
+}
+
+}  // namespace
+
+// ---- public helpers ----------------------------------------------------------------------------
+
+KvMethod kv_method_from_string(const std::string& s) {
+  if (s == "fp16" || s == "f16") return KvMethod::F16;
+  if (s == "kivi") return KvMethod::Kivi;
+  if (s == "kvquant") return KvMethod::KvQuant;
+  if (s == "gear") return KvMethod::Gear;
+  if (s == "zipcache") return KvMethod::ZipCache;
+  if (s == "h2o") return KvMethod::H2O;
+  if (s == "streaming") return KvMethod::Streaming;
+  if (s == "ems") return KvMethod::Ems;
+  fail(ErrorCode::Range, "kv.method must be one of fp16, kivi, kvquant, gear, zipcache, h2o, streaming, ems; got '" + s + "'");
+}
+
+const char* kv_method_name(KvMethod m) {
+  switch (m) {
+    case KvMethod::F16: return "fp16";
+    case KvMethod::Kivi: return "kivi";
+    case KvMethod::KvQuant: return "kvquant";
+    case KvMethod::Gear: return "gear";
+    case KvMethod::ZipCache: return "zipcache";
+    case KvMethod::H2O: return "h2o";
+    case KvMethod::Streaming: return "streaming";
+    case KvMethod::Ems: return "ems";
+  }
+  return "?";
+}
+
+void kv_config_validate(const KvConfig& c, const KvShape& s, size_t capacity) {
+  require(s.layers > 0 && s.heads > 0 && s.kv_heads > 0 && s.head_dim > 0 && s.heads % s.kv_heads == 0, ErrorCode::Shape,
+          "kv: the model shape must have layers, heads, kvHeads, headDim > 0 and heads % kvHeads == 0");
+  require(s.head_dim % 8 == 0 && s.head_dim <= 256, ErrorCode::Shape,
+          "kv: compressed caches need headDim a multiple of 8 and at most 256, got " + std::to_string(s.head_dim));
+  require(capacity >= 1, ErrorCode::Range, "kv: cache capacity must be at least 1 token");
+  const auto r = [](bool ok, const std::string& msg) { require(ok, ErrorCode::Range, "kv." + msg); };
+  if (quantizing(c.method)) {
+    r(c.bits >= 1 && c.bits <= 8, "bits must be in 1..8, got " + std::to_string(c.bits));
+    r(c.group >= 8 && c.group <= 256 && c.group % 8 == 0, "group must be a multiple of 8 in 8..256, got " + std::to_string(c.group));
+    r(c.residual <= capacity, "residual (" + std::to_string(c.residual) + " tokens) exceeds the context of " +
+                                  std::to_string(capacity) + " tokens");
+  }
+  if (c.method == KvMethod::ZipCache) {
+    r(c.low_bits >= 1 && c.low_bits <= c.bits, "lowBits must be in 1..bits, got " + std::to_string(c.low_bits));
+    r(c.salient >= 0 && c.salient <= 1, "salient must be in [0, 1]");
+    r(c.probes >= 1, "probes must be at least 1");
+  }
+  if (c.method == KvMethod::KvQuant || c.method == KvMethod::Gear)
+    r(c.outliers >= 0 && c.outliers < 0.5, "outliers must be in [0, 0.5), got " + std::to_string(c.outliers));
+  if (c.method == KvMethod::Gear) {
+    r(c.rank < c.group, "rank must be below group");
+    r(c.power_iterations >= 1 && c.power_iterations <= 64, "powerIterations must be in 1..64");
+  }
+  if (evicting(c.method)) {
+    r(std::isfinite(c.budget) && c.budget > 0, "budget must be positive, got " + std::to_string(c.budget));
+    if (c.budget >= 1) {
+      r(c.budget == std::floor(c.budget), "budget >= 1 must be a whole number of tokens");
+      if (c.method != KvMethod::H2O)
+        r(c.budget > static_cast<double>(c.sinks), "budget (" + std::to_string(static_cast<size_t>(c.budget)) +
+                                                   " tokens) must exceed sinks (" + std::to_string(c.sinks) + ")");
+    }
+    r(c.global_weight >= 0 && c.global_weight <= 1, "globalWeight must be in [0, 1]");
+    r(c.local_window >= 1, "localWindow must be at least 1");
+  }
+}
+
+void pack_codes(const uint8_t* codes, size_t n, int bits, uint8_t* dst) {
+  const size_t nb = (n * static_cast<size_t>(bits) + 7) / 8;
+  std::memset(dst, 0, nb);
+  size_t bit = 0;
+  for (size_t i = 0; i < n; ++i, bit += static_cast<size_t>(bits)) {
+    const uint32_t v = codes[i] & ((1u << bits) - 1u);
+    const size_t byte = bit / 8, sh = bit % 8;
+    dst[byte] = static_cast<uint8_t>(dst[byte] | (v << sh));
+    if (sh + static_cast<size_t>(bits) > 8) dst[byte + 1] = static_cast<uint8_t>(dst[byte + 1] | (v >> (8 - sh)));
+  }
+}
+
+void unpack_codes(const uint8_t* src, size_t n, int bits, uint8_t* codes) {
+  size_t bit = 0;
+  for (size_t i = 0; i < n; ++i, bit += static_cast<size_t>(bits)) {
+    const size_t byte = bit / 8, sh = bit % 8;
+    uint32_t v = src[byte] >> sh;
+    if (sh + static_cast<size_t>(bits) > 8) v |= static_cast<uint32_t>(src[byte + 1]) << (8 - sh);
+    codes[i] = static_cast<uint8_t>(v & ((1u << bits) - 1u));
+  }
+}
+
+std::vector<float> fit_nuq_codebook(const float* x, const float* w, size_t n, int bits, bool q_norm, int iters) {
+  require(bits >= 1 && bits <= 8, ErrorCode::Range, "kv: codebook bits must be in 1..8");
+  const size_t K = size_t{1} << bits;
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return x[a] < x[b]; });
+  double W = 0;
+  for (size_t i = 0; i < n; ++i) W += w ? w[i] : 1.0;
+  std::vector<double> c(K);
+  if (n == 0 || W <= 0) {
+    for (size_t k = 0; k < K; ++k) c[k] = -1.0 + 2.0 * (static_cast<double>(k) + 0.5) / static_cast<double>(K);
+  } else {
+    // weighted quantile initialisation
+    double acc = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < K; ++i) {
+      acc += w ? w[order[i]] : 1.0;
+      while (k < K && acc >= (static_cast<double>(k) + 0.5) / static_cast<double>(K) * W) c[k++] = x[order[i]];
+    }
+    for (; k < K; ++k) c[k] = x[order[n - 1]];
+    std::vector<double> sw(K), swx(K);
+    for (int it = 0; it < iters; ++it) {
+      std::fill(sw.begin(), sw.end(), 0.0);
+      std::fill(swx.begin(), swx.end(), 0.0);
+      size_t j = 0;  // sorted sweep: x ascending, centroids ascending
+      std::vector<double> cs = c;
+      std::sort(cs.begin(), cs.end());
+      for (size_t i = 0; i < n; ++i) {
+        const double xi = x[order[i]];
+        while (j + 1 < K && xi > 0.5 * (cs[j] + cs[j + 1])) ++j;
+        const double wi = w ? w[order[i]] : 1.0;
+        sw[j] += wi;
+        swx[j] += wi * xi;
+      }
+      for (size_t q = 0; q < K; ++q) c[q] = sw[q] > 0 ? swx[q] / sw[q] : cs[q];
+    }
+    std::sort(c.begin(), c.end());
+    if (q_norm) {
+      // Q-Norm: match the weighted mean / std of the quantized data to the data's.
+      double mx = 0, mq = 0;
+      std::vector<size_t> a(n);
+      size_t j = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double xi = x[order[i]];
+        while (j + 1 < K && xi > 0.5 * (c[j] + c[j + 1])) ++j;
+        a[i] = j;
+        const double wi = w ? w[order[i]] : 1.0;
+        mx += wi * xi;
+        mq += wi * c[j];
+      }
+      mx /= W;
+      mq /= W;
+      double vx = 0, vq = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double wi = w ? w[order[i]] : 1.0;
+        vx += wi * (x[order[i]] - mx) * (x[order[i]] - mx);
+        vq += wi * (c[a[i]] - mq) * (c[a[i]] - mq);
+      }
+      if (vq > 0)
+        for (auto& ck : c) ck = (ck - mq) * std::sqrt(vx / vq) + mx;
+    }
+  }
+  return std::vector<float>(c.begin(), c.end());
+}
+
+size_t QPart::bytes(size_t n) const {
+  size_t b = codes.size() >= kPad ? codes.size() - kPad : 0;
+  b += 2 * (scale.size() + zero.size() + cscale.size());
+  if (!tbits.empty()) b += (n + 7) / 8;
+  b += 6 * sp_idx.size();
+  b += 2 * (lr_a.size() + lr_b.size());
+  return b;
+}
+
+// ---- the cache ---------------------------------------------------------------------------------
+
+struct CompressedKv::Head {
+  std::vector<QBlock> blocks;
+  std::vector<uint16_t> wk, wv;  // window, f16 [w, D]; KVQuant keys before RoPE
+  std::vector<int32_t> wpos;
+  std::vector<double> score, count, local;  // per window token (ZipCache / eviction)
+  uint64_t flushed = 0;
+  size_t wn() const { return wpos.size(); }
+};
+
+CompressedKv::CompressedKv(const KvConfig& cfg, const KvShape& shape, size_t capacity, const RopeCache* rope)
+    : cfg_(cfg), shape_(shape), capacity_(capacity), rope_(rope) {
+  kv_config_validate(cfg_, shape_, capacity_);
+  if (cfg_.method == KvMethod::KvQuant && rope_)
+    require(rope_->config().head_dim == shape_.head_dim, ErrorCode::Shape, "kv: RoPE head_dim differs from the cache's");
+  heads_.resize(shape_.layers * shape_.kv_heads);
+  for (auto& h : heads_) h = std::make_unique<Head>();
+  kcode_.resize(shape_.layers);
+  vcode_.resize(shape_.layers);
+  qsens_.assign(shape_.layers, std::vector<double>(shape_.kv_heads * shape_.head_dim, 0.0));
+  qcount_.assign(shape_.layers, 0.0);
+  identity_lut_.resize(256);
+  for (int i = 0; i < 256; ++i) identity_lut_[static_cast<size_t>(i)] = static_cast<float>(i);
+}
+
+CompressedKv::~CompressedKv() = default;
+
+const std::vector<float>& CompressedKv::codebook(size_t layer, bool values) const {
+  require(layer < shape_.layers, ErrorCode::Range, "kv: layer out of range");
+  return values ? vcode_[layer] : kcode_[layer];
+}
+
+void CompressedKv::append(size_t layer, const float* k_pre, const float* k, const float* v, const int32_t* pos, size_t n) {
+  require(layer < shape_.layers, ErrorCode::Range, "kv: layer " + std::to_string(layer) + " out of range");
+  require(length_ + n <= capacity_, ErrorCode::Range,
+          "kv: cache full: it holds " + std::to_string(length_) + " of " + std::to_string(capacity_) + " tokens, " +
+              std::to_string(n) + " more do not fit");
+  const size_t D = shape_.head_dim, KV = shape_.kv_heads;
+  const float* kin = cfg_.method == KvMethod::KvQuant ? k_pre : k;
+  for (size_t h = 0; h < KV; ++h) {
+    Head& hd = *heads_[layer * KV + h];
+    const size_t w0 = hd.wn();
+    hd.wk.resize((w0 + n) * D);
+    hd.wv.resize((w0 + n) * D);
+    for (size_t t = 0; t < n; ++t) {
+      f32_to_f16(kin + (t * KV + h) * D, hd.wk.data() + (w0 + t) * D, D);
+      f32_to_f16(v + (t * KV + h) * D, hd.wv.data() + (w0 + t) * D, D);
+      hd.wpos.push_back(pos[t]);
+    }
+    hd.score.resize(w0 + n, 0.0);
+    hd.count.resize(w0 + n, 0.0);
+    hd.local.resize(w0 + n, 0.0);
+  }
+  if (layer + 1 == shape_.layers) length_ += n;
+}
+
+size_t CompressedKv::tiles(const Head& h) const { return h.blocks.size() + (h.wn() + kWindowTile - 1) / kWindowTile; }
+
+void CompressedKv::tile(size_t layer, const Head& h, size_t i, float* k, float* v, int32_t* pos, size_t& n) const {
+  const size_t D = shape_.head_dim;
+  const bool pre_rope = cfg_.method == KvMethod::KvQuant && rope_;
+  if (i < h.blocks.size()) {
+    const QBlock& b = h.blocks[i];
+    n = b.n;
+    const float* klut = kcode_[layer].empty() ? identity_lut_.data() : kcode_[layer].data();
+    const float* vlut = vcode_[layer].empty() ? identity_lut_.data() : vcode_[layer].data();
+    dequant_part(b.k, n, D, klut, k);
+    dequant_part(b.v, n, D, vlut, v);
+    for (size_t t = 0; t < n; ++t) pos[t] = b.pos0 + static_cast<int32_t>(t);
+  } else {
+    const size_t t0 = (i - h.blocks.size()) * kWindowTile;
+    n = std::min(kWindowTile, h.wn() - t0);
+    f16_to_f32(h.wk.data() + t0 * D, k, n * D);
+    f16_to_f32(h.wv.data() + t0 * D, v, n * D);
+    std::memcpy(pos, h.wpos.data() + t0, n * sizeof(int32_t));
+  }
+  if (pre_rope) rope_apply(k, n, 1, pos, *rope_, D);
+}
+
+size_t CompressedKv::stored(size_t layer, size_t head) const {
+  const Head& h = *heads_.at(layer * shape_.kv_heads + head);
+  size_t n = h.wn();
+  for (const QBlock& b : h.blocks) n += b.n;
+  return n;
+}
+
+void CompressedKv::dequantize(size_t layer, size_t head, std::vector<float>& k, std::vector<float>& v,
+                              std::vector<int32_t>& pos) const {
+  require(layer < shape_.layers && head < shape_.kv_heads, ErrorCode::Range, "kv: layer or head out of range");
+  const Head& h = *heads_[layer * shape_.kv_heads + head];
+  const size_t D = shape_.head_dim, N = stored(layer, head);
+  k.resize(N * D);
+  v.resize(N * D);
+  pos.resize(N);
+  size_t at = 0;
+  const size_t T = std::max(cfg_.group, kWindowTile);
+  std::vector<float> kt(T * D), vt(T * D);
+  std::vector<int32_t> pt(T);
+  for (size_t i = 0; i < tiles(h); ++i) {
+    size_t n = 0;
+    tile(layer, h, i, kt.data(), vt.data(), pt.data(), n);
+    std::memcpy(k.data() + at * D, kt.data(), n * D * sizeof(float));
+    std::memcpy(v.data() + at * D, vt.data(), n * D * sizeof(float));
+    std::memcpy(pos.data() + at, pt.data(), n * sizeof(int32_t));
+    at += n;
+  }
+}
+
+KvBytes CompressedKv::bytes_breakdown() const {
+  KvBytes r;
+  const size_t D = shape_.head_dim;
+  size_t accumulators = 0;
+  if (cfg_.method == KvMethod::H2O) accumulators = 1;
+  if (cfg_.method == KvMethod::Ems) accumulators = 3;
+  if (cfg_.method == KvMethod::ZipCache) accumulators = 2;
+  for (const auto& hp : heads_) {
+    const Head& h = *hp;
+    for (const QBlock& b : h.blocks)
+      for (const QPart* p : {&b.k, &b.v}) {
+        r.codes += p->codes.size() - kPad;
+        r.scales += 2 * (p->scale.size() + p->zero.size() + p->cscale.size());
+        if (!p->tbits.empty()) r.index += (b.n + 7) / 8;
+        r.outliers += 6 * p->sp_idx.size();
+        r.low_rank += 2 * (p->lr_a.size() + p->lr_b.size());
+      }
+    r.window += h.wn() * D * 2 * 2;
+    if (evicting(cfg_.method)) r.index += h.wn() * 4;
+    r.index += h.wn() * accumulators * 4;
+  }
+  for (size_t l = 0; l < shape_.layers; ++l) r.scales += 2 * (kcode_[l].size() + vcode_[l].size());
+  r.total = r.codes + r.scales + r.outliers + r.low_rank + r.window + r.index;
+  return r;
+}
+
+void CompressedKv::calibrate(size_t layer) {
+  // Calibration data: the first `group` window tokens of every head of the layer (the block about
+  // to be flushed), normalised as the quantizer will normalise them; key weights = sensitivity.
+  const size_t D = shape_.head_dim, KV = shape_.kv_heads, G = cfg_.group;
+  std::vector<float> kx, kw, vx;
+  const double qc = std::max(1.0, qcount_[layer]);
+  for (size_t h = 0; h < KV; ++h) {
+    const Head& hd = *heads_[layer * KV + h];
+    std::vector<float> K(G * D), V(G * D);
+    f16_to_f32(hd.wk.data(), K.data(), G * D);
+    f16_to_f32(hd.wv.data(), V.data(), G * D);
+    for (int part = 0; part < 2; ++part) {
+      const std::vector<float>& X = part == 0 ? K : V;
+      const size_t nout = static_cast<size_t>(std::llround(cfg_.outliers * static_cast<double>(G * D)));
+      std::vector<uint8_t> skip(G * D, 0);
+      for (uint32_t i : top_abs(X.data(), G * D, nout)) skip[i] = 1;
+      const size_t cg = std::min(G, D);
+      auto emit = [&](size_t i, float mn, float mx) {
+        if (skip[i] || !(mx > mn)) return;
+        const float u = (X[i] - 0.5f * (mx + mn)) / (0.5f * (mx - mn));
+        if (part == 0) {
+          const size_t c = i % D;
+          const size_t half = D / 2, pair = c < half ? c + half : c - half;
+          kx.push_back(u);
+          kw.push_back(static_cast<float>((qsens_[layer][h * D + c] + qsens_[layer][h * D + pair]) / (2.0 * qc) + 1e-12));
+        } else {
+          vx.push_back(u);
+        }
+      };
+      if (part == 0) {
+        for (size_t c = 0; c < D; ++c) {
+          float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+          for (size_t t = 0; t < G; ++t)
+            if (!skip[t * D + c]) mn = std::min(mn, X[t * D + c]), mx = std::max(mx, X[t * D + c]);
+          for (size_t t = 0; t < G; ++t) emit(t * D + c, mn, mx);
+        }
+      } else {
+        for (size_t t = 0; t < G; ++t)
+          for (size_t g = 0; g < D / cg; ++g) {
+            float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+            for (size_t c = g * cg; c < (g + 1) * cg; ++c)
+              if (!skip[t * D + c]) mn = std::min(mn, X[t * D + c]), mx = std::max(mx, X[t * D + c]);
+            for (size_t c = g * cg; c < (g + 1) * cg; ++c) emit(t * D + c, mn, mx);
+          }
+      }
+    }
+  }
+  kcode_[layer] = fit_nuq_codebook(kx.data(), kw.data(), kx.size(), cfg_.bits, cfg_.q_norm);
+  vcode_[layer] = fit_nuq_codebook(vx.data(), nullptr, vx.size(), cfg_.bits, cfg_.q_norm);
+}
+
+void CompressedKv::compress_block(size_t layer, size_t head, QBlock& b, const float* K, const float* V,
+                                  const float* score) {
+  const size_t n = b.n, D = shape_.head_dim, cg = std::min(cfg_.group, D);
+  const int bits = cfg_.bits;
+  const std::vector<uint8_t> none;
+  switch (cfg_.method) {
+    case KvMethod::Kivi:
+      quantize_part(K, n, D, b.k, QPart::PerChannel, 0, bits, none, nullptr, nullptr);
+      quantize_part(V, n, D, b.v, QPart::PerToken, cg, bits, none, nullptr, nullptr);
+      break;
+    case KvMethod::KvQuant: {
+      for (int part = 0; part < 2; ++part) {
+        const float* X = part == 0 ? K : V;
+        QPart& p = part == 0 ? b.k : b.v;
+        const size_t nout = static_cast<size_t>(std::llround(cfg_.outliers * static_cast<double>(n * D)));
+        const std::vector<uint32_t> out = top_abs(X, n * D, nout);
+        std::vector<uint8_t> skip(n * D, 0);
+        for (uint32_t i : out) skip[i] = 1;
+        const std::vector<float>& lut = part == 0 ? kcode_[layer] : vcode_[layer];
+        quantize_part(X, n, D, p, part == 0 ? QPart::PerChannel : QPart::PerToken, cg, bits, none, &lut, &skip);
+        std::vector<float> deq(n * D);
+        dequant_part(p, n, D, lut.data(), deq.data());
+        for (uint32_t i : out) {
+          p.sp_idx.push_back(i);
+          p.sp_val.push_back(h16(X[i] - deq[i]));
+        }
+      }
+      break;
+    }
+    case KvMethod::Gear: {
+      for (int part = 0; part < 2; ++part) {
+        const float* X = part == 0 ? K : V;
+        QPart& p = part == 0 ? b.k : b.v;
+        const size_t nout = static_cast<size_t>(std::llround(cfg_.outliers * static_cast<double>(n * D)));
+        const std::vector<uint32_t> out = top_abs(X, n * D, nout);
+        std::vector<float> Xd(X, X + n * D);  // X - S
+        for (uint32_t i : out) Xd[i] = 0.f;
+        quantize_part(Xd.data(), n, D, p, part == 0 ? QPart::PerChannel : QPart::PerToken, cg, bits, none, nullptr, nullptr);
+        if (cfg_.rank > 0) {
+          std::vector<float> deq(n * D);
+          dequant_part(p, n, D, nullptr, deq.data());
+          for (size_t i = 0; i < n * D; ++i) deq[i] = Xd[i] - deq[i];  // quantization residual
+          std::vector<float> A, B;
+          low_rank(deq.data(), n, D, cfg_.rank, cfg_.power_iterations,
+                   cfg_.seed ^ (0x9E3779B97F4A7C15ull * (layer * 131 + head * 7 + static_cast<uint64_t>(part) + 1)) ^
+                       static_cast<uint64_t>(b.pos0),
+                   A, B);
+          p.rank = cfg_.rank;
+          p.lr_a.resize(A.size());
+          p.lr_b.resize(B.size());
+          f32_to_f16(A.data(), p.lr_a.data(), A.size());
+          f32_to_f16(B.data(), p.lr_b.data(), B.size());
+        }
+        for (uint32_t i : out) {
+          p.sp_idx.push_back(i);
+          p.sp_val.push_back(h16(X[i]));
+        }
+      }
+      break;
+    }
+    case KvMethod::ZipCache: {
+      // salient tokens: highest normalised attention score
+      std::vector<uint8_t> tb(n, static_cast<uint8_t>(cfg_.low_bits));
+      const size_t ns = static_cast<size_t>(std::llround(cfg_.salient * static_cast<double>(n)));
+      std::vector<size_t> order(n);
+      std::iota(order.begin(), order.end(), size_t{0});
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t c) { return score[a] > score[c]; });
+      for (size_t i = 0; i < ns; ++i) tb[order[i]] = static_cast<uint8_t>(bits);
+      // keys: channel-separable (divide channel c by sqrt(max |k_c|)), then token-wise
+      std::vector<float> cs(D), Kn(n * D);
+      b.k.cscale.resize(D);
+      for (size_t c = 0; c < D; ++c) {
+        float m = 0;
+        for (size_t t = 0; t < n; ++t) m = std::max(m, std::fabs(K[t * D + c]));
+        cs[c] = round_h(m > 0 ? std::sqrt(m) : 1.f);
+        b.k.cscale[c] = h16(cs[c]);
+      }
+      for (size_t t = 0; t < n; ++t)
+        for (size_t c = 0; c < D; ++c) Kn[t * D + c] = K[t * D + c] / cs[c];
+      quantize_part(Kn.data(), n, D, b.k, QPart::PerToken, D, bits, tb, nullptr, nullptr);
+      quantize_part(V, n, D, b.v, QPart::PerToken, D, bits, tb, nullptr, nullptr);
+      break;
+    }
+    default: break;
+  }
+}
+
+void CompressedKv::flush(size_t layer, size_t head, size_t keep) {
+  Head& h = *heads_[layer * shape_.kv_heads + head];
+  const size_t D = shape_.head_dim, G = cfg_.group;
+  size_t taken = 0;
+  std::vector<float> K(G * D), V(G * D), S(G);
+  while (h.wn() - taken >= keep + G) {
+    QBlock b;
+    b.n = G;
+    b.pos0 = h.wpos[taken];
+    f16_to_f32(h.wk.data() + taken * D, K.data(), G * D);
+    f16_to_f32(h.wv.data() + taken * D, V.data(), G * D);
+    for (size_t t = 0; t < G; ++t) S[t] = static_cast<float>(h.count[taken + t] > 0 ? h.score[taken + t] / h.count[taken + t] : 0.0);
+    compress_block(layer, head, b, K.data(), V.data(), S.data());
+    h.blocks.push_back(std::move(b));
+    taken += G;
+    ++h.flushed;
+  }
+  if (taken == 0) return;
+  const auto dt = static_cast<std::ptrdiff_t>(taken), dd = static_cast<std::ptrdiff_t>(taken * D);
+  h.wk.erase(h.wk.begin(), h.wk.begin() + dd);
+  h.wv.erase(h.wv.begin(), h.wv.begin() + dd);
+  h.wpos.erase(h.wpos.begin(), h.wpos.begin() + dt);
+  h.score.erase(h.score.begin(), h.score.begin() + dt);
+  h.count.erase(h.count.begin(), h.count.begin() + dt);
+  h.local.erase(h.local.begin(), h.local.begin() + dt);
+}
+
+void CompressedKv::flush_all() {
+  if (!quantizing(cfg_.method)) return;
+  for (size_t l = 0; l < shape_.layers; ++l) {
+    if (cfg_.method == KvMethod::KvQuant && kcode_[l].empty() && heads_[l * shape_.kv_heads]->wn() >= cfg_.group) calibrate(l);
+    for (size_t h = 0; h < shape_.kv_heads; ++h) flush(l, h, 0);
+  }
+}
+
+void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, size_t n_q, float* out, float scale) {
+  require(layer < shape_.layers, ErrorCode::Range, "kv: layer " + std::to_string(layer) + " out of range");
+  const size_t D = shape_.head_dim, KV = shape_.kv_heads, H = shape_.heads, g = H / KV, rows = n_q * g;
+  if (scale == 0.f) scale = 1.f / std::sqrt(static_cast<float>(D));
+  const KvMethod m = cfg_.method;
+  if (m == KvMethod::KvQuant) {
+    // key sensitivity: mean q_c^2 per KV head channel over its query heads
+    for (size_t t = 0; t < n_q; ++t)
+      for (size_t hh = 0; hh < H; ++hh)
+        for (size_t c = 0; c < D; ++c) {
+          const double x = q[(t * H + hh) * D + c];
+          qsens_[layer][(hh / g) * D + c] += x * x / static_cast<double>(g);
+        }
+    qcount_[layer] += static_cast<double>(n_q);
+  }
+  // Which rows accumulate attention scores into the window: every row (eviction) or the probe
+  // queries (ZipCache).
+  std::vector<uint8_t> probe(n_q, 0);
+  if (evicting(m)) {
+    std::fill(probe.begin(), probe.end(), 1);
+  } else if (m == KvMethod::ZipCache) {
+    if (n_q <= cfg_.probes) {
+      std::fill(probe.begin(), probe.end(), 1);
+    } else {
+      const size_t recent = cfg_.probes / 2;
+      for (size_t t = n_q - recent; t < n_q; ++t) probe[t] = 1;
+      Rng rng(cfg_.seed * 1000003ull + layer * 7919ull + length_);
+      size_t want = cfg_.probes - recent, got = 0;
+      while (got < want) {
+        const size_t t = rng.next_u32() % (n_q - recent);
+        if (!probe[t]) probe[t] = 1, ++got;
+      }
+    }
+  }
+  const size_t window = shape_.window;
+  const size_t T = std::max(cfg_.group, kWindowTile);
+  const double ema = 1.0 - 1.0 / static_cast<double>(cfg_.local_window);
+  const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<float> kt(T * D), vt(T * D), s(T), acc(rows * D), mrow(rows), lrow(rows);
+    std::vector<int32_t> pt(T);
+#pragma omp for schedule(static)
+    for (std::ptrdiff_t hi = 0; hi < static_cast<std::ptrdiff_t>(KV); ++hi) {
+      const size_t h = static_cast<size_t>(hi);
+      Head& hd = *heads_[layer * KV + h];
+      std::fill(acc.begin(), acc.end(), 0.f);
+      std::fill(mrow.begin(), mrow.end(), -std::numeric_limits<float>::infinity());
+      std::fill(lrow.begin(), lrow.end(), 0.f);
+      const size_t ntiles = tiles(hd);
+      for (size_t i = 0; i < ntiles; ++i) {
+        size_t n = 0;
+        tile(layer, hd, i, kt.data(), vt.data(), pt.data(), n);
+        for (size_t r = 0; r < rows; ++r) {
+          const size_t t = r / g, j = r % g;
+          const float* qr = q + (t * H + h * g + j) * D;
+          float mt = -std::numeric_limits<float>::infinity();
+          for (size_t x = 0; x < n; ++x) {
+            s[x] = visible(pt[x], qpos[t], window) ? scale * dot(qr, kt.data() + x * D, D) : -std::numeric_limits<float>::infinity();
+            mt = std::max(mt, s[x]);
+          }
+          if (mt == -std::numeric_limits<float>::infinity()) continue;
+          const float mn = std::max(mrow[r], mt), corr = std::exp(mrow[r] - mn);
+          float* a = acc.data() + r * D;
+          float l = lrow[r] * corr;
+          const __m256 cv = _mm256_set1_ps(corr);
+          for (size_t c = 0; c < D; c += 8) _mm256_storeu_ps(a + c, _mm256_mul_ps(_mm256_loadu_ps(a + c), cv));
+          for (size_t x = 0; x < n; ++x) {
+            if (s[x] == -std::numeric_limits<float>::infinity()) continue;
+            const float p = std::exp(s[x] - mn);
+            l += p;
+            const __m256 pv = _mm256_set1_ps(p);
+            const float* vr = vt.data() + x * D;
+            for (size_t c = 0; c < D; c += 8)
+              _mm256_storeu_ps(a + c, _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + c), _mm256_loadu_ps(a + c)));
+          }
+          mrow[r] = mn;
+          lrow[r] = l;
+        }
+      }
+      for (size_t r = 0; r < rows; ++r) {
+        const size_t t = r / g, j = r % g;
+        float* o = out + (t * H + h * g + j) * D;
+        const float inv = lrow[r] > 0 ? 1.f / lrow[r] : 0.f;
+        for (size_t c = 0; c < D; ++c) o[c] = acc[r * D + c] * inv;
+      }
+      // scores of window tokens from the scoring rows (exact probabilities, second pass)
+      const bool any_probe = std::find(probe.begin(), probe.end(), 1) != probe.end();
+      if (any_probe) {
+        if (m == KvMethod::Ems)
+          for (auto& x : hd.local) x *= std::pow(ema, static_cast<double>(n_q));
+        for (size_t i = hd.blocks.size(); i < ntiles; ++i) {
+          size_t n = 0;
+          tile(layer, hd, i, kt.data(), vt.data(), pt.data(), n);
+          const size_t w0 = (i - hd.blocks.size()) * kWindowTile;
+          for (size_t r = 0; r < rows; ++r) {
+            const size_t t = r / g, j = r % g;
+            if (!probe[t] || lrow[r] <= 0) continue;
+            const float* qr = q + (t * H + h * g + j) * D;
+            for (size_t x = 0; x < n; ++x) {
+              if (!visible(pt[x], qpos[t], window)) continue;
+              const double p = std::exp(static_cast<double>(scale * dot(qr, kt.data() + x * D, D) - mrow[r])) / lrow[r];
+              hd.score[w0 + x] += p;
+              hd.count[w0 + x] += 1.0;
+              if (m == KvMethod::Ems) hd.local[w0 + x] += p * (1.0 - ema);
+            }
+          }
+        }
+      }
+    }
+  }
+  // flush / evict
+  if (quantizing(m)) {
+    if (m == KvMethod::KvQuant && kcode_[layer].empty() && heads_[layer * KV]->wn() >= cfg_.residual + cfg_.group)
+      calibrate(layer);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(KV); ++h) flush(layer, static_cast<size_t>(h), cfg_.residual);
+  } else if (evicting(m)) {
+    evict(layer);
+  }
+}
+
+void CompressedKv::evict(size_t layer) {
+  const size_t KV = shape_.kv_heads, D = shape_.head_dim;
+  const size_t seen = heads_[layer * KV]->wpos.empty() ? 0 : static_cast<size_t>(heads_[layer * KV]->wpos.back()) + 1;
+  size_t budget = cfg_.budget < 1 ? static_cast<size_t>(std::ceil(cfg_.budget * static_cast<double>(seen)))
+                                  : static_cast<size_t>(cfg_.budget);
+  budget = std::max<size_t>(budget, cfg_.method == KvMethod::H2O ? 1 : cfg_.sinks + 1);
+  auto keep_only = [&](Head& h, const std::vector<uint8_t>& keep) {
+    size_t w = 0;
+    for (size_t i = 0; i < h.wn(); ++i) {
+      if (!keep[i]) continue;
+      if (w != i) {
+        std::memmove(h.wk.data() + w * D, h.wk.data() + i * D, D * 2);
+        std::memmove(h.wv.data() + w * D, h.wv.data() + i * D, D * 2);
+        h.wpos[w] = h.wpos[i];
+        h.score[w] = h.score[i];
+        h.count[w] = h.count[i];
+        h.local[w] = h.local[i];
+      }
+      ++w;
+    }
+    h.wk.resize(w * D);
+    h.wv.resize(w * D);
+    h.wpos.resize(w);
+    h.score.resize(w);
+    h.count.resize(w);
+    h.local.resize(w);
+  };
+  if (cfg_.method == KvMethod::Streaming || cfg_.method == KvMethod::H2O) {
+    for (size_t h = 0; h < KV; ++h) {
+      Head& hd = *heads_[layer * KV + h];
+      const size_t N = hd.wn();
+      if (N <= budget) continue;
+      std::vector<uint8_t> keep(N, 0);
+      if (cfg_.method == KvMethod::Streaming) {
+        const size_t sinks = std::min(cfg_.sinks, budget - 1);
+        for (size_t i = 0; i < N; ++i) keep[i] = hd.wpos[i] < static_cast<int32_t>(sinks) || i >= N - (budget - sinks);
+      } else {
+        const size_t recent = budget / 2, heavy = budget - recent;
+        for (size_t i = N - recent; i < N; ++i) keep[i] = 1;
+        std::vector<size_t> cand(N - recent);
+        std::iota(cand.begin(), cand.end(), size_t{0});
+        std::stable_sort(cand.begin(), cand.end(), [&](size_t a, size_t b) { return hd.score[a] > hd.score[b]; });
+        for (size_t i = 0; i < heavy && i < cand.size(); ++i) keep[cand[i]] = 1;
+      }
+      keep_only(hd, keep);
+    }
+    return;
+  }
+  // EMS: global+local score, head-wise budgets, evict then merge.
+  size_t total = 0;
+  for (size_t h = 0; h < KV; ++h) total += heads_[layer * KV + h]->wn();
+  const size_t layer_budget = budget * KV;
+  if (total <= layer_budget) return;
+  const double gw = cfg_.global_weight;
+  std::vector<std::vector<double>> sc(KV);
+  struct Cand {
+    double s;
+    size_t h, i;
+  };
+  std::vector<Cand> all;
+  std::vector<size_t> hb(KV, 0);
+  size_t fixed = 0;
+  for (size_t h = 0; h < KV; ++h) {
+    Head& hd = *heads_[layer * KV + h];
+    double gs = 0, ls = 0;
+    for (size_t i = 0; i < hd.wn(); ++i) {
+      gs += hd.count[i] > 0 ? hd.score[i] / hd.count[i] : 0.0;
+      ls += hd.local[i];
+    }
+    sc[h].resize(hd.wn());
+    for (size_t i = 0; i < hd.wn(); ++i) {
+      const double gi = (hd.count[i] > 0 ? hd.score[i] / hd.count[i] : 0.0) / (gs > 0 ? gs : 1.0);
+      const double li = hd.local[i] / (ls > 0 ? ls : 1.0);
+      sc[h][i] = gw * gi + (1 - gw) * li;
+      // sinks and the newest token are always kept
+      if (hd.wpos[i] < static_cast<int32_t>(cfg_.sinks) || i + 1 == hd.wn()) {
+        ++hb[h];
+        ++fixed;
+      } else {
+        all.push_back({sc[h][i], h, i});
+      }
+    }
+  }
+  const size_t free_slots = layer_budget > fixed ? layer_budget - fixed : 0;
+  std::stable_sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) { return a.s > b.s; });
+  std::vector<std::vector<uint8_t>> keep(KV);
+  for (size_t h = 0; h < KV; ++h) {
+    const Head& hd = *heads_[layer * KV + h];
+    keep[h].assign(hd.wn(), 0);
+    for (size_t i = 0; i < hd.wn(); ++i)
+      if (hd.wpos[i] < static_cast<int32_t>(cfg_.sinks) || i + 1 == hd.wn()) keep[h][i] = 1;
+  }
+  for (size_t i = 0; i < all.size() && i < free_slots; ++i) keep[all[i].h][all[i].i] = 1;
+  for (size_t h = 0; h < KV; ++h) {
+    Head& hd = *heads_[layer * KV + h];
+    // merge each evicted token into its most similar kept non-sink key (cosine), score-weighted
+    std::vector<float> ke(D), kk(D), ve(D), vk(D);
+    for (size_t e = 0; e < hd.wn(); ++e) {
+      if (keep[h][e]) continue;
+      f16_to_f32(hd.wk.data() + e * D, ke.data(), D);
+      const double ne = std::sqrt(std::max(1e-30, static_cast<double>(dot(ke.data(), ke.data(), D))));
+      double best = -2;
+      size_t bi = SIZE_MAX;
+      for (size_t i = 0; i < hd.wn(); ++i) {
+        if (!keep[h][i] || hd.wpos[i] < static_cast<int32_t>(cfg_.sinks)) continue;
+        f16_to_f32(hd.wk.data() + i * D, kk.data(), D);
+        const double nk = std::sqrt(std::max(1e-30, static_cast<double>(dot(kk.data(), kk.data(), D))));
+        const double cs = dot(ke.data(), kk.data(), D) / (ne * nk);
+        if (cs > best) best = cs, bi = i;
+      }
+      if (bi == SIZE_MAX) continue;
+      const double we = sc[h][e] + 1e-9, wk = sc[h][bi] + 1e-9, a = we / (we + wk);
+      f16_to_f32(hd.wk.data() + bi * D, kk.data(), D);
+      f16_to_f32(hd.wv.data() + e * D, ve.data(), D);
+      f16_to_f32(hd.wv.data() + bi * D, vk.data(), D);
+      for (size_t c = 0; c < D; ++c) {
+        kk[c] = static_cast<float>(a * ke[c] + (1 - a) * kk[c]);
+        vk[c] = static_cast<float>(a * ve[c] + (1 - a) * vk[c]);
+      }
+      f32_to_f16(kk.data(), hd.wk.data() + bi * D, D);
+      f32_to_f16(vk.data(), hd.wv.data() + bi * D, D);
+      hd.score[bi] += hd.score[e];
+      hd.local[bi] += hd.local[e];
+      sc[h][bi] += sc[h][e];
+    }
+    keep_only(hd, keep[h]);
+  }
+}
+
+void reference_attention(const float* q, const int32_t* qpos, size_t n_q, size_t group, const float* k,
+                         const float* v, const int32_t* kpos, size_t n_kv, size_t D, float scale, size_t window,
+                         float* out) {
+  if (scale == 0.f) scale = 1.f / std::sqrt(static_cast<float>(D));
+  std::vector<double> s(n_kv), acc(D);
+  for (size_t t = 0; t < n_q; ++t)
+    for (size_t j = 0; j < group; ++j) {
+      const float* qr = q + (t * group + j) * D;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (size_t x = 0; x < n_kv; ++x) {
+        if (!visible(kpos[x], qpos[t], window)) {
+          s[x] = -std::numeric_limits<double>::infinity();
+          continue;
+        }
+        double d = 0;
+        for (size_t c = 0; c < D; ++c) d += static_cast<double>(qr[c]) * k[x * D + c];
+        s[x] = d * scale;
+        mx = std::max(mx, s[x]);
+      }
+      std::fill(acc.begin(), acc.end(), 0.0);
+      double l = 0;
+      if (mx > -std::numeric_limits<double>::infinity())
+        for (size_t x = 0; x < n_kv; ++x) {
+          if (s[x] == -std::numeric_limits<double>::infinity()) continue;
+          const double p = std::exp(s[x] - mx);
+          l += p;
+          for (size_t c = 0; c < D; ++c) acc[c] += p * v[x * D + c];
+        }
+      float* o = out + (t * group + j) * D;
+      for (size_t c = 0; c < D; ++c) o[c] = l > 0 ? static_cast<float>(acc[c] / l) : 0.f;
+    }
+}
+
+}  // namespace tersor::kv
