@@ -7,3 +7,5 @@ export * from "./training-free.js";
 export * from "./stats.js";
 export * from "./csv.js";
 export * from "./regression.js";
+export * from "./lbfgs.js";
+export * from "./laws.js";
