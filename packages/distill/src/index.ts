@@ -2,4 +2,17 @@
  * `@tersor/distill`: fused KD losses, sparse teacher-logit caches, student training, dataset condensation, vocabulary trimming.
  * @packageDocumentation
  */
-export {};
+export { KdLossOptionsSchema, checkVocab, kdLoss, parseLossSpec, type KdLossOptions, type KdLossResult, type LossSpec } from "./losses.js";
+export {
+  TeacherCache,
+  WriteCacheOptionsSchema,
+  parseCacheMode,
+  writeTeacherCache,
+  type CacheDocuments,
+  type CacheManifest,
+  type CacheSlice,
+  type CacheSummary,
+  type CacheTeacher,
+  type WriteCacheOptions,
+} from "./cache.js";
+export { CACHE_FORMAT_VERSION, type CacheCompression, type CacheMode } from "./cache-format.js";
