@@ -9,3 +9,4 @@ export * from "./csv.js";
 export * from "./regression.js";
 export * from "./lbfgs.js";
 export * from "./laws.js";
+export * from "./online.js";
