@@ -201,6 +201,13 @@ export function normaliseWeights(weights: Record<string, number> | readonly numb
 }
 
 /** Where a domain's reading position is: the epoch, the place in that epoch's document order, the token offset in the document. */
+/** A piece of a packed window: `length` tokens of train document `doc` from `offset` (see {@link PackedLoader.next}). */
+export interface LoaderSegment {
+  doc: number;
+  offset: number;
+  length: number;
+}
+
 export interface DomainCursor {
   epoch: number;
   docPos: number;
@@ -282,8 +289,11 @@ export class PackedLoader {
     return last;
   }
 
-  /** Fills `out` (length `seqLen + 1`) with the next window of domain `d`. */
-  fill(d: number, out: Int32Array | Uint16Array, at = 0): void {
+  /**
+   * Fills `out` (length `seqLen + 1`) with the next window of domain `d`; `segments`, when given,
+   * receives the (document, offset, length) pieces the window was cut from, in order.
+   */
+  fill(d: number, out: Int32Array | Uint16Array, at = 0, segments?: LoaderSegment[]): void {
     const { tokens, starts } = this.domains[d]!.train;
     const c = this.cursors[d]!;
     const nDocs = starts.length - 1;
@@ -295,6 +305,7 @@ export class PackedLoader {
       const s = starts[doc]!;
       const len = starts[doc + 1]! - s;
       const take = Math.min(need, len - c.offset);
+      segments?.push({ doc, offset: c.offset, length: take });
       out.set(tokens.subarray(s + c.offset, s + c.offset + take), p);
       p += take;
       need -= take;
@@ -309,21 +320,24 @@ export class PackedLoader {
     }
   }
 
-  /** The next batch: `[batch, seqLen]` inputs and targets, and each sequence's domain index. */
-  next(batch: number, weights: Float64Array): { tokens: Int32Array; targets: Int32Array; domains: number[] } {
+  /** The next batch: `[batch, seqLen]` inputs and targets, each sequence's domain index, and the document pieces each window (seqLen + 1 tokens) was cut from. */
+  next(batch: number, weights: Float64Array): { tokens: Int32Array; targets: Int32Array; domains: number[]; segments: LoaderSegment[][] } {
     const T = this.seqLen;
     const tokens = new Int32Array(batch * T);
     const targets = new Int32Array(batch * T);
     const win = new Int32Array(T + 1);
     const domains: number[] = [];
+    const segments: LoaderSegment[][] = [];
     for (let b = 0; b < batch; b++) {
       const d = this.sampleDomain(weights);
       domains.push(d);
-      this.fill(d, win);
+      const segs: LoaderSegment[] = [];
+      this.fill(d, win, 0, segs);
+      segments.push(segs);
       tokens.set(win.subarray(0, T), b * T);
       targets.set(win.subarray(1), b * T);
     }
-    return { tokens, targets, domains };
+    return { tokens, targets, domains, segments };
   }
 
   state(): LoaderState {

@@ -32,6 +32,7 @@ export {
   validationWindows,
   type DataSource,
   type DomainCursor,
+  type LoaderSegment,
   type DomainData,
   type LoaderState,
   type TokenStream,
