@@ -130,7 +130,7 @@ export const TrainOptionsSchema = z.strictObject({
   /** Global-norm clipping threshold; 0 = off. */
   maxGradNorm: nonNeg.default(1),
   seed: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0),
-  /** Evaluate every n steps (and after the last); 0 = only after the last step. */
+  /** Evaluate before the first step, every n steps and after the last; 0 = only after the last step. */
   evalEvery: z.number().int().nonnegative().default(0),
   /** Validation tokens per domain at each evaluation (default 4 sequences' worth). */
   evalTokens: posInt.optional(),

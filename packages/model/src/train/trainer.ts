@@ -216,6 +216,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const bar = progress({ label: "train", total: (o.steps - start) * o.batchTokens, unit: "tokens", ...(o.progress ? { mode: o.progress } : {}) });
   const scale = 1 / (batch * seqLen * o.gradAccum);
   try {
+    // The untrained model's validation loss, the start of the curve.
+    if (o.evalEvery > 0 && start === 0) await evaluate(0);
     for (let step = start; step < o.steps; step++) {
       const t0 = performance.now();
       if (o.weightsCallback) weights = normaliseWeights(o.weightsCallback(step, lastVal), names);
