@@ -79,8 +79,9 @@ export function trainLogJsonl(log: TrainLog): string {
   let e = 0;
   const evals = [...log.evals].sort((a, b) => a.step - b.step);
   for (const s of log.steps) {
+    // An evaluation at step k follows step k's record (step 0's comes first).
+    while (e < evals.length && evals[e]!.step < s.step) lines.push(JSON.stringify({ type: "eval", ...evals[e++]! }));
     lines.push(JSON.stringify({ type: "step", ...s }));
-    while (e < evals.length && evals[e]!.step <= s.step) lines.push(JSON.stringify({ type: "eval", ...evals[e++]! }));
   }
   while (e < evals.length) lines.push(JSON.stringify({ type: "eval", ...evals[e++]! }));
   return lines.join("\n") + (lines.length > 0 ? "\n" : "");
