@@ -9,10 +9,10 @@
 // Byte layouts (little-endian; f16 = IEEE binary16):
 //   ggml formats: exactly ggml's block_q8_0, block_q4_0, ..., block_q6_K (QK_K = 256). MXFP4 is
 //     ggml's block_mxfp4 { u8 e (E8M0); u8 qs[16] } over 32 values, value = e2m1(code) * 2^(e-127)
-//     with the codes of elements j and j+16 in the low / high nibble of qs[j]. NVFP4 here is
-//     { u8 scale (E4M3); u8 qs[8] } over 16 values (low nibble = element j, high = element j+8),
-//     value = e2m1(code) * e4m3(scale); NVIDIA's per-tensor f32 second-level scale is not part of the
-//     row (it is 1 here).
+//     with the codes of elements j and j+16 in the low / high nibble of qs[j]. NVFP4 is ggml's
+//     block_nvfp4 { u8 d[4] (unsigned E4M3, one per 16 values); u8 qs[32] } over 64 values: sub-block
+//     s uses qs[8s..8s+7], low nibble = element j, high = element j+8 of the sub-block, value =
+//     e2m1(code) * ue4m3(d[s]); NVIDIA's per-tensor f32 second-level scale is not part of the row.
 //   INT (tersor's own): per group of g elements (g = group, or n when group == 0 = per channel):
 //     f16 scale d, then (asym only) u8 zero point z, then ceil(g*bits/8) bytes of codes c in
 //     [0, 2^bits) packed LSB-first (element 0 in the lowest bits of byte 0). Value:
@@ -74,7 +74,7 @@ struct QuantScheme {
 QuantScheme parse_quant_scheme(const std::string& name);
 /// Canonical name (parse_quant_scheme(quant_scheme_name(s)) == s).
 std::string quant_scheme_name(const QuantScheme&);
-/// Elements per block: 32 (Q*_0/_1, MXFP4), 256 (K-quants), 16 (NVFP4), group (NF4, INT, FP8 with a
+/// Elements per block: 32 (Q*_0/_1, MXFP4), 256 (K-quants), 64 (NVFP4), group (NF4, INT, FP8 with a
 /// group), 0 when the whole row is one block (INT per channel / per tensor, FP8 per row, KMEANS).
 size_t scheme_block(const QuantScheme&);
 /// Bytes of one block in a row of n elements (for block = 0: the row's bytes without row headers).

@@ -1,0 +1,298 @@
+// Quantized matrix-vector / small-batch matrix products (quant_formats.hpp: quant_matmul).
+//
+// Y[b, r] = sum_k W[r, k] X[b, k], W stored row-major in a quantized scheme. Rows are split over
+// tersor::num_threads() threads; each weight row is read once for the whole batch (up to 8
+// activation rows are processed per pass over a weight row).
+//
+// Kernels:
+//  * Q8_0 and Q4_0: X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale, round
+//    half to even, as llama.cpp does for these formats) and the block dot products are integer (AVX2 maddubs with the sign trick, as in ggml),
+//    scaled by d_w * d_x in f32.
+//  * Q4_K and Q6_K: fused dequantize-and-FMA in f32 per 32 (16) weights, using
+//    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
+//  * every other format: each block is dequantized (scalar) into a small f32 buffer that is then
+//    dotted with X (AVX2 FMA).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "tersor/error.hpp"
+#include "tersor/half.hpp"
+#include "tersor/parallel.hpp"
+#include "tersor/quant_formats.hpp"
+
+namespace tersor {
+namespace {
+
+constexpr size_t kMaxB = 8;
+
+inline float h2f(const uint8_t* p) { uint16_t h; std::memcpy(&h, p, 2); return f16_to_f32_scalar(h); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float dot_f32(const float* a, const float* b, size_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// ---- activations as Q8_0 blocks (f32 scale)
+struct Q8Act {
+  std::vector<float> d;     // [batch, nb]
+  std::vector<int8_t> q;    // [batch, nb * 32]
+};
+// Exactly quantize_row(q8_0) of each activation row (f16 scale, round half to even), unpacked.
+Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
+  const size_t nb = cols / 32;
+  QuantScheme q8;
+  q8.format = QuantFormat::Q8_0;
+  Q8Act a;
+  a.d.resize(batch * nb);
+  a.q.resize(batch * cols);
+  std::vector<uint8_t> tmp(nb * 34);
+  for (size_t b = 0; b < batch; ++b) {
+    quantize_row(q8, x + b * cols, tmp.data(), cols);
+    for (size_t k = 0; k < nb; ++k) {
+      a.d[b * nb + k] = h2f(&tmp[k * 34]);
+      std::memcpy(&a.q[b * cols + 32 * k], &tmp[k * 34 + 2], 32);
+    }
+  }
+  return a;
+}
+
+// sum of int8 a[i] * b[i] over 32 lanes as 8 int32 partial sums, in f32
+inline __m256 dot_i8(__m256i a, __m256i b) {
+  const __m256i ax = _mm256_sign_epi8(a, a);
+  const __m256i sy = _mm256_sign_epi8(b, a);
+  const __m256i p16 = _mm256_maddubs_epi16(ax, sy);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a,
+                    size_t b0, size_t nbatch, size_t rows, float* y) {
+  const size_t nb = cols / 32, bs = four ? 18 : 34;
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    __m256 acc[kMaxB];
+    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+    for (size_t k = 0; k < nb; ++k) {
+      const uint8_t* blk = row + k * bs;
+      const float dw = h2f(blk);
+      __m256i wq;
+      if (four) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+        const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        wq = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+      } else {
+        wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      }
+      for (size_t b = 0; b < nbatch; ++b) {
+        const size_t bi = b0 + b;
+        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
+        acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), dot_i8(wq, xq), acc[b]);
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
+  }
+}
+
+// Q4_K: sum over 32-blocks of d*sc * (sum l x) - dmin*m * (sum x)
+void rows_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x, const float* xsum,
+               size_t b0, size_t nbatch, size_t rows, float* y) {
+  const size_t nsb = cols / 256, n32 = cols / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    float out[kMaxB] = {0};
+    for (size_t s = 0; s < nsb; ++s) {
+      const uint8_t* blk = row + s * 144;
+      const float d = h2f(blk), dmin = h2f(blk + 2);
+      const uint8_t* sc = blk + 4;
+      const uint8_t* q = blk + 16;
+      float dj[8], mj[8];
+      for (int j = 0; j < 8; ++j) {
+        int a, m;
+        if (j < 4) { a = sc[j] & 63; m = sc[j + 4] & 63; }
+        else { a = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4); m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4); }
+        dj[j] = d * a; mj[j] = dmin * m;
+      }
+      for (int c = 0; c < 4; ++c) {  // 64 weights: 32 low nibbles (block 2c), 32 high (2c+1)
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        __m256 wl[4], wh[4];
+        const __m128i lo0 = _mm256_castsi256_si128(lo), lo1 = _mm256_extracti128_si256(lo, 1);
+        const __m128i hi0 = _mm256_castsi256_si128(hi), hi1 = _mm256_extracti128_si256(hi, 1);
+        wl[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo0));
+        wl[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo0, 8)));
+        wl[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo1));
+        wl[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo1, 8)));
+        wh[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi0));
+        wh[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi0, 8)));
+        wh[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi1));
+        wh[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi1, 8)));
+        const size_t k0 = s * 256 + 64 * c;
+        for (size_t b = 0; b < nbatch; ++b) {
+          const float* xb = x + (b0 + b) * cols + k0;
+          __m256 al = _mm256_mul_ps(wl[0], _mm256_loadu_ps(xb));
+          __m256 ah = _mm256_mul_ps(wh[0], _mm256_loadu_ps(xb + 32));
+          for (int t = 1; t < 4; ++t) {
+            al = _mm256_fmadd_ps(wl[t], _mm256_loadu_ps(xb + 8 * t), al);
+            ah = _mm256_fmadd_ps(wh[t], _mm256_loadu_ps(xb + 32 + 8 * t), ah);
+          }
+          const float* xs = xsum + (b0 + b) * n32 + k0 / 32;
+          out[b] += dj[2 * c] * hsum(al) - mj[2 * c] * xs[0] + dj[2 * c + 1] * hsum(ah) - mj[2 * c + 1] * xs[1];
+        }
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = out[b];
+  }
+}
+
+// Q6_K: per 16 weights d*sc * sum (l - 32) x
+void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x, size_t b0, size_t nbatch,
+               size_t rows, float* y) {
+  const size_t nsb = cols / 256;
+  alignas(32) float buf[256];
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    __m256 acc[kMaxB];
+    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+    for (size_t s = 0; s < nsb; ++s) {
+      const uint8_t* blk = row + s * 210;
+      const float d = h2f(blk + 208);
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      // unpack 256 six-bit codes to f32 times the sub-block scale
+      const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = blk + 64 * h;
+        const uint8_t* qh = blk + 128 + 32 * h;
+        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        for (int t = 0; t < 4; ++t) {
+          const __m256i v = _mm256_sub_epi8(q[t], c32);
+          const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
+          float* o = buf + 128 * h + 32 * t;
+          const float s0 = d * sc[8 * h + 2 * t], s1 = d * sc[8 * h + 2 * t + 1];
+          _mm256_store_ps(o, _mm256_mul_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0))));
+          _mm256_store_ps(o + 8, _mm256_mul_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8)))));
+          _mm256_store_ps(o + 16, _mm256_mul_ps(_mm256_set1_ps(s1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1))));
+          _mm256_store_ps(o + 24, _mm256_mul_ps(_mm256_set1_ps(s1), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8)))));
+        }
+      }
+      for (size_t b = 0; b < nbatch; ++b) {
+        const float* xb = x + (b0 + b) * cols + s * 256;
+        __m256 a = acc[b];
+        for (int i = 0; i < 256; i += 8) a = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xb + i), a);
+        acc[b] = a;
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
+  }
+}
+
+void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
+                  size_t b0, size_t nbatch, size_t rows, float* y) {
+  const size_t blk = scheme_block(s);
+  std::vector<float> buf(cols);
+  for (size_t r = r0; r < r1; ++r) {
+    // Dequantize the row in chunks of up to 1024 elements (whole blocks) and dot each chunk.
+    float out[kMaxB] = {0};
+    if (blk == 0 || (s.format == QuantFormat::NF4 && s.double_quant)) {
+      dequantize_row(s, w + r * rb, buf.data(), cols);
+      for (size_t b = 0; b < nbatch; ++b) out[b] = dot_f32(buf.data(), x + (b0 + b) * cols, cols);
+    } else {
+      const size_t per = std::max<size_t>(1, 1024 / blk) * blk, bb = scheme_block_bytes(s, cols);
+      for (size_t k0 = 0; k0 < cols; k0 += per) {
+        const size_t len = std::min(per, cols - k0);
+        dequantize_row(s, w + r * rb + (k0 / blk) * bb, buf.data(), len);
+        for (size_t b = 0; b < nbatch; ++b) out[b] += dot_f32(buf.data(), x + (b0 + b) * cols + k0, len);
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = out[b];
+  }
+}
+
+void check_args(const QuantScheme& s, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y) {
+  require(rows > 0 && cols > 0 && batch > 0, ErrorCode::Shape, "quant_matmul: rows, cols and batch must be > 0");
+  require(w && x && y, ErrorCode::Range, "quant_matmul: null buffer");
+  scheme_row_bytes(s, cols);
+}
+
+}  // namespace
+
+void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols, const float* x, size_t batch, float* y) {
+  check_args(s, wv, rows, cols, x, batch, y);
+  const uint8_t* w = static_cast<const uint8_t*>(wv);
+  const size_t rb = scheme_row_bytes(s, cols);
+  Q8Act act;
+  std::vector<float> xsum;
+  const bool q8path = s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0;
+  if (q8path) act = quantize_act(x, batch, cols);
+  if (s.format == QuantFormat::Q4_K) {
+    const size_t n32 = cols / 32;
+    xsum.resize(batch * n32);
+    for (size_t b = 0; b < batch; ++b)
+      for (size_t k = 0; k < n32; ++k) {
+        float t = 0;
+        for (int j = 0; j < 32; ++j) t += x[b * cols + 32 * k + j];
+        xsum[b * n32 + k] = t;
+      }
+  }
+  const long chunk = 16;
+  const long nchunks = static_cast<long>((rows + chunk - 1) / chunk);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
+  for (long c = 0; c < nchunks; ++c) {
+    const size_t r0 = static_cast<size_t>(c) * chunk, r1 = std::min(rows, r0 + chunk);
+    for (size_t b0 = 0; b0 < batch; b0 += kMaxB) {
+      const size_t nbt = std::min(kMaxB, batch - b0);
+      switch (s.format) {
+        case QuantFormat::Q8_0: rows_q8_0_q4_0(false, w, rb, r0, r1, cols, act, b0, nbt, rows, y); break;
+        case QuantFormat::Q4_0: rows_q8_0_q4_0(true, w, rb, r0, r1, cols, act, b0, nbt, rows, y); break;
+        case QuantFormat::Q4_K: rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y); break;
+        case QuantFormat::Q6_K: rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
+        default: rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
+      }
+    }
+  }
+}
+
+namespace quant_ref {
+// Reference: dequantize each row exactly, then an f64 dot product (no activation quantization).
+void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols, const float* x, size_t batch, float* y) {
+  check_args(s, wv, rows, cols, x, batch, y);
+  const uint8_t* w = static_cast<const uint8_t*>(wv);
+  const size_t rb = scheme_row_bytes(s, cols);
+  std::vector<float> buf(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    tersor::dequantize_row(s, w + r * rb, buf.data(), cols);
+    for (size_t b = 0; b < batch; ++b) {
+      double t = 0;
+      for (size_t k = 0; k < cols; ++k) t += static_cast<double>(buf[k]) * x[b * cols + k];
+      y[b * rows + r] = static_cast<float>(t);
+    }
+  }
+}
+}  // namespace quant_ref
+
+}  // namespace tersor
