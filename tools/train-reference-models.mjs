@@ -5,10 +5,11 @@
 // model card's figures: test-split bits per byte per domain by `tersor eval ppl`, next to a
 // byte-unigram baseline fitted on the train split.
 //
-//   node tools/train-reference-models.mjs [ref-tiny|ref-small|all] [--threads N] [--steps N] [--card-only]
+//   node tools/train-reference-models.mjs [ref-tiny|ref-small|all] [--threads N] [--steps N]
 //
 // The full training state (optimizer, loader, log) stays in out/ref-training/<name>/; running the
-// command again resumes there (exactly), so an interrupted run loses at most `checkpointEvery` steps.
+// command again resumes there (exactly), so an interrupted run loses at most `checkpointEvery` steps;
+// on a finished run it only recomputes the release files and the model card.
 // Needs the built packages and addon (`npm run build`).
 import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -50,15 +51,14 @@ const RECIPES = {
 const COMMON = { schedule: "cosine", weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, maxGradNorm: 1, seed: 20261204, gradAccum: 1, evalTokens: 8192 };
 
 function parseArgs(argv) {
-  const a = { names: [], threads: undefined, steps: undefined, cardOnly: false };
+  const a = { names: [], threads: undefined, steps: undefined };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i];
     if (x === "--threads") a.threads = Number(argv[++i]);
     else if (x === "--steps") a.steps = Number(argv[++i]);
-    else if (x === "--card-only") a.cardOnly = true;
     else if (x === "all") a.names.push(...Object.keys(RECIPES));
     else if (x in RECIPES) a.names.push(x);
-    else throw new Error(`unknown argument ${x}; usage: train-reference-models.mjs [ref-tiny|ref-small|all] [--threads N] [--steps N] [--card-only]`);
+    else throw new Error(`unknown argument ${x}; usage: train-reference-models.mjs [ref-tiny|ref-small|all] [--threads N] [--steps N]`);
   }
   if (a.names.length === 0) a.names.push(...Object.keys(RECIPES));
   return a;
@@ -166,7 +166,10 @@ async function trainOne(name, args) {
   const work = join(root, "out", "ref-training", name);
   const dest = join(root, "packages", "models", name);
   let wallMinutes;
-  if (!args.cardOnly) {
+  const before = await readTrainerState(work).catch(() => undefined);
+  const finished = before !== undefined && before.step === recipe.steps;
+  {
+    // Also when training is finished: the command then only rewrites train_log.jsonl and loss.svg/png.
     const config = { ...COMMON, ...recipe, data: DOMAINS.map((d) => `corpus:${d}`) };
     mkdirSync(work, { recursive: true });
     const cfgPath = join(dirname(work), `${name}.train.json`);
@@ -176,8 +179,10 @@ async function trainOne(name, args) {
     const t0 = Date.now();
     const r = spawnSync(process.execPath, [cli, ...cmd], { cwd: root, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, TERSOR_PROGRESS: process.stderr.isTTY ? "bar" : "json" } });
     if (r.status !== 0) throw new Error(`tersor train exited with ${r.status}`);
-    wallMinutes = (Date.now() - t0) / 60000;
-    log(`${name}: trained in ${wallMinutes.toFixed(1)} min`);
+    if (!finished) {
+      wallMinutes = (Date.now() - t0) / 60000;
+      log(`${name}: trained in ${wallMinutes.toFixed(1)} min`);
+    }
   }
   const state = await readTrainerState(work);
   if (!state || state.step !== recipe.steps) throw new Error(`${work}: no finished training state (step ${state?.step} of ${recipe.steps})`);

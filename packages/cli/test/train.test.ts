@@ -104,7 +104,8 @@ describe("tersor train", () => {
         return `${j.type}${j.step}`;
       });
     expect(types).toEqual(["eval0", "step1", "step2", "eval2"]);
-    const spec = lossCurveSpec(log) as unknown as { data: { values: Array<{ series: string }> } };
+    const spec = lossCurveSpec(log) as unknown as { data: { values: Array<{ series: string }> }; layer: unknown[] };
+    expect(spec.layer.length).toBe(2);
     expect(spec.data.values.map((v) => v.series)).toEqual(["train", "train", "validation: a", "validation: a"]);
   });
 });

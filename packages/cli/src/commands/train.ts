@@ -56,20 +56,21 @@ function thin(steps: StepRecord[], max: number): Array<{ step: number; loss: num
 
 /** The loss-curve plot: training loss per step and validation loss per domain (nats per token). */
 export function lossCurveSpec(log: TrainLog, title = "training loss"): VegaLiteSpec {
-  const values: Array<{ step: number; loss: number; series: string }> = thin(log.steps, 1500).map((p) => ({ ...p, series: "train" }));
+  const values: Array<{ step: number; loss: number; series: string }> = thin(log.steps, 300).map((p) => ({ ...p, series: "train" }));
   for (const e of log.evals) for (const [d, r] of Object.entries(e.domains)) values.push({ step: e.step, loss: r.loss, series: `validation: ${d}` });
+  const x = { field: "step", type: "quantitative", title: "step" };
+  const y = { field: "loss", type: "quantitative", title: "loss (nats / token)", scale: { zero: false } };
+  const color = { field: "series", type: "nominal", title: null, legend: { labelLimit: 400 } };
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title,
     width: 560,
     height: 320,
     data: { values },
-    mark: { type: "line", point: log.evals.length <= 50 ? { size: 12 } : false, strokeWidth: 1.5 },
-    encoding: {
-      x: { field: "step", type: "quantitative", title: "step" },
-      y: { field: "loss", type: "quantitative", title: "loss (nats / token)", scale: { zero: false } },
-      color: { field: "series", type: "nominal", title: null },
-    },
+    layer: [
+      { transform: [{ filter: "datum.series === 'train'" }], mark: { type: "line", strokeWidth: 1.2 }, encoding: { x, y, color } },
+      { transform: [{ filter: "datum.series !== 'train'" }], mark: { type: "line", point: true, strokeWidth: 1.8 }, encoding: { x, y, color } },
+    ],
   } as VegaLiteSpec;
 }
 
