@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tersor/error.hpp"
+#include "tersor/parallel.hpp"
 #include "tersor/rng.hpp"
 #include "tersor/train.hpp"
 
@@ -16,20 +17,41 @@ template <class T>
 struct TrainableTransformer<T>::LayerParams {
   long attn_w = -1, attn_b = -1, q_w = -1, q_b = -1, k_w = -1, k_b = -1, v_w = -1, v_b = -1, o_w = -1, o_b = -1,
        mlp_w = -1, mlp_b = -1, gate_w = -1, up_w = -1, up_b = -1, down_w = -1, down_b = -1;
+  /// q, k, v weights adjacent (no qkv biases): one [q | k | v] product.
+  bool qkv_fused = false;
 };
 
 /// Saved activations of one forward (sizes for n = batch * seq rows).
 template <class T>
 struct TrainableTransformer<T>::Acts {
   struct Layer {
-    std::vector<T> x_in, h1, mean1, rstd1, q, k, v, att, lse, x_mid, h2, mean2, rstd2, gate, up, act;
+    // qkv: [n, q | k | v] (RoPE applied); gu: [n, gate | up] (gated) or [n, up] (pre-activation)
+    std::vector<T> x_in, h1, mean1, rstd1, qkv, att, lse, x_mid, h2, mean2, rstd2, gu, act;
   };
   std::vector<Layer> layers;
   std::vector<T> x_out, hf, meanf, rstdf;
+  // backward work buffers
+  std::vector<T> dx, dh, datt, dqkv, dact, dgu, dlogits;
   size_t n = 0;
 };
 
 namespace {
+/// y[r, 0..cols) += b for rows rows `ldy` apart.
+template <class T>
+void add_bias(T* y, size_t ldy, const T* b, size_t rows, size_t cols) {
+  for (size_t r = 0; r < rows; ++r) {
+    T* yr = y + r * ldy;
+    for (size_t i = 0; i < cols; ++i) yr[i] += b[i];
+  }
+}
+/// db += column sums of dy[rows, cols] (rows `ldy` apart), in row order.
+template <class T>
+void column_sums(const T* dy, size_t ldy, size_t rows, size_t cols, T* db) {
+  for (size_t r = 0; r < rows; ++r) {
+    const T* d = dy + r * ldy;
+    for (size_t i = 0; i < cols; ++i) db[i] += d[i];
+  }
+}
 bool ends_with(const std::string& s, const char* suffix) {
   const size_t n = std::strlen(suffix);
   return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
@@ -92,6 +114,11 @@ TrainableTransformer<T>::TrainableTransformer(TransformerConfig cfg, uint64_t se
     L.up_b = find(p + "up.bias");
     L.down_w = find(p + "down.weight");
     L.down_b = find(p + "down.bias");
+    L.qkv_fused = L.k_w == L.q_w + static_cast<long>(c.heads * c.head_dim * c.hidden) &&
+                  L.v_w == L.k_w + static_cast<long>(c.kv_heads * c.head_dim * c.hidden);
+    if (c.gated_mlp)
+      require(L.up_w == L.gate_w + static_cast<long>(c.intermediate * c.hidden), ErrorCode::Native,
+              "train: gate and up weights are expected to be adjacent");
   }
 
   // Init, in parameter order.
@@ -168,23 +195,26 @@ void TrainableTransformer<T>::forward(const int32_t* tokens, size_t batch, size_
       L.h1.resize(n * E);
       L.mean1.resize(ln ? n : 0);
       L.rstd1.resize(n);
-      L.q.resize(n * HD);
-      L.k.resize(n * KVD);
-      L.v.resize(n * KVD);
+      L.qkv.resize(n * (HD + 2 * KVD));
       L.att.resize(n * HD);
       L.lse.resize(n * H);
       L.x_mid.resize(n * E);
       L.h2.resize(n * E);
       L.mean2.resize(ln ? n : 0);
       L.rstd2.resize(n);
-      L.gate.resize(c.gated_mlp ? n * I : 0);
-      L.up.resize(n * I);
+      L.gu.resize(c.gated_mlp ? 2 * n * I : n * I);
       L.act.resize(n * I);
     }
     A.x_out.resize(n * E);
     A.hf.resize(n * E);
     A.meanf.resize(ln ? n : 0);
     A.rstdf.resize(n);
+    A.dx.resize(n * E);
+    A.dh.resize(n * E);
+    A.datt.resize(n * HD);
+    A.dqkv.resize(n * (HD + 2 * KVD));
+    A.dact.resize(n * I);
+    A.dgu.resize(c.gated_mlp ? 2 * n * I : n * I);
     A.n = n;
   }
   logits_.resize(n * V);
@@ -202,43 +232,46 @@ void TrainableTransformer<T>::forward(const int32_t* tokens, size_t batch, size_
     for (size_t r = 0; r < n; ++r)
       for (size_t i = 0; i < E; ++i) x0[r * E + i] += pe[static_cast<size_t>(positions_[r]) * E + i];
   }
-  AttentionShape as{batch, seq, H, KV, D, c.sliding_window};
+  const size_t QKV = HD + 2 * KVD;
+  AttentionShape as{batch, seq, H, KV, D, c.sliding_window, QKV, QKV};
   for (size_t l = 0; l < c.layers; ++l) {
     auto& L = A.layers[l];
     const LayerParams& W = layers_[l];
     norm(L.x_in.data(), W.attn_w, W.attn_b, L.h1.data(), L.mean1.data(), L.rstd1.data());
-    linear_forward<T>(L.h1.data(), P(W.q_w), P(W.q_b), L.q.data(), n, E, HD);
-    linear_forward<T>(L.h1.data(), P(W.k_w), P(W.k_b), L.k.data(), n, E, KVD);
-    linear_forward<T>(L.h1.data(), P(W.v_w), P(W.v_b), L.v.data(), n, E, KVD);
-    if (c.rope) {
-      rope_rotate<T>(L.q.data(), n, H, positions_.data(), rope_, false);
-      rope_rotate<T>(L.k.data(), n, KV, positions_.data(), rope_, false);
+    T* qkv = L.qkv.data();
+    if (W.qkv_fused) {
+      gemm<T>(Trans::No, Trans::Yes, n, QKV, E, T(1), L.h1.data(), E, P(W.q_w), E, T(0), qkv, QKV);
+    } else {
+      const long wi[3] = {W.q_w, W.k_w, W.v_w}, bi[3] = {W.q_b, W.k_b, W.v_b};
+      const size_t col[3] = {0, HD, HD + KVD}, width[3] = {HD, KVD, KVD};
+      for (int j = 0; j < 3; ++j) {
+        gemm<T>(Trans::No, Trans::Yes, n, width[j], E, T(1), L.h1.data(), E, P(wi[j]), E, T(0), qkv + col[j], QKV);
+        if (bi[j] >= 0) add_bias(qkv + col[j], QKV, P(bi[j]), n, width[j]);
+      }
     }
-    attention_forward<T>(L.q.data(), L.k.data(), L.v.data(), L.att.data(), L.lse.data(), as);
+    if (c.rope) {
+      rope_rotate<T>(qkv, n, H, positions_.data(), rope_, false, QKV);
+      rope_rotate<T>(qkv + HD, n, KV, positions_.data(), rope_, false, QKV);
+    }
+    attention_forward<T>(qkv, qkv + HD, qkv + HD + KVD, L.att.data(), L.lse.data(), as);
     std::memcpy(L.x_mid.data(), L.x_in.data(), n * E * sizeof(T));
     // x_mid = x_in + att Wo^T + bo
     gemm<T>(Trans::No, Trans::Yes, n, E, HD, T(1), L.att.data(), HD, P(W.o_w), HD, T(1), L.x_mid.data(), E);
-    if (W.o_b >= 0) {
-      const T* bo = P(W.o_b);
-      for (size_t r = 0; r < n; ++r)
-        for (size_t i = 0; i < E; ++i) L.x_mid[r * E + i] += bo[i];
-    }
+    if (W.o_b >= 0) add_bias(L.x_mid.data(), E, P(W.o_b), n, E);
     norm(L.x_mid.data(), W.mlp_w, W.mlp_b, L.h2.data(), L.mean2.data(), L.rstd2.data());
-    linear_forward<T>(L.h2.data(), P(W.up_w), P(W.up_b), L.up.data(), n, E, I);
     if (c.gated_mlp) {
-      linear_forward<T>(L.h2.data(), P(W.gate_w), nullptr, L.gate.data(), n, E, I);
-      gated_forward<T>(act, L.gate.data(), L.up.data(), L.act.data(), n * I);
+      // gate.weight and up.weight are adjacent: one [2I, E] product
+      gemm<T>(Trans::No, Trans::Yes, n, 2 * I, E, T(1), L.h2.data(), E, P(W.gate_w), E, T(0), L.gu.data(), 2 * I);
+      if (W.up_b >= 0) add_bias(L.gu.data() + I, 2 * I, P(W.up_b), n, I);
+      gated_forward_fused<T>(act, L.gu.data(), L.act.data(), n, I);
     } else {
-      activation_forward<T>(act, L.up.data(), L.act.data(), n * I);
+      linear_forward<T>(L.h2.data(), P(W.up_w), P(W.up_b), L.gu.data(), n, E, I);
+      activation_forward<T>(act, L.gu.data(), L.act.data(), n * I);
     }
     T* x_next = l + 1 < c.layers ? A.layers[l + 1].x_in.data() : A.x_out.data();
     std::memcpy(x_next, L.x_mid.data(), n * E * sizeof(T));
     gemm<T>(Trans::No, Trans::Yes, n, E, I, T(1), L.act.data(), I, P(W.down_w), I, T(1), x_next, E);
-    if (W.down_b >= 0) {
-      const T* bd = P(W.down_b);
-      for (size_t r = 0; r < n; ++r)
-        for (size_t i = 0; i < E; ++i) x_next[r * E + i] += bd[i];
-    }
+    if (W.down_b >= 0) add_bias(x_next, E, P(W.down_b), n, E);
   }
   norm(A.x_out.data(), final_w_, final_b_, A.hf.data(), A.meanf.data(), A.rstdf.data());
   linear_forward<T>(A.hf.data(), P(head_), nullptr, logits_.data(), n, E, V);
@@ -253,7 +286,9 @@ void TrainableTransformer<T>::backward(const T* dlogits) {
   const Activation act = activation_of(c.activation);
   Acts& A = acts_[0];
 
-  std::vector<T> dx(n * E, T(0)), dh(n * E), datt(n * HD), dq(n * HD), dk(n * KVD), dv(n * KVD), d1(n * I), d2(n * I);
+  std::vector<T>&dx = A.dx, &dh = A.dh, &datt = A.datt, &dqkv = A.dqkv, &dact = A.dact, &dgu = A.dgu;
+  std::fill(dx.begin(), dx.end(), T(0));
+  const size_t QKV = HD + 2 * KVD;
   auto norm_back = [&](const T* dy, const T* x, long wi, long bi, const T* mean, const T* rstd) {
     if (ln) layernorm_backward<T>(dy, x, P(wi), mean, rstd, dx.data(), G(wi), G(bi), n, E);
     else rmsnorm_backward<T>(dy, x, P(wi), rstd, dx.data(), G(wi), n, E);
@@ -263,32 +298,43 @@ void TrainableTransformer<T>::backward(const T* dlogits) {
   linear_backward<T>(A.hf.data(), P(head_), dlogits, dh.data(), false, G(head_), nullptr, n, E, V);
   norm_back(dh.data(), A.x_out.data(), final_w_, final_b_, A.meanf.data(), A.rstdf.data());
 
-  AttentionShape as{batch_, seq_, H, KV, D, c.sliding_window};
+  AttentionShape as{batch_, seq_, H, KV, D, c.sliding_window, QKV, QKV};
   for (size_t li = c.layers; li-- > 0;) {
     auto& L = A.layers[li];
     const LayerParams& W = layers_[li];
     // MLP: x_out = x_mid + down(act) (+ bdown)
-    linear_backward<T>(L.act.data(), P(W.down_w), dx.data(), d1.data(), false, G(W.down_w), G(W.down_b), n, I, E);
+    linear_backward<T>(L.act.data(), P(W.down_w), dx.data(), dact.data(), false, G(W.down_w), G(W.down_b), n, I, E);
     if (c.gated_mlp) {
-      gated_backward<T>(act, L.gate.data(), L.up.data(), d1.data(), d2.data(), d1.data(), n * I);  // d2 = dgate, d1 = dup
-      linear_backward<T>(L.h2.data(), P(W.gate_w), d2.data(), dh.data(), false, G(W.gate_w), nullptr, n, E, I);
-      linear_backward<T>(L.h2.data(), P(W.up_w), d1.data(), dh.data(), true, G(W.up_w), G(W.up_b), n, E, I);
+      gated_backward_fused<T>(act, L.gu.data(), dact.data(), dgu.data(), n, I);
+      // [gate; up] as one [2I, E] matrix
+      linear_backward<T>(L.h2.data(), P(W.gate_w), dgu.data(), dh.data(), false, G(W.gate_w), nullptr, n, E, 2 * I);
+      if (W.up_b >= 0) column_sums(dgu.data() + I, 2 * I, n, I, G(W.up_b));
     } else {
-      activation_backward<T>(act, L.up.data(), d1.data(), d2.data(), n * I);
-      linear_backward<T>(L.h2.data(), P(W.up_w), d2.data(), dh.data(), false, G(W.up_w), G(W.up_b), n, E, I);
+      activation_backward<T>(act, L.gu.data(), dact.data(), dgu.data(), n * I);
+      linear_backward<T>(L.h2.data(), P(W.up_w), dgu.data(), dh.data(), false, G(W.up_w), G(W.up_b), n, E, I);
     }
     norm_back(dh.data(), L.x_mid.data(), W.mlp_w, W.mlp_b, L.mean2.data(), L.rstd2.data());
     // attention: x_mid = x_in + o(att) (+ bo)
     linear_backward<T>(L.att.data(), P(W.o_w), dx.data(), datt.data(), false, G(W.o_w), G(W.o_b), n, HD, E);
-    attention_backward<T>(L.q.data(), L.k.data(), L.v.data(), L.att.data(), L.lse.data(), datt.data(), dq.data(),
-                          dk.data(), dv.data(), as);
+    const T* qkv = L.qkv.data();
+    T* dq = dqkv.data();
+    attention_backward<T>(qkv, qkv + HD, qkv + HD + KVD, L.att.data(), L.lse.data(), datt.data(), dq, dq + HD,
+                          dq + HD + KVD, as);
     if (c.rope) {
-      rope_rotate<T>(dq.data(), n, H, positions_.data(), rope_, true);
-      rope_rotate<T>(dk.data(), n, KV, positions_.data(), rope_, true);
+      rope_rotate<T>(dq, n, H, positions_.data(), rope_, true, QKV);
+      rope_rotate<T>(dq + HD, n, KV, positions_.data(), rope_, true, QKV);
     }
-    linear_backward<T>(L.h1.data(), P(W.q_w), dq.data(), dh.data(), false, G(W.q_w), G(W.q_b), n, E, HD);
-    linear_backward<T>(L.h1.data(), P(W.k_w), dk.data(), dh.data(), true, G(W.k_w), G(W.k_b), n, E, KVD);
-    linear_backward<T>(L.h1.data(), P(W.v_w), dv.data(), dh.data(), true, G(W.v_w), G(W.v_b), n, E, KVD);
+    if (W.qkv_fused) {
+      linear_backward<T>(L.h1.data(), P(W.q_w), dq, dh.data(), false, G(W.q_w), nullptr, n, E, QKV);
+    } else {
+      const long wi[3] = {W.q_w, W.k_w, W.v_w}, bi[3] = {W.q_b, W.k_b, W.v_b};
+      const size_t col[3] = {0, HD, HD + KVD}, width[3] = {HD, KVD, KVD};
+      for (int j = 0; j < 3; ++j) {
+        gemm<T>(Trans::No, Trans::No, n, E, width[j], T(1), dq + col[j], QKV, P(wi[j]), E, j ? T(1) : T(0), dh.data(), E);
+        gemm<T>(Trans::Yes, Trans::No, width[j], E, n, T(1), dq + col[j], QKV, L.h1.data(), E, T(1), G(wi[j]), E);
+        if (bi[j] >= 0) column_sums(dq + col[j], QKV, n, width[j], G(bi[j]));
+      }
+    }
     norm_back(dh.data(), L.x_in.data(), W.attn_w, W.attn_b, L.mean1.data(), L.rstd1.data());
   }
   embedding_backward<T>(dx.data(), tokens_.data(), n, E, G(embed_));
@@ -311,7 +357,8 @@ LossSum TrainableTransformer<T>::step(const int32_t* tokens, size_t batch, size_
   validate_targets(targets, batch * seq, cfg_.vocab_size);
   require(std::isfinite(loss_scale), ErrorCode::Range, "lossScale must be finite");
   forward(tokens, batch, seq);
-  std::vector<T> dlogits(n_ * cfg_.vocab_size);
+  std::vector<T>& dlogits = acts_[0].dlogits;
+  dlogits.resize(n_ * cfg_.vocab_size);
   const LossSum out = cross_entropy<T>(logits_.data(), n_, cfg_.vocab_size, targets, dlogits.data(), loss_scale);
   backward(dlogits.data());
   return out;
@@ -368,6 +415,8 @@ AdamWResult TrainableTransformer<T>::adamw(const AdamWOptions& o) {
   const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2), c = static_cast<T>(coef);
   const T step_size = static_cast<T>(o.lr / bc1), inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(bc2));
   const T eps = static_cast<T>(o.eps);
+  const int nt = n_params_ < (size_t{1} << 16) ? 1 : num_threads();
+#pragma omp parallel num_threads(nt)
   for (const ParamInfo& p : params_info_) {
     const T decay = static_cast<T>(p.decay ? 1.0 - o.lr * o.weight_decay : 1.0);
     T* w = w_.data() + p.offset;
@@ -375,7 +424,7 @@ AdamWResult TrainableTransformer<T>::adamw(const AdamWOptions& o) {
     T* m = m_.data() + p.offset;
     T* v = v_.data() + p.offset;
     const std::ptrdiff_t sz = static_cast<std::ptrdiff_t>(p.size);
-#pragma omp parallel for schedule(static) if (sz > 65536)
+#pragma omp for schedule(static) nowait
     for (std::ptrdiff_t i = 0; i < sz; ++i) {
       const T gi = g[i] * c;
       m[i] = b1 * m[i] + (T(1) - b1) * gi;

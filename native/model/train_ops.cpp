@@ -251,8 +251,10 @@ RopeTable<T>::RopeTable(const RopeConfig& c, size_t n) : cfg(c), positions(n), h
 }
 
 template <class T>
-void rope_rotate(T* x, size_t tokens, size_t heads, const int32_t* pos, const RopeTable<T>& tab, bool inverse) {
+void rope_rotate(T* x, size_t tokens, size_t heads, const int32_t* pos, const RopeTable<T>& tab, bool inverse,
+                 size_t token_stride) {
   const size_t d = tab.cfg.head_dim, half = tab.half;
+  if (token_stride == 0) token_stride = heads * d;
   const bool neox = tab.cfg.style == RopeStyle::NeoX;
   for (size_t t = 0; t < tokens; ++t)
     require(pos[t] >= 0 && static_cast<size_t>(pos[t]) < tab.positions, ErrorCode::Range,
@@ -261,7 +263,7 @@ void rope_rotate(T* x, size_t tokens, size_t heads, const int32_t* pos, const Ro
     const T* c = tab.cos.data() + static_cast<size_t>(pos[t]) * half;
     const T* s = tab.sin.data() + static_cast<size_t>(pos[t]) * half;
     for (size_t h = 0; h < heads; ++h) {
-      T* xh = x + (t * heads + h) * d;
+      T* xh = x + t * token_stride + h * d;
       for (size_t i = 0; i < half; ++i) {
         T& a = neox ? xh[i] : xh[2 * i];
         T& b = neox ? xh[i + half] : xh[2 * i + 1];
@@ -285,7 +287,8 @@ inline size_t first_key(size_t p, size_t window) { return window && p + 1 > wind
 
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, const AttentionShape& s) {
-  const size_t S = s.seq, H = s.heads, KV = s.kv_heads, D = s.head_dim, HD = H * D, KVD = KV * D, group = H / KV;
+  const size_t S = s.seq, H = s.heads, KV = s.kv_heads, D = s.head_dim, HD = H * D, group = H / KV;
+  const size_t QS = s.q_stride ? s.q_stride : HD, KVD = s.kv_stride ? s.kv_stride : KV * D;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(D)));
   const size_t tasks = s.batch * H;
   const int nt = threads_for(tasks, tasks * S * S * D / 64);
@@ -300,8 +303,8 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, const
       for (size_t r0 = 0; r0 < S; r0 += kAttnBlock) {
         const size_t r1 = std::min(S, r0 + kAttnBlock), br = r1 - r0;
         const size_t k0 = first_key(r0, s.window), nk = r1 - k0;
-        const T* qb = q + (base + r0) * HD + h * D;
-        gemm<T>(Trans::No, Trans::Yes, br, nk, D, scale, qb, HD, k + (base + k0) * KVD + g * D, KVD, T(0), sc.data(), nk);
+        const T* qb = q + (base + r0) * QS + h * D;
+        gemm<T>(Trans::No, Trans::Yes, br, nk, D, scale, qb, QS, k + (base + k0) * KVD + g * D, KVD, T(0), sc.data(), nk);
         for (size_t i = 0; i < br; ++i) {
           const size_t p = r0 + i, j0 = first_key(p, s.window) - k0, j1 = p + 1 - k0;
           T* row = sc.data() + i * nk;
@@ -331,7 +334,8 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, const
 template <class T>
 void attention_backward(const T* q, const T* k, const T* v, const T* out, const T* lse, const T* dout, T* dq, T* dk,
                         T* dv, const AttentionShape& s) {
-  const size_t S = s.seq, H = s.heads, KV = s.kv_heads, D = s.head_dim, HD = H * D, KVD = KV * D, group = H / KV;
+  const size_t S = s.seq, H = s.heads, KV = s.kv_heads, D = s.head_dim, HD = H * D, group = H / KV;
+  const size_t QS = s.q_stride ? s.q_stride : HD, KVD = s.kv_stride ? s.kv_stride : KV * D;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(D)));
   const size_t tasks = s.batch * KV;
   const int nt = threads_for(tasks, tasks * S * S * D / 64);
@@ -355,11 +359,11 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
         for (size_t r0 = 0; r0 < S; r0 += kAttnBlock) {
           const size_t r1 = std::min(S, r0 + kAttnBlock), br = r1 - r0;
           const size_t k0 = first_key(r0, s.window), nk = r1 - k0;
-          const T* qb = q + (base + r0) * HD + h * D;
+          const T* qb = q + (base + r0) * QS + h * D;
           const T* ob = out + (base + r0) * HD + h * D;
           const T* dob = dout + (base + r0) * HD + h * D;
           // P = exp(scale q k^T - lse) on visible keys
-          gemm<T>(Trans::No, Trans::Yes, br, nk, D, scale, qb, HD, kg + k0 * KVD, KVD, T(0), pm.data(), nk);
+          gemm<T>(Trans::No, Trans::Yes, br, nk, D, scale, qb, QS, kg + k0 * KVD, KVD, T(0), pm.data(), nk);
           // dP = dO V^T
           gemm<T>(Trans::No, Trans::Yes, br, nk, D, T(1), dob, HD, vg + k0 * KVD, KVD, T(0), dp.data(), nk);
           for (size_t i = 0; i < br; ++i) {
@@ -383,9 +387,9 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
           }
           // dQ = dS K
           gemm<T>(Trans::No, Trans::No, br, D, nk, T(1), dp.data(), nk, kg + k0 * KVD, KVD, T(0),
-                  dq + (base + r0) * HD + h * D, HD);
+                  dq + (base + r0) * QS + h * D, QS);
           // dK += dS^T Q,  dV += P^T dO
-          gemm<T>(Trans::Yes, Trans::No, nk, D, br, T(1), dp.data(), nk, qb, HD, T(1), dkg + k0 * KVD, KVD);
+          gemm<T>(Trans::Yes, Trans::No, nk, D, br, T(1), dp.data(), nk, qb, QS, T(1), dkg + k0 * KVD, KVD);
           gemm<T>(Trans::Yes, Trans::No, nk, D, br, T(1), pm.data(), nk, dob, HD, T(1), dvg + k0 * KVD, KVD);
         }
       }
@@ -428,6 +432,31 @@ void gated_backward(Activation act, const T* g, const T* u, const T* dout, T* dg
       const T d = dout[i];
       dg[i] = d * u[i] * dact1(act, g[i]);
       du[i] = d * a;
+    }
+  });
+}
+
+template <class T>
+void gated_forward_fused(Activation act, const T* gu, T* out, size_t rows, size_t cols) {
+  parallel_for(rows, rows * cols * 8, [&](size_t r) {
+    const T* g = gu + r * 2 * cols;
+    const T* u = g + cols;
+    T* o = out + r * cols;
+    for (size_t i = 0; i < cols; ++i) o[i] = act1(act, g[i]) * u[i];
+  });
+}
+
+template <class T>
+void gated_backward_fused(Activation act, const T* gu, const T* dout, T* dgu, size_t rows, size_t cols) {
+  parallel_for(rows, rows * cols * 8, [&](size_t r) {
+    const T* g = gu + r * 2 * cols;
+    const T* u = g + cols;
+    const T* d = dout + r * cols;
+    T* dg = dgu + r * 2 * cols;
+    T* du = dg + cols;
+    for (size_t i = 0; i < cols; ++i) {
+      dg[i] = d[i] * u[i] * dact1(act, g[i]);
+      du[i] = d[i] * act1(act, g[i]);
     }
   });
 }
@@ -601,7 +630,7 @@ double global_norm(const T* g, size_t n) {
   template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, size_t, size_t, double);              \
   template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, size_t, size_t); \
   template struct RopeTable<T>;                                                                                      \
-  template void rope_rotate<T>(T*, size_t, size_t, const int32_t*, const RopeTable<T>&, bool);                      \
+  template void rope_rotate<T>(T*, size_t, size_t, const int32_t*, const RopeTable<T>&, bool, size_t);                      \
   template void attention_forward<T>(const T*, const T*, const T*, T*, T*, const AttentionShape&);                   \
   template void attention_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,         \
                                       const AttentionShape&);                                                        \
@@ -609,6 +638,8 @@ double global_norm(const T* g, size_t n) {
   template void activation_backward<T>(Activation, const T*, const T*, T*, size_t);                                  \
   template void gated_forward<T>(Activation, const T*, const T*, T*, size_t);                                        \
   template void gated_backward<T>(Activation, const T*, const T*, const T*, T*, T*, size_t);                         \
+  template void gated_forward_fused<T>(Activation, const T*, T*, size_t, size_t);                                   \
+  template void gated_backward_fused<T>(Activation, const T*, const T*, T*, size_t, size_t);                        \
   template void linear_forward<T>(const T*, const T*, const T*, T*, size_t, size_t, size_t);                         \
   template void linear_backward<T>(const T*, const T*, const T*, T*, bool, T*, T*, size_t, size_t, size_t);          \
   template LossSum cross_entropy<T>(const T*, size_t, size_t, const Targets&, T*, double);                           \

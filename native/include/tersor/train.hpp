@@ -81,16 +81,20 @@ struct RopeTable {
   RopeTable() = default;
   RopeTable(const RopeConfig& c, size_t positions);
 };
-/// In place on x = [tokens, heads, head_dim] (token t at position pos[t] < table.positions).
+/// In place on x = [tokens, heads, head_dim] (token t at position pos[t] < table.positions; rows
+/// `token_stride` apart, 0 = heads * head_dim).
 /// inverse = false: the rotation (forward); true: its transpose (the backward of the forward).
 template <class T>
-void rope_rotate(T* x, size_t tokens, size_t heads, const int32_t* pos, const RopeTable<T>& table, bool inverse);
+void rope_rotate(T* x, size_t tokens, size_t heads, const int32_t* pos, const RopeTable<T>& table, bool inverse,
+                 size_t token_stride = 0);
 
 /// Causal attention over `batch` sequences of `seq` tokens, q/out [batch*seq, heads*head_dim],
 /// k/v [batch*seq, kv_heads*head_dim], GQA (head h reads kv head h / (heads/kv_heads)), optional
-/// sliding window (0 = none), scale 1/sqrt(head_dim).
+/// sliding window (0 = none), scale 1/sqrt(head_dim). q, k, v (and dq, dk, dv) rows may be views
+/// into a fused [tokens, q | k | v] projection: row strides q_stride / kv_stride (0 = dense).
 struct AttentionShape {
   size_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, window = 0;
+  size_t q_stride = 0, kv_stride = 0;
 };
 /// Also saves lse[(b*seq + t)*heads + h] = log sum_j exp(score) for the backward.
 template <class T>
@@ -114,6 +118,12 @@ void gated_forward(Activation act, const T* g, const T* u, T* out, size_t n);
 /// dg, du overwritten.
 template <class T>
 void gated_backward(Activation act, const T* g, const T* u, const T* dout, T* dg, T* du, size_t n);
+/// Row-wise over a fused [rows, gate | up] buffer gu (row 2 * cols): out[rows, cols] = act(gate) * up.
+template <class T>
+void gated_forward_fused(Activation act, const T* gu, T* out, size_t rows, size_t cols);
+/// dgu[rows, dgate | dup] from dout[rows, cols].
+template <class T>
+void gated_backward_fused(Activation act, const T* gu, const T* dout, T* dgu, size_t rows, size_t cols);
 
 /// y[rows, out] = x W^T (+ b), W = [out, in].
 template <class T>
