@@ -2,7 +2,7 @@
  * Training data: sources (bundled corpora, JSONL files, inline texts) → byte-level token streams per
  * domain (train and validation splits), and a deterministic loader that packs documents (EOS after
  * each) into fixed-length sequences and samples each sequence's domain by the mixture weights with
- * tersor's seeded {@link Rng}. The loader's whole state is a few integers, kept in the checkpoint,
+ * tersor's seeded `Rng` (@tersor/core). The loader's whole state is a few integers, kept in the checkpoint,
  * so a resumed run draws exactly the batches an uninterrupted one would.
  */
 import { readdir, stat } from "node:fs/promises";
@@ -235,7 +235,7 @@ function orderSeed(seed: number, d: number, epoch: number): bigint {
  * tokens (inputs are the first `seqLen`, targets the last `seqLen`); a window runs on across
  * document boundaries and into the next epoch. Every epoch reads the documents in a fresh order
  * (a Fisher–Yates shuffle seeded by seed, domain and epoch). The domain of each sequence is drawn
- * from the weights with one `nextF64` of an {@link Rng} seeded with `seed`.
+ * from the weights with one `nextF64` of an `Rng` (@tersor/core) seeded with `seed`.
  */
 export class PackedLoader {
   private readonly rng: Rng;
