@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tersor/error.hpp"
+#include "tersor/ops.hpp"
 #include "tersor/parallel.hpp"
 #include "tersor/train.hpp"
 
@@ -76,6 +77,23 @@ inline T dact1(Activation a, T x) {
       return T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
   }
   return T(1);
+}
+
+/// x[i] = exp(x[i]): the runtime's vectorised exp (ops.hpp, under 1 ulp) for float, std::exp for double.
+inline void exp_inplace(double* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
+inline void exp_inplace(float* x, size_t n) {
+#if defined(__AVX2__) && defined(__FMA__)
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, simd::exp8(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = simd::tail_mask(n - i);
+    _mm256_maskstore_ps(x + i, m, simd::exp8(_mm256_maskload_ps(x + i, m)));
+  }
+#else
+  for (size_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+#endif
 }
 
 }  // namespace
@@ -310,16 +328,12 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, const
           T* row = sc.data() + i * nk;
           T mx = -std::numeric_limits<T>::infinity();
           for (size_t j = j0; j < j1; ++j) mx = std::max(mx, row[j]);
+          std::fill(row, row + j0, T(0));
+          std::fill(row + j1, row + nk, T(0));
+          for (size_t j = j0; j < j1; ++j) row[j] -= mx;
+          exp_inplace(row + j0, j1 - j0);
           double sum = 0;
-          for (size_t j = 0; j < nk; ++j) {
-            if (j < j0 || j >= j1) {
-              row[j] = T(0);
-              continue;
-            }
-            const T e = std::exp(row[j] - mx);
-            row[j] = e;
-            sum += static_cast<double>(e);
-          }
+          for (size_t j = j0; j < j1; ++j) sum += static_cast<double>(row[j]);
           const T inv = static_cast<T>(1.0 / sum);
           for (size_t j = j0; j < j1; ++j) row[j] *= inv;
           lse[(base + p) * H + h] = static_cast<T>(static_cast<double>(mx) + std::log(sum));
@@ -374,16 +388,13 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
             const T Di = static_cast<T>(di);
             T* prow = pm.data() + i * nk;
             T* drow = dp.data() + i * nk;
-            for (size_t j = 0; j < nk; ++j) {
-              if (j < j0 || j >= j1) {
-                prow[j] = T(0);
-                drow[j] = T(0);
-                continue;
-              }
-              const T pj = std::exp(prow[j] - l);
-              prow[j] = pj;
-              drow[j] = pj * (drow[j] - Di) * scale;  // dS (scale folded in)
-            }
+            std::fill(prow, prow + j0, T(0));
+            std::fill(prow + j1, prow + nk, T(0));
+            std::fill(drow, drow + j0, T(0));
+            std::fill(drow + j1, drow + nk, T(0));
+            for (size_t j = j0; j < j1; ++j) prow[j] -= l;
+            exp_inplace(prow + j0, j1 - j0);
+            for (size_t j = j0; j < j1; ++j) drow[j] = prow[j] * (drow[j] - Di) * scale;  // dS (scale folded in)
           }
           // dQ = dS K
           gemm<T>(Trans::No, Trans::No, br, D, nk, T(1), dp.data(), nk, kg + k0 * KVD, KVD, T(0),
@@ -442,7 +453,17 @@ void gated_forward_fused(Activation act, const T* gu, T* out, size_t rows, size_
     const T* g = gu + r * 2 * cols;
     const T* u = g + cols;
     T* o = out + r * cols;
-    for (size_t i = 0; i < cols; ++i) o[i] = act1(act, g[i]) * u[i];
+    if (act != Activation::Silu) {
+      for (size_t i = 0; i < cols; ++i) o[i] = act1(act, g[i]) * u[i];
+      return;
+    }
+    T e[256];
+    for (size_t c0 = 0; c0 < cols; c0 += 256) {
+      const size_t m = std::min<size_t>(256, cols - c0);
+      for (size_t i = 0; i < m; ++i) e[i] = -g[c0 + i];
+      exp_inplace(e, m);
+      for (size_t i = 0; i < m; ++i) o[c0 + i] = g[c0 + i] / (T(1) + e[i]) * u[c0 + i];
+    }
   });
 }
 
@@ -454,9 +475,24 @@ void gated_backward_fused(Activation act, const T* gu, const T* dout, T* dgu, si
     const T* d = dout + r * cols;
     T* dg = dgu + r * 2 * cols;
     T* du = dg + cols;
-    for (size_t i = 0; i < cols; ++i) {
-      dg[i] = d[i] * u[i] * dact1(act, g[i]);
-      du[i] = d[i] * act1(act, g[i]);
+    if (act != Activation::Silu) {
+      for (size_t i = 0; i < cols; ++i) {
+        dg[i] = d[i] * u[i] * dact1(act, g[i]);
+        du[i] = d[i] * act1(act, g[i]);
+      }
+      return;
+    }
+    T e[256];
+    for (size_t c0 = 0; c0 < cols; c0 += 256) {
+      const size_t m = std::min<size_t>(256, cols - c0);
+      for (size_t i = 0; i < m; ++i) e[i] = -g[c0 + i];
+      exp_inplace(e, m);
+      for (size_t i = 0; i < m; ++i) {
+        const size_t k = c0 + i;
+        const T sg = T(1) / (T(1) + e[i]);  // sigmoid(g)
+        dg[k] = d[k] * u[k] * sg * (T(1) + g[k] * (T(1) - sg));
+        du[k] = d[k] * g[k] * sg;
+      }
     }
   });
 }

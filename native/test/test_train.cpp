@@ -307,6 +307,34 @@ TEST_CASE("train: swiglu and gated gelu backward match finite differences") {
   }
 }
 
+TEST_CASE("train: fused gate-up rows equal the separate gated kernels") {
+  for (Activation a : {Activation::Silu, Activation::GeluTanh, Activation::GeluErf}) {
+    const size_t rows = 3, cols = 300;  // more than one 256-column chunk
+    const Vec gu = randn(rows * 2 * cols, 27, 2.0), d = randn(rows * cols, 28);
+    Vec out(rows * cols), dgu(rows * 2 * cols);
+    gated_forward_fused<double>(a, gu.data(), out.data(), rows, cols);
+    gated_backward_fused<double>(a, gu.data(), d.data(), dgu.data(), rows, cols);
+    for (size_t r = 0; r < rows; ++r) {
+      const double* g = gu.data() + r * 2 * cols;
+      Vec o(cols), dg(cols), du(cols);
+      gated_forward<double>(a, g, g + cols, o.data(), cols);
+      gated_backward<double>(a, g, g + cols, d.data() + r * cols, dg.data(), du.data(), cols);
+      for (size_t i = 0; i < cols; ++i) {
+        CHECK(out[r * cols + i] == doctest::Approx(o[i]).epsilon(1e-13));
+        CHECK(dgu[r * 2 * cols + i] == doctest::Approx(dg[i]).epsilon(1e-13));
+        CHECK(dgu[r * 2 * cols + cols + i] == doctest::Approx(du[i]).epsilon(1e-13));
+      }
+    }
+    // f32 (vectorised exp for SiLU) against the double kernels
+    const std::vector<float> guf(gu.begin(), gu.end()), df(d.begin(), d.end());
+    std::vector<float> outf(rows * cols), dguf(rows * 2 * cols);
+    gated_forward_fused<float>(a, guf.data(), outf.data(), rows, cols);
+    gated_backward_fused<float>(a, guf.data(), df.data(), dguf.data(), rows, cols);
+    for (size_t i = 0; i < rows * cols; ++i) CHECK(std::abs(outf[i] - out[i]) <= 1e-5 * (1 + std::abs(out[i])));
+    for (size_t i = 0; i < rows * 2 * cols; ++i) CHECK(std::abs(dguf[i] - dgu[i]) <= 1e-5 * (1 + std::abs(dgu[i])));
+  }
+}
+
 TEST_CASE("train: gelu and silu activations match their formulas and finite differences") {
   for (Activation a : {Activation::Silu, Activation::GeluTanh, Activation::GeluErf}) {
     const size_t n = 50;
