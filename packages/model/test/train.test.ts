@@ -99,6 +99,28 @@ describe("train", () => {
     expect(nll).toBeLessThan(0.05);
   });
 
+  it.each(["gpt2", "qwen2"] as const)("trains a %s model whose checkpoint loads with the trainer's logits", async (arch) => {
+    const out = join(dir, `arch-${arch}`);
+    const r = await train({
+      model: { arch, dim: 32, layers: 2, heads: 4, ...(arch === "qwen2" ? { kvHeads: 2 } : {}), contextLength: 64 },
+      data: [{ name: "a", texts: ["hello world, hello whales. ".repeat(10)] }],
+      steps: 20,
+      batchTokens: 128,
+      seqLen: 32,
+      lr: 1e-2,
+      seed: 1,
+      out,
+      progress: "silent",
+    });
+    expect(r.steps[19]!.loss).toBeLessThan(r.steps[0]!.loss - 2);
+    const model = await loadModel(out, { progress: "silent" });
+    expect(model.architecture).toBe(arch);
+    const ids = [...new TextEncoder().encode("hello world, hello")];
+    const a = (await model.forward(ids)).toFloat32Array();
+    const b = await r.model.forwardLogits(Int32Array.from(ids), 1, ids.length);
+    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-4);
+  });
+
   it("lowers the validation loss on a real corpus", async () => {
     const evals: number[] = [];
     const r = await train({
