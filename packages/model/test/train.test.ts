@@ -119,6 +119,10 @@ describe("train", () => {
     const a = (await model.forward(ids)).toFloat32Array();
     const b = await r.model.forwardLogits(Int32Array.from(ids), 1, ids.length);
     for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-4);
+    // Training continues from the checkpoint's weights (a fresh optimizer): its first loss is the trained model's.
+    const more = await train({ model: { fromCheckpoint: out }, data: [{ name: "a", texts: ["hello world, hello whales. ".repeat(10)] }], steps: 1, batchTokens: 128, seqLen: 32, seed: 1, progress: "silent" });
+    expect(more.architecture).toBe(arch);
+    expect(more.steps[0]!.loss).toBeLessThan(r.steps[0]!.loss - 2);
   });
 
   it("lowers the validation loss on a real corpus", async () => {
