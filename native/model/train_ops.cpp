@@ -303,43 +303,56 @@ constexpr size_t kAttnBlock = 64;
 inline size_t first_key(size_t p, size_t window) { return window && p + 1 > window ? p + 1 - window : 0; }
 }  // namespace
 
+// Both passes work per (sequence, kv head): the `group` query heads that share the kv head are
+// stacked into one [group * rows, head_dim] block per query block, so each key / value tile is
+// multiplied once per block for the whole group (larger, fewer products).
+
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse, const AttentionShape& s) {
   const size_t S = s.seq, H = s.heads, KV = s.kv_heads, D = s.head_dim, HD = H * D, group = H / KV;
   const size_t QS = s.q_stride ? s.q_stride : HD, KVD = s.kv_stride ? s.kv_stride : KV * D;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(D)));
-  const size_t tasks = s.batch * H;
-  const int nt = threads_for(tasks, tasks * S * S * D / 64);
+  const size_t tasks = s.batch * KV;
+  const int nt = threads_for(tasks, tasks * group * S * S * D / 64);
   const std::ptrdiff_t nts = static_cast<std::ptrdiff_t>(tasks);
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<T> sc(kAttnBlock * S);
+    const size_t rows_max = group * std::min(kAttnBlock, S);
+    std::vector<T> sc(rows_max * S), qs(rows_max * D), os(rows_max * D);
 #pragma omp for schedule(dynamic, 1)
     for (std::ptrdiff_t task = 0; task < nts; ++task) {
-      const size_t b = static_cast<size_t>(task) / H, h = static_cast<size_t>(task) % H, g = h / group;
+      const size_t b = static_cast<size_t>(task) / KV, g = static_cast<size_t>(task) % KV;
       const size_t base = b * S;
+      const T* kg = k + base * KVD + g * D;
+      const T* vg = v + base * KVD + g * D;
       for (size_t r0 = 0; r0 < S; r0 += kAttnBlock) {
-        const size_t r1 = std::min(S, r0 + kAttnBlock), br = r1 - r0;
+        const size_t r1 = std::min(S, r0 + kAttnBlock), br = r1 - r0, rows = group * br;
         const size_t k0 = first_key(r0, s.window), nk = r1 - k0;
-        const T* qb = q + (base + r0) * QS + h * D;
-        gemm<T>(Trans::No, Trans::Yes, br, nk, D, scale, qb, QS, k + (base + k0) * KVD + g * D, KVD, T(0), sc.data(), nk);
-        for (size_t i = 0; i < br; ++i) {
-          const size_t p = r0 + i, j0 = first_key(p, s.window) - k0, j1 = p + 1 - k0;
-          T* row = sc.data() + i * nk;
+        // stacked row hh * br + i = query head g * group + hh at position r0 + i
+        for (size_t hh = 0; hh < group; ++hh)
+          for (size_t i = 0; i < br; ++i)
+            std::memcpy(qs.data() + (hh * br + i) * D, q + (base + r0 + i) * QS + (g * group + hh) * D, D * sizeof(T));
+        gemm<T>(Trans::No, Trans::Yes, rows, nk, D, scale, qs.data(), D, kg + k0 * KVD, KVD, T(0), sc.data(), nk);
+        for (size_t row = 0; row < rows; ++row) {
+          const size_t hh = row / br, i = row % br, p = r0 + i;
+          const size_t j0 = first_key(p, s.window) - k0, j1 = p + 1 - k0;
+          T* sr = sc.data() + row * nk;
           T mx = -std::numeric_limits<T>::infinity();
-          for (size_t j = j0; j < j1; ++j) mx = std::max(mx, row[j]);
-          std::fill(row, row + j0, T(0));
-          std::fill(row + j1, row + nk, T(0));
-          for (size_t j = j0; j < j1; ++j) row[j] -= mx;
-          exp_inplace(row + j0, j1 - j0);
+          for (size_t j = j0; j < j1; ++j) mx = std::max(mx, sr[j]);
+          std::fill(sr, sr + j0, T(0));
+          std::fill(sr + j1, sr + nk, T(0));
+          for (size_t j = j0; j < j1; ++j) sr[j] -= mx;
+          exp_inplace(sr + j0, j1 - j0);
           double sum = 0;
-          for (size_t j = j0; j < j1; ++j) sum += static_cast<double>(row[j]);
+          for (size_t j = j0; j < j1; ++j) sum += static_cast<double>(sr[j]);
           const T inv = static_cast<T>(1.0 / sum);
-          for (size_t j = j0; j < j1; ++j) row[j] *= inv;
-          lse[(base + p) * H + h] = static_cast<T>(static_cast<double>(mx) + std::log(sum));
+          for (size_t j = j0; j < j1; ++j) sr[j] *= inv;
+          lse[(base + p) * H + g * group + hh] = static_cast<T>(static_cast<double>(mx) + std::log(sum));
         }
-        gemm<T>(Trans::No, Trans::No, br, D, nk, T(1), sc.data(), nk, v + (base + k0) * KVD + g * D, KVD, T(0),
-                out + (base + r0) * HD + h * D, HD);
+        gemm<T>(Trans::No, Trans::No, rows, D, nk, T(1), sc.data(), nk, vg + k0 * KVD, KVD, T(0), os.data(), D);
+        for (size_t hh = 0; hh < group; ++hh)
+          for (size_t i = 0; i < br; ++i)
+            std::memcpy(out + (base + r0 + i) * HD + (g * group + hh) * D, os.data() + (hh * br + i) * D, D * sizeof(T));
       }
     }
   }
@@ -352,11 +365,13 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
   const size_t QS = s.q_stride ? s.q_stride : HD, KVD = s.kv_stride ? s.kv_stride : KV * D;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(D)));
   const size_t tasks = s.batch * KV;
-  const int nt = threads_for(tasks, tasks * S * S * D / 64);
+  const int nt = threads_for(tasks, tasks * group * S * S * D / 64);
   const std::ptrdiff_t nts = static_cast<std::ptrdiff_t>(tasks);
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<T> pm(kAttnBlock * S), dp(kAttnBlock * S), dsum(kAttnBlock);
+    const size_t rows_max = group * std::min(kAttnBlock, S);
+    std::vector<T> pm(rows_max * S), dp(rows_max * S), qs(rows_max * D), dos(rows_max * D), dqs(rows_max * D);
+    std::vector<T> lrow(rows_max), drow_sum(rows_max);
 #pragma omp for schedule(dynamic, 1)
     for (std::ptrdiff_t task = 0; task < nts; ++task) {
       const size_t b = static_cast<size_t>(task) / KV, g = static_cast<size_t>(task) % KV;
@@ -369,40 +384,45 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
       const T* vg = v + base * KVD + g * D;
       T* dkg = dk + base * KVD + g * D;
       T* dvg = dv + base * KVD + g * D;
-      for (size_t h = g * group; h < (g + 1) * group; ++h) {
-        for (size_t r0 = 0; r0 < S; r0 += kAttnBlock) {
-          const size_t r1 = std::min(S, r0 + kAttnBlock), br = r1 - r0;
-          const size_t k0 = first_key(r0, s.window), nk = r1 - k0;
-          const T* qb = q + (base + r0) * QS + h * D;
-          const T* ob = out + (base + r0) * HD + h * D;
-          const T* dob = dout + (base + r0) * HD + h * D;
-          // P = exp(scale q k^T - lse) on visible keys
-          gemm<T>(Trans::No, Trans::Yes, br, nk, D, scale, qb, QS, kg + k0 * KVD, KVD, T(0), pm.data(), nk);
-          // dP = dO V^T
-          gemm<T>(Trans::No, Trans::Yes, br, nk, D, T(1), dob, HD, vg + k0 * KVD, KVD, T(0), dp.data(), nk);
+      for (size_t r0 = 0; r0 < S; r0 += kAttnBlock) {
+        const size_t r1 = std::min(S, r0 + kAttnBlock), br = r1 - r0, rows = group * br;
+        const size_t k0 = first_key(r0, s.window), nk = r1 - k0;
+        for (size_t hh = 0; hh < group; ++hh) {
+          const size_t h = g * group + hh;
           for (size_t i = 0; i < br; ++i) {
-            const size_t p = r0 + i, j0 = first_key(p, s.window) - k0, j1 = p + 1 - k0;
-            const T l = lse[(base + p) * H + h];
+            const size_t row = hh * br + i, t = base + r0 + i;
+            std::memcpy(qs.data() + row * D, q + t * QS + h * D, D * sizeof(T));
+            std::memcpy(dos.data() + row * D, dout + t * HD + h * D, D * sizeof(T));
             double di = 0;
-            for (size_t d = 0; d < D; ++d) di += static_cast<double>(dob[i * HD + d]) * static_cast<double>(ob[i * HD + d]);
-            const T Di = static_cast<T>(di);
-            T* prow = pm.data() + i * nk;
-            T* drow = dp.data() + i * nk;
-            std::fill(prow, prow + j0, T(0));
-            std::fill(prow + j1, prow + nk, T(0));
-            std::fill(drow, drow + j0, T(0));
-            std::fill(drow + j1, drow + nk, T(0));
-            for (size_t j = j0; j < j1; ++j) prow[j] -= l;
-            exp_inplace(prow + j0, j1 - j0);
-            for (size_t j = j0; j < j1; ++j) drow[j] = prow[j] * (drow[j] - Di) * scale;  // dS (scale folded in)
+            for (size_t d = 0; d < D; ++d)
+              di += static_cast<double>(dout[t * HD + h * D + d]) * static_cast<double>(out[t * HD + h * D + d]);
+            drow_sum[row] = static_cast<T>(di);
+            lrow[row] = lse[t * H + h];
           }
-          // dQ = dS K
-          gemm<T>(Trans::No, Trans::No, br, D, nk, T(1), dp.data(), nk, kg + k0 * KVD, KVD, T(0),
-                  dq + (base + r0) * QS + h * D, QS);
-          // dK += dS^T Q,  dV += P^T dO
-          gemm<T>(Trans::Yes, Trans::No, nk, D, br, T(1), dp.data(), nk, qb, QS, T(1), dkg + k0 * KVD, KVD);
-          gemm<T>(Trans::Yes, Trans::No, nk, D, br, T(1), pm.data(), nk, dob, HD, T(1), dvg + k0 * KVD, KVD);
         }
+        // P = exp(scale q k^T - lse) on visible keys; dP = dO V^T
+        gemm<T>(Trans::No, Trans::Yes, rows, nk, D, scale, qs.data(), D, kg + k0 * KVD, KVD, T(0), pm.data(), nk);
+        gemm<T>(Trans::No, Trans::Yes, rows, nk, D, T(1), dos.data(), D, vg + k0 * KVD, KVD, T(0), dp.data(), nk);
+        for (size_t row = 0; row < rows; ++row) {
+          const size_t p = r0 + row % br, j0 = first_key(p, s.window) - k0, j1 = p + 1 - k0;
+          const T l = lrow[row], Di = drow_sum[row];
+          T* prow = pm.data() + row * nk;
+          T* drow = dp.data() + row * nk;
+          std::fill(prow, prow + j0, T(0));
+          std::fill(prow + j1, prow + nk, T(0));
+          std::fill(drow, drow + j0, T(0));
+          std::fill(drow + j1, drow + nk, T(0));
+          for (size_t j = j0; j < j1; ++j) prow[j] -= l;
+          exp_inplace(prow + j0, j1 - j0);
+          for (size_t j = j0; j < j1; ++j) drow[j] = prow[j] * (drow[j] - Di) * scale;  // dS (scale folded in)
+        }
+        // dQ = dS K;  dK += dS^T Q;  dV += P^T dO
+        gemm<T>(Trans::No, Trans::No, rows, D, nk, T(1), dp.data(), nk, kg + k0 * KVD, KVD, T(0), dqs.data(), D);
+        gemm<T>(Trans::Yes, Trans::No, nk, D, rows, T(1), dp.data(), nk, qs.data(), D, T(1), dkg + k0 * KVD, KVD);
+        gemm<T>(Trans::Yes, Trans::No, nk, D, rows, T(1), pm.data(), nk, dos.data(), D, T(1), dvg + k0 * KVD, KVD);
+        for (size_t hh = 0; hh < group; ++hh)
+          for (size_t i = 0; i < br; ++i)
+            std::memcpy(dq + (base + r0 + i) * QS + (g * group + hh) * D, dqs.data() + (hh * br + i) * D, D * sizeof(T));
       }
     }
   }
