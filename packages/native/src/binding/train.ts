@@ -44,7 +44,12 @@ export interface AdamWOptions {
   maxGradNorm: number;
 }
 
-/** A trainable model: f32 master weights, gradients and AdamW moments held natively. */
+/**
+ * A trainable model: f32 master weights, gradients and AdamW moments held natively.
+ * One call at a time: `step`, `evaluate`, `forwardLogits` and `backwardLogits` hold the model until their
+ * promise settles; another of them meanwhile rejects with E_RANGE, and `zeroGrad` / `adamw` throw E_RANGE.
+ * Results are deterministic for a given thread count (bitwise on one thread).
+ */
 export interface NativeTrainable {
   readonly parameterCount: number;
   parameters(): TrainableParameter[];
@@ -62,7 +67,10 @@ export interface NativeTrainable {
   step(tokens: Int32Array, batch: number, seqLen: number, targets: TrainTargets, options?: { lossScale?: number }): Promise<LossSum>;
   /** The loss sum without gradients. */
   evaluate(tokens: Int32Array, batch: number, seqLen: number, targets: TrainTargets): Promise<LossSum>;
-  /** Forward only; keeps the activations for {@link NativeTrainable.backwardLogits}. Resolves to `[batch·seqLen, vocab]` logits. */
+  /**
+   * Forward only; keeps the activations for {@link NativeTrainable.backwardLogits}. Resolves to `[batch·seqLen, vocab]` logits.
+   * A later `step` or `evaluate` discards them (backwardLogits then rejects with E_RANGE).
+   */
   forwardLogits(tokens: Int32Array, batch: number, seqLen: number): Promise<Float32Array>;
   /** Backward from a gradient of any loss w.r.t. the logits of the last `forwardLogits` call; adds into the gradients. */
   backwardLogits(dlogits: Float32Array): Promise<void>;
