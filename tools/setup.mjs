@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const APT_PACKAGES = ["cmake", "ninja-build", "g++", "libeigen3-dev", "libopenblas-dev", "doctest-dev"];
+const APT_PACKAGES = ["cmake", "ninja-build", "g++", "libeigen3-dev", "libopenblas-dev", "doctest-dev", "zlib1g-dev"];
 
 function log(msg) {
   process.stderr.write(`[tersor setup] ${msg}\n`);

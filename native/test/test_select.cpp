@@ -1,0 +1,291 @@
+// Data-selection kernels: hash test vectors, numpy-compatible MinHash permutations, Jaccard
+// estimates, LSH (b, r) optimiser, DSIR fixtures of the reference implementation, NCD, set cover.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tersor/error.hpp"
+#include "tersor/rng.hpp"
+#include "tersor/select.hpp"
+
+using namespace tersor::select;
+
+namespace {
+std::string hex(const uint8_t* d, size_t n) {
+  static const char* k = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s.push_back(k[d[i] >> 4]);
+    s.push_back(k[d[i] & 15]);
+  }
+  return s;
+}
+uint64_t u64(tersor::Rng& r) {
+  const uint64_t hi = r.next_u32();
+  return (hi << 32) | r.next_u32();
+}
+struct OwnedBatch {
+  std::string data;
+  std::vector<uint32_t> offsets{0};
+  void add(const std::string& s) {
+    data += s;
+    offsets.push_back(static_cast<uint32_t>(data.size()));
+  }
+  TextBatch view() const { return {data.data(), offsets.data(), offsets.size() - 1}; }
+};
+}  // namespace
+
+TEST_CASE("select xxhash64 matches the published test vectors") {
+  CHECK(xxhash64("", 0, 0) == 0xEF46DB3751D8E999ULL);
+  CHECK(xxhash64("abc", 3, 0) == 0x44BC2CF5AD770999ULL);
+  const std::string s = "Nobody inspects the spammish repetition";
+  CHECK(xxhash64(s.data(), s.size(), 0) == 0xFBCEA83C8A378BF1ULL);
+}
+
+TEST_CASE("select sha256 matches FIPS 180-4 vectors on both block functions") {
+  uint8_t d[32];
+  sha256("abc", 3, d);
+  CHECK(hex(d, 32) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  sha256_portable("abc", 3, d);
+  CHECK(hex(d, 32) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string a200(200, 'a');
+  sha256(a200.data(), a200.size(), d);
+  CHECK(hex(d, 32) == "c2a908d98f5df987ade41b5fce213067efbcc21ef2240212a41e54b5e7c28ae5");
+  // Every length 0..130 (one, two and three blocks, every padding case): both paths agree.
+  tersor::Rng rng(3);
+  std::string buf;
+  for (size_t n = 0; n <= 130; ++n) {
+    uint8_t x[32], y[32];
+    sha256(buf.data(), buf.size(), x);
+    sha256_portable(buf.data(), buf.size(), y);
+    CHECK(std::memcmp(x, y, 32) == 0);
+    buf.push_back(static_cast<char>(rng.next_u32() & 0xFF));
+  }
+}
+
+TEST_CASE("select wordpunct tokens follow Python re for word and punctuation runs") {
+  std::string low;
+  std::vector<std::string_view> toks;
+  wordpunct_tokens("H\xC3\xA9llo, WORLD!! \xC2\xAB\xC3\x87" "a va?\xC2\xBB \xE2\x80\x94 na\xC3\xAFve_caf\xC3\xA9 3.14", low, toks);
+  const std::vector<std::string> want = {"h\xC3\xA9llo", ",", "world", "!!", "\xC2\xAB", "\xC3\xA7" "a", "va", "?\xC2\xBB",
+                                         "\xE2\x80\x94", "na\xC3\xAFve_caf\xC3\xA9", "3", ".", "14"};
+  REQUIRE(toks.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) CHECK(std::string(toks[i]) == want[i]);
+}
+
+TEST_CASE("select DSIR buckets and features match the reference fixtures") {
+  CHECK(dsir_bucket("alice", 10000) == 6720);
+  CHECK(dsir_bucket("alice went", 10000) == 114);
+  std::vector<uint32_t> f;
+  dsir_features("Alice went to the store", 10000, 2, f);
+  // hash_buckets of the 5 unigrams then the 4 bigrams (Python hashlib reference).
+  CHECK(f == std::vector<uint32_t>{6720, 5816, 2441, 8288, 9879, 114, 4126, 1087, 3440});
+  OwnedBatch b;
+  b.add("Alice went to the store");
+  b.add("alice alice");
+  std::vector<double> counts(10000, 0.0);
+  dsir_count_batch(b.view(), 10000, 2, counts.data());
+  CHECK(counts[6720] == 3.0);
+  double total = 0;
+  for (double c : counts) total += c;
+  CHECK(total == 9.0 + 3.0);
+  std::vector<double> ld(10000, 0.0), w(2);
+  ld[6720] = 1.5;
+  ld[114] = -0.25;
+  dsir_log_weights(b.view(), 10000, 2, ld.data(), w.data());
+  CHECK(w[0] == doctest::Approx(1.25));
+  CHECK(w[1] == doctest::Approx(3.0));
+}
+
+TEST_CASE("select MinHash permutations reproduce numpy RandomState") {
+  // numpy: RandomState(1).randint(1, 2**61-1, dtype=uint64, size=(1,112)), then randint(0, ...).
+  const MinHashParams dt = minhash_permutations(112, 1, PermutationLayout::Datatrove);
+  CHECK(dt.a[0] == 775169054918279404ULL);
+  CHECK(dt.a[1] == 1758426461858698313ULL);
+  CHECK(dt.a[2] == 2109959069025162ULL);
+  CHECK(dt.a[111] == 223865076026037746ULL);
+  CHECK(dt.b[0] == 1062448801025099917ULL);
+  CHECK(dt.b[111] == 1097409548522419201ULL);
+  // datasketch draws (a, b) pairs from the same stream.
+  const MinHashParams ds = minhash_permutations(128, 1, PermutationLayout::Datasketch);
+  CHECK(ds.a[0] == 775169054918279404ULL);
+  CHECK(ds.b[0] == 1758426461858698312ULL);
+  CHECK(ds.a[1] == 2109959069025162ULL);
+  CHECK(ds.b[1] == 965365488286768773ULL);
+  CHECK(ds.a[127] == 1931671111240692334ULL);
+  CHECK(ds.b[127] == 1454448473341514576ULL);
+}
+
+TEST_CASE("select MinHash signature equals the numpy wrap-around definition") {
+  const MinHashParams p = minhash_permutations(112, 1, PermutationLayout::Datatrove);
+  const uint64_t sh[2] = {12345678901234567890ULL, 42};
+  std::vector<uint32_t> sig(112);
+  minhash_signature(sh, 2, p, sig.data());
+  // np.bitwise_and((h * a + b) % p, 2**32-1).min(axis=0)[:4] with numpy's uint64 arithmetic.
+  CHECK(sig[0] == 316616523u);
+  CHECK(sig[1] == 499620953u);
+  CHECK(sig[2] == 2118834621u);
+  CHECK(sig[3] == 2009826485u);
+  // And the definition with 128-bit arithmetic for all entries (the uint64 wrap made explicit).
+  for (size_t k = 0; k < 112; ++k) {
+    uint32_t m = 0xFFFFFFFFu;
+    for (uint64_t h : sh) {
+      const uint64_t wrapped = static_cast<uint64_t>(static_cast<unsigned __int128>(p.a[k]) * h + p.b[k]);
+      m = std::min(m, static_cast<uint32_t>(wrapped % kMersennePrime));
+    }
+    CHECK(sig[k] == m);
+  }
+  std::vector<uint32_t> empty(112);
+  minhash_signature(nullptr, 0, p, empty.data());
+  CHECK(std::all_of(empty.begin(), empty.end(), [](uint32_t v) { return v == 0xFFFFFFFFu; }));
+}
+
+TEST_CASE("select MinHash Jaccard estimates are unbiased within 0.05 on 1000 random pairs") {
+  const MinHashParams p = minhash_permutations(128, 7, PermutationLayout::Datasketch);
+  tersor::Rng rng(11);
+  double abs_err = 0, bias = 0;
+  size_t within_3sigma = 0;
+  const int pairs = 1000;
+  std::vector<uint32_t> sa(128), sb(128);
+  for (int t = 0; t < pairs; ++t) {
+    const size_t shared = rng.next_u32() % 200, only_a = rng.next_u32() % 100, only_b = rng.next_u32() % 100;
+    std::vector<uint64_t> a, b;
+    for (size_t i = 0; i < shared; ++i) {
+      const uint64_t h = u64(rng);
+      a.push_back(h);
+      b.push_back(h);
+    }
+    for (size_t i = 0; i < only_a; ++i) a.push_back(u64(rng));
+    for (size_t i = 0; i < only_b; ++i) b.push_back(u64(rng));
+    if (a.empty() || b.empty()) a.push_back(1), b.push_back(1);
+    std::set<uint64_t> ua(a.begin(), a.end()), ub(b.begin(), b.end()), un = ua;
+    un.insert(ub.begin(), ub.end());
+    const double inter = static_cast<double>(ua.size() + ub.size() - un.size());
+    const double j = inter / static_cast<double>(un.size());
+    minhash_signature(a.data(), a.size(), p, sa.data());
+    minhash_signature(b.data(), b.size(), p, sb.data());
+    const double est = minhash_jaccard(sa.data(), sb.data(), 128);
+    abs_err += std::fabs(est - j);
+    bias += est - j;
+    within_3sigma += std::fabs(est - j) <= 3 * std::sqrt(j * (1 - j) / 128) + 1e-9;
+  }
+  CHECK(abs_err / pairs < 0.05);
+  CHECK(std::fabs(bias / pairs) < 0.01);
+  CHECK(within_3sigma >= 990);
+}
+
+TEST_CASE("select shingles of simplified words") {
+  std::vector<uint64_t> a, b, c;
+  word_shingles("The quick, brown fox; jumps!", 2, a);
+  word_shingles("the QUICK brown   fox jumps", 2, b);
+  CHECK(a.size() == 4);
+  CHECK(a == b);
+  const std::string q = "quick brown";
+  CHECK(a[1] == xxhash64(q.data(), q.size(), 0));
+  word_shingles("two words", 5, c);
+  REQUIRE(c.size() == 1);
+  const std::string t = "two words";
+  CHECK(c[0] == xxhash64(t.data(), t.size(), 0));
+  word_shingles(" ,; ", 5, c);
+  CHECK(c.empty());
+  CHECK(normalised_text_hash("Hello,   World") == normalised_text_hash("hello world"));
+}
+
+TEST_CASE("select LSH optimal parameters equal datasketch optimal_param") {
+  LshParams p = lsh_optimal_params(0.7, 256);
+  CHECK(p.bands == 25);
+  CHECK(p.rows == 10);
+  p = lsh_optimal_params(0.5, 200);
+  CHECK(p.bands == 33);
+  CHECK(p.rows == 6);
+  p = lsh_optimal_params(0.8, 128);
+  CHECK(p.bands == 9);
+  CHECK(p.rows == 13);
+  // Areas against closed forms: b = 1, r = 1 gives ∫_0^t s ds and ∫_t^1 (1 − s) ds.
+  CHECK(lsh_false_positive_area(0.6, 1, 1) == doctest::Approx(0.18).epsilon(1e-12));
+  CHECK(lsh_false_negative_area(0.6, 1, 1) == doctest::Approx(0.08).epsilon(1e-12));
+  CHECK_THROWS_AS(lsh_optimal_params(1.5, 128), tersor::Error);
+}
+
+TEST_CASE("select LSH bands find planted near duplicates and union-find keeps the lowest id") {
+  const MinHashParams p = minhash_permutations(112, 1, PermutationLayout::Datatrove);
+  OwnedBatch b;
+  std::string base;
+  const char* words[] = {"whale", "sea", "ship", "captain", "harpoon", "ocean", "deck", "sail", "storm", "crew"};
+  tersor::Rng rng(5);
+  for (int i = 0; i < 300; ++i) base += std::string(words[rng.next_u32() % 10]) + std::to_string(rng.next_u32() % 50) + " ";
+  b.add(base);                                   // 0
+  b.add("completely different text about mathematics and proofs of theorems in algebra today");  // 1
+  b.add(base.substr(0, base.size() - 20) + " tail");  // 2: near copy of 0
+  b.add("another unrelated document on the topic of cooking pasta with tomatoes and basil leaves");  // 3
+  std::string edited = base;
+  edited.replace(100, 5, "XXXXX");
+  b.add(edited);  // 4: small edit of 0
+  std::vector<uint32_t> sigs(5 * 112);
+  minhash_batch(b.view(), 5, p, sigs.data());
+  std::vector<uint64_t> keys(5 * 14);
+  lsh_band_keys(sigs.data(), 5, 112, 14, 8, keys.data());
+  const auto pairs = lsh_candidate_pairs(keys.data(), 5, 14);
+  UnionFind uf(5);
+  for (auto [i, j] : pairs) uf.unite(i, j);
+  CHECK(uf.find(2) == 0);
+  CHECK(uf.find(4) == 0);
+  CHECK(uf.find(1) == 1);
+  CHECK(uf.find(3) == 3);
+}
+
+TEST_CASE("select gzip sizes match Python gzip and NCD is a distance") {
+  std::string s;
+  for (int i = 0; i < 5; ++i) s += "Call me Ishmael. Some years ago never mind how long precisely having little or no money in my purse ";
+  // len(gzip.compress(s, level)) in CPython.
+  CHECK(gzip_size(s, 1) == 111);
+  CHECK(gzip_size(s, 6) == 110);
+  CHECK(gzip_size(s, 9) == 110);
+  CHECK(gzip_size(s.substr(0, 100), 9) == 99);
+  const std::string x = s, y = "Entirely unrelated: 0xDEADBEEF, quantum chromodynamics & the price of tea in 1887.";
+  CHECK(ncd(x, x, 9) < 0.1);
+  CHECK(ncd(x, y, 9) > 0.5);
+  OwnedBatch docs, targets;
+  docs.add(x);
+  docs.add(y);
+  targets.add(x.substr(0, 150));
+  targets.add(x.substr(50, 150));
+  std::vector<double> m(2);
+  ncd_mean_to_targets(docs.view(), targets.view(), 6, m.data());
+  CHECK(m[0] == doctest::Approx((ncd(x, targets.view().doc(0), 6) + ncd(x, targets.view().doc(1), 6)) / 2));
+  CHECK(m[0] < m[1]);
+  CHECK_THROWS_AS(gzip_size(x, 12), tersor::Error);
+}
+
+TEST_CASE("select greedy set cover picks the largest set first") {
+  // Universe {1..6}: A = {1,2,3}, B = {4,5,6}, C = {1,2,4,5}.
+  const std::vector<uint32_t> elems = {1, 2, 3, 4, 5, 6, 1, 2, 4, 5};
+  const std::vector<uint32_t> offs = {0, 3, 6, 10};
+  const auto picked = greedy_set_cover(elems.data(), offs.data(), 3, 10);
+  REQUIRE(picked.size() == 3);
+  CHECK(picked[0] == 2);
+  CHECK(std::set<uint32_t>(picked.begin(), picked.end()).size() == 3);
+  // Budgeted: max coverage with one set.
+  CHECK(greedy_set_cover(elems.data(), offs.data(), 3, 1) == std::vector<uint32_t>{2});
+}
+
+TEST_CASE("select decontamination counts shared word n-grams") {
+  OwnedBatch docs, targets;
+  targets.add("What is the capital of France? Paris is the capital.");
+  docs.add("Trivia: what is the capital of France, asked the teacher.");  // shares "what is the capital of france" (6 words)
+  docs.add("The capital of Spain is Madrid.");
+  docs.add("short");
+  std::vector<uint32_t> c(3);
+  ngram_overlap_counts(docs.view(), targets.view(), 6, c.data());
+  CHECK(c[0] == 1);
+  CHECK(c[1] == 0);
+  CHECK(c[2] == 0);
+  ngram_overlap_counts(docs.view(), targets.view(), 3, c.data());
+  CHECK(c[0] == 4);  // what is the / is the capital / the capital of / capital of france
+  CHECK(c[1] == 1);  // the capital of
+}
