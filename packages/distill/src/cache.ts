@@ -91,6 +91,8 @@ export const WriteCacheOptionsSchema = z.strictObject({
   shardDocs: z.number().int().positive().default(256),
   /** Most positions per chunk (the unit of random access). */
   chunkPositions: z.number().int().positive().default(2048),
+  /** Token the teacher reads before each document (default: the teacher's prefix token; 257, the byte EOS, matches tersor's packed training stream). */
+  prefixToken: z.number().int().nonnegative().optional(),
   /** Free-form description kept in the manifest (teacher name, data sources, …). */
   meta: z.record(z.string(), z.unknown()).default({}),
   /** Named document ranges (e.g. one per domain), kept in the manifest. */
@@ -109,6 +111,7 @@ export interface CacheManifest {
   temperature: number;
   proposalTemperature: number;
   seed: number;
+  prefixToken: number;
   compression: CacheCompression;
   shardDocs: number;
   chunkPositions: number;
@@ -125,8 +128,8 @@ export interface CacheManifest {
 }
 
 /** What the manifest's parameters must agree on for a resume. */
-function paramsOf(m: Pick<CacheManifest, "mode" | "k" | "vocab" | "temperature" | "proposalTemperature" | "seed" | "compression" | "shardDocs" | "chunkPositions" | "documents" | "positions">) {
-  return { mode: m.mode, k: m.k, vocab: m.vocab, temperature: m.temperature, proposalTemperature: m.proposalTemperature, seed: m.seed, compression: m.compression, shardDocs: m.shardDocs, chunkPositions: m.chunkPositions, documents: m.documents, positions: m.positions };
+function paramsOf(m: Pick<CacheManifest, "mode" | "k" | "vocab" | "temperature" | "proposalTemperature" | "seed" | "prefixToken" | "compression" | "shardDocs" | "chunkPositions" | "documents" | "positions">) {
+  return { mode: m.mode, k: m.k, vocab: m.vocab, temperature: m.temperature, proposalTemperature: m.proposalTemperature, seed: m.seed, prefixToken: m.prefixToken, compression: m.compression, shardDocs: m.shardDocs, chunkPositions: m.chunkPositions, documents: m.documents, positions: m.positions };
 }
 
 const f32 = (x: number) => Math.fround(x);
@@ -252,6 +255,8 @@ export async function writeTeacherCache(teacher: CacheTeacher, docs: CacheDocume
     if (!(t >= 0 && t < V)) throw new TersorError("E_RANGE", `document token ${t} at stream offset ${i} is not an id of the teacher's vocabulary [0, ${V})`);
   }
   const totalPositions = docs.starts[nDocs]! - docs.starts[0]!;
+  const prefix = o.prefixToken ?? teacher.prefixToken;
+  if (!(prefix >= 0 && prefix < V)) throw new TersorError("E_RANGE", `prefix token ${prefix} is not in the teacher's vocabulary [0, ${V})`);
   const idBytes = idBytesFor(V);
   const base: CacheManifest = {
     format: "tersor-teacher-cache",
@@ -262,6 +267,7 @@ export async function writeTeacherCache(teacher: CacheTeacher, docs: CacheDocume
     temperature: f32(o.temperature),
     proposalTemperature: f32(o.mode === "sample" ? o.proposalTemperature : 1),
     seed: o.seed,
+    prefixToken: prefix,
     compression: o.compression,
     shardDocs: o.shardDocs,
     chunkPositions: o.chunkPositions,
@@ -313,7 +319,7 @@ export async function writeTeacherCache(teacher: CacheTeacher, docs: CacheDocume
           const begin = docs.starts[d]!;
           const n = docs.starts[d + 1]! - begin;
           const toks = Int32Array.from({ length: n }, (_, i) => docs.tokens[begin + i]!);
-          const doc = await sparsifyDocument(teacher, toks, o, begin);
+          const doc = await sparsifyDocument(teacher, toks, o, begin, prefix);
           for (let c = 0; c < n; c += o.chunkPositions) {
             const m = Math.min(o.chunkPositions, n - c);
             const raw = encodePayload(o.mode, idBytes, o.k, m, doc.ids.subarray(c * o.k, (c + m) * o.k), doc.values.subarray(c * o.k, (c + m) * o.k), doc.tail?.subarray(c, c + m));
@@ -369,7 +375,7 @@ async function reuseShard(file: string, want: ShardHeader): Promise<{ positions:
 }
 
 /** Teacher distributions of one document, sparsified: `[n, k]` ids and values (and `[n]` tail). */
-async function sparsifyDocument(teacher: CacheTeacher, toks: Int32Array, o: z.output<typeof WriteCacheOptionsSchema>, streamOffset: number): Promise<{ ids: Int32Array; values: Float32Array; tail?: Float32Array }> {
+async function sparsifyDocument(teacher: CacheTeacher, toks: Int32Array, o: z.output<typeof WriteCacheOptionsSchema>, streamOffset: number, prefix: number): Promise<{ ids: Int32Array; values: Float32Array; tail?: Float32Array }> {
   const n = toks.length;
   const V = teacher.vocabSize;
   const k = o.k;
@@ -396,7 +402,7 @@ async function sparsifyDocument(teacher: CacheTeacher, toks: Int32Array, o: z.ou
   // First window: the prefix token then doc[0 .. len−1); row i predicts doc[i].
   const first = Math.min(n, W);
   const input = new Int32Array(first);
-  input[0] = teacher.prefixToken;
+  input[0] = prefix;
   input.set(toks.subarray(0, first - 1), 1);
   await run(input, 0, 0, first);
   // Later windows: C tokens of history, rows C.. predict doc[a .. b).

@@ -16,3 +16,14 @@ export {
   type WriteCacheOptions,
 } from "./cache.js";
 export { CACHE_FORMAT_VERSION, type CacheCompression, type CacheMode } from "./cache-format.js";
+export {
+  DistillSpecSchema,
+  byteStream,
+  dataFingerprint,
+  distillTrain,
+  evaluateLm,
+  studentConfig,
+  type DistillSpec,
+  type DistillTrainOptions,
+  type LmEvaluation,
+} from "./train.js";
