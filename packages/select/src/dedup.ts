@@ -1,0 +1,281 @@
+/**
+ * Deduplication: exact (xxHash64 of the normalised text) and MinHash-LSH near-duplicates (Broder
+ * 1997; banding as in Leskovec, Rajaraman & Ullman, "Mining of Massive Datasets", ch. 3), with the
+ * shingling and permutations of datatrove (word 5-grams, xxHash64, `(a·h + b) mod (2^61 − 1)` with
+ * numpy's uint64 wrap-around, 14 bands × 8 rows by default) or bands × rows chosen by datasketch's
+ * `optimal_param` for a Jaccard threshold. Candidate pairs are joined by union-find; each cluster
+ * keeps its lowest-index document. Also n-gram decontamination against a target set.
+ *
+ * Sharding: {@link minhashShard} computes a shard's signatures (they depend on the document only),
+ * {@link mergeSignatureShards} joins them in input order, and {@link clusterSignatures} gives the
+ * same clusters as a single process.
+ */
+import { readFile } from "node:fs/promises";
+
+import { TersorError, writeFileAtomic } from "@tersor/core";
+import { native } from "@tersor/native";
+import { z } from "zod";
+
+import { type SelectDoc, packTexts } from "./io.js";
+
+export const MinhashOptionsSchema = z
+  .object({
+    ngram: z.number().int().min(1).max(64).default(5),
+    numPerm: z.number().int().min(2).max(4096).default(112),
+    bands: z.number().int().min(1).optional(),
+    rows: z.number().int().min(1).optional(),
+    /** When set (and bands/rows are not), bands × rows come from datasketch's optimal_param. */
+    threshold: z.number().gt(0).lt(1).optional(),
+    seed: z.number().int().min(0).max(0xffffffff).default(1),
+    layout: z.enum(["datatrove", "datasketch"]).default("datatrove"),
+    /** Jaccard above which a candidate pair counts as a true duplicate in the precision estimate. */
+    precisionThreshold: z.number().gt(0).lt(1).optional(),
+  })
+  .strict();
+export type MinhashOptions = z.input<typeof MinhashOptionsSchema>;
+
+/** Bands × rows: given, or datasketch's optimal_param for the threshold (weights 0.5 / 0.5), or datatrove's 14 × 8. */
+export function lshParams(o: z.output<typeof MinhashOptionsSchema>): { bands: number; rows: number } {
+  if (o.bands !== undefined || o.rows !== undefined) {
+    if (o.bands === undefined || o.rows === undefined) throw new TersorError("E_RANGE", "give both bands and rows, or neither");
+    if (o.bands * o.rows > o.numPerm) throw new TersorError("E_RANGE", `bands x rows (${o.bands} x ${o.rows}) exceeds the ${o.numPerm} permutations`);
+    return { bands: o.bands, rows: o.rows };
+  }
+  if (o.threshold !== undefined) return optimalParams(o.threshold, o.numPerm);
+  if (o.numPerm < 112) throw new TersorError("E_RANGE", `datatrove's default 14 x 8 needs 112 permutations, got ${o.numPerm}; give bands/rows or a threshold`);
+  return { bands: 14, rows: 8 };
+}
+
+/** datasketch's `optimal_param(threshold, num_perm, 0.5, 0.5)`. */
+export function optimalParams(threshold: number, numPerm: number, fpWeight = 0.5, fnWeight = 0.5): { bands: number; rows: number } {
+  return native().selectLshOptimalParams(threshold, numPerm, fpWeight, fnWeight);
+}
+
+/** 32-bit MinHash signatures of texts (`texts.length × numPerm`). */
+export async function minhashSignatures(texts: readonly string[], options: MinhashOptions = {}): Promise<Uint32Array> {
+  const o = MinhashOptionsSchema.parse(options);
+  const out = new Uint32Array(texts.length * o.numPerm);
+  // Batches of ~8 MiB keep memory flat in the text size.
+  let start = 0;
+  while (start < texts.length) {
+    let end = start;
+    let bytes = 0;
+    while (end < texts.length && (end === start || bytes < 8 << 20)) bytes += texts[end++]!.length;
+    const { bytes: b, offsets } = packTexts(texts.slice(start, end));
+    out.set(await native().selectMinhashSignatures(b, offsets, o.ngram, o.numPerm, o.seed, o.layout), start * o.numPerm);
+    start = end;
+  }
+  return out;
+}
+
+/** MinHash estimate of the Jaccard similarity of rows i and j. */
+export function signatureJaccard(sigs: Uint32Array, numPerm: number, i: number, j: number): number {
+  let eq = 0;
+  for (let k = 0; k < numPerm; k++) eq += sigs[i * numPerm + k] === sigs[j * numPerm + k] ? 1 : 0;
+  return eq / numPerm;
+}
+
+/** Union-find whose representative is the lowest index of a component. */
+export class UnionFind {
+  private readonly parent: Uint32Array;
+  constructor(n: number) {
+    this.parent = new Uint32Array(n);
+    for (let i = 0; i < n; i++) this.parent[i] = i;
+  }
+  find(x: number): number {
+    const p = this.parent;
+    while (p[x] !== x) {
+      p[x] = p[p[x]!]!;
+      x = p[x]!;
+    }
+    return x;
+  }
+  union(a: number, b: number): void {
+    const ra = this.find(a);
+    const rb = this.find(b);
+    if (ra === rb) return;
+    if (ra < rb) this.parent[rb] = ra;
+    else this.parent[ra] = rb;
+  }
+}
+
+/** Per-document dedup decision. */
+export interface DedupDecision {
+  /** Cluster id: the position (in the deduplicated set) of the cluster's kept document. */
+  cluster: number;
+  keep: boolean;
+  /** "unique", "kept" (first of a cluster), "exact-duplicate" or "near-duplicate". */
+  reason: "unique" | "kept" | "exact-duplicate" | "near-duplicate";
+}
+
+export interface DedupResult {
+  decisions: DedupDecision[];
+  documents: number;
+  kept: number;
+  exactDuplicates: number;
+  nearDuplicates: number;
+  clusters: number;
+  /** Sizes of clusters with more than one document. */
+  clusterSizes: number[];
+  candidatePairs: number;
+  /** Fraction of LSH candidate pairs whose estimated Jaccard is at least the threshold (1 when there are none). */
+  estimatedPrecision: number;
+  bands: number;
+  rows: number;
+}
+
+/** Exact keys (xxHash64 of the normalised text) as 16-hex-digit strings. */
+export function exactKeys(texts: readonly string[]): string[] {
+  const { bytes, offsets } = packTexts(texts);
+  const h = native().selectNormalisedHashes(bytes, offsets);
+  const out: string[] = new Array(texts.length);
+  for (let i = 0; i < texts.length; i++) out[i] = h[2 * i + 1]!.toString(16).padStart(8, "0") + h[2 * i]!.toString(16).padStart(8, "0");
+  return out;
+}
+
+/**
+ * Clusters documents from their exact keys and MinHash signatures (in input order). `mode`:
+ * "exact" uses the keys only; "minhash" both (exact copies are always near-duplicates too).
+ */
+export async function clusterSignatures(
+  keys: readonly string[],
+  sigs: Uint32Array | null,
+  options: MinhashOptions & { mode?: "exact" | "minhash" } = {},
+): Promise<DedupResult> {
+  const { mode = "minhash", ...rest } = options;
+  const o = MinhashOptionsSchema.parse(rest);
+  const n = keys.length;
+  const uf = new UnionFind(n);
+  const exactTwin = new Uint8Array(n);
+  const first = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const f = first.get(keys[i]!);
+    if (f === undefined) first.set(keys[i]!, i);
+    else {
+      uf.union(f, i);
+      exactTwin[i] = 1;
+    }
+  }
+  let bands = 0;
+  let rows = 0;
+  let candidatePairs = 0;
+  let precision = 1;
+  if (mode === "minhash") {
+    if (!sigs || sigs.length !== n * o.numPerm) throw new TersorError("E_SHAPE", `signatures must hold ${n} x ${o.numPerm} values`);
+    ({ bands, rows } = lshParams(o));
+    const pairs = n > 1 ? await native().selectLshCandidatePairs(sigs, n, o.numPerm, bands, rows) : new Uint32Array(0);
+    candidatePairs = pairs.length / 2;
+    const thr = o.precisionThreshold ?? o.threshold ?? Math.pow(1 / bands, 1 / rows);
+    let good = 0;
+    for (let p = 0; p < pairs.length; p += 2) {
+      uf.union(pairs[p]!, pairs[p + 1]!);
+      if (signatureJaccard(sigs, o.numPerm, pairs[p]!, pairs[p + 1]!) >= thr) good++;
+    }
+    precision = candidatePairs ? good / candidatePairs : 1;
+  }
+  const size = new Map<number, number>();
+  for (let i = 0; i < n; i++) size.set(uf.find(i), (size.get(uf.find(i)) ?? 0) + 1);
+  const clusterOf = new Map<number, number>();
+  const decisions: DedupDecision[] = new Array(n);
+  let kept = 0;
+  let exact = 0;
+  let near = 0;
+  for (let i = 0; i < n; i++) {
+    const root = uf.find(i);
+    if (root === i) clusterOf.set(i, kept++);
+    const cluster = clusterOf.get(root)!;
+    if (root === i) decisions[i] = { cluster, keep: true, reason: size.get(root)! > 1 ? "kept" : "unique" };
+    else if (exactTwin[i]) {
+      decisions[i] = { cluster, keep: false, reason: "exact-duplicate" };
+      exact++;
+    } else {
+      decisions[i] = { cluster, keep: false, reason: "near-duplicate" };
+      near++;
+    }
+  }
+  const clusterSizes = [...size.values()].filter((s) => s > 1).sort((a, b) => b - a);
+  return { decisions, documents: n, kept, exactDuplicates: exact, nearDuplicates: near, clusters: kept, clusterSizes, candidatePairs, estimatedPrecision: precision, bands, rows };
+}
+
+/** Deduplicates documents held in memory. */
+export async function dedupDocs(docs: readonly SelectDoc[], options: MinhashOptions & { mode?: "exact" | "minhash" } = {}): Promise<DedupResult> {
+  const texts = docs.map((d) => d.text);
+  const { mode = "minhash", ...rest } = options;
+  const sigs = mode === "minhash" ? await minhashSignatures(texts, rest) : null;
+  return clusterSignatures(exactKeys(texts), sigs, options);
+}
+
+// ---- sharding -------------------------------------------------------------------------------------
+
+/** What one shard writes for `dedup merge`: positions, ids, exact keys and signatures. */
+export interface SignatureShard {
+  format: "tersor-dedup-shard/1";
+  numPerm: number;
+  options: MinhashOptions & { mode?: "exact" | "minhash" };
+  indices: number[];
+  ids: string[];
+  keys: string[];
+  /** Signatures as base64 of little-endian uint32 (indices.length × numPerm). */
+  signatures: string;
+}
+
+export async function minhashShard(docs: readonly SelectDoc[], options: MinhashOptions & { mode?: "exact" | "minhash" } = {}): Promise<SignatureShard> {
+  const { mode = "minhash", ...rest } = options;
+  const o = MinhashOptionsSchema.parse(rest);
+  const texts = docs.map((d) => d.text);
+  const sigs = mode === "minhash" ? await minhashSignatures(texts, rest) : new Uint32Array(0);
+  return {
+    format: "tersor-dedup-shard/1",
+    numPerm: o.numPerm,
+    options,
+    indices: docs.map((d) => d.index),
+    ids: docs.map((d) => d.id),
+    keys: exactKeys(texts),
+    signatures: Buffer.from(sigs.buffer, sigs.byteOffset, sigs.byteLength).toString("base64"),
+  };
+}
+
+export async function writeSignatureShard(path: string, shard: SignatureShard): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(shard));
+}
+
+export async function readSignatureShard(path: string): Promise<SignatureShard> {
+  let s: SignatureShard;
+  try {
+    s = JSON.parse(await readFile(path, "utf8")) as SignatureShard;
+  } catch (e) {
+    throw new TersorError("E_FORMAT", `${path}: not a dedup shard file (${(e as Error).message})`);
+  }
+  if (s.format !== "tersor-dedup-shard/1") throw new TersorError("E_FORMAT", `${path}: not a dedup shard file`);
+  return s;
+}
+
+/** Joins shards in input order; every shard must share the options; positions must not repeat. */
+export function mergeSignatureShards(shards: readonly SignatureShard[]): { indices: number[]; ids: string[]; keys: string[]; signatures: Uint32Array; options: SignatureShard["options"] } {
+  if (shards.length === 0) throw new TersorError("E_RANGE", "no shards to merge");
+  const opt = JSON.stringify(shards[0]!.options);
+  for (const s of shards) if (JSON.stringify(s.options) !== opt) throw new TersorError("E_RANGE", "shards were made with different options");
+  const k = shards[0]!.numPerm;
+  const mode = shards[0]!.options.mode ?? "minhash";
+  const rows: { index: number; id: string; key: string; sig: Uint32Array }[] = [];
+  for (const s of shards) {
+    const buf = Buffer.from(s.signatures, "base64");
+    const sig = new Uint32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    s.indices.forEach((index, r) => rows.push({ index, id: s.ids[r]!, key: s.keys[r]!, sig: mode === "minhash" ? sig.subarray(r * k, (r + 1) * k) : new Uint32Array(0) }));
+  }
+  rows.sort((a, b) => a.index - b.index);
+  for (let i = 1; i < rows.length; i++) if (rows[i]!.index === rows[i - 1]!.index) throw new TersorError("E_RANGE", `document ${rows[i]!.index} appears in two shards`);
+  const signatures = new Uint32Array(mode === "minhash" ? rows.length * k : 0);
+  if (mode === "minhash") rows.forEach((r, i) => signatures.set(r.sig, i * k));
+  return { indices: rows.map((r) => r.index), ids: rows.map((r) => r.id), keys: rows.map((r) => r.key), signatures, options: shards[0]!.options };
+}
+
+// ---- decontamination ------------------------------------------------------------------------------
+
+/** Per document, the number of its word n-grams (default 13) found in the target texts. */
+export async function ngramOverlap(texts: readonly string[], targets: readonly string[], n = 13): Promise<Uint32Array> {
+  if (targets.length === 0) throw new TersorError("E_RANGE", "the decontamination target is empty");
+  const d = packTexts(texts);
+  const t = packTexts(targets);
+  return native().selectNgramOverlap(d.bytes, d.offsets, t.bytes, t.offsets, n);
+}

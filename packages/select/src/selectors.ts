@@ -1,0 +1,233 @@
+/**
+ * Selectors: random (seeded, shard-invariant), stratified, RS2 schedules, DSIR, ZIP-FIT, QUESTS-style
+ * KDE entropy / farthest point, and the submodular ones (see setfunctions.ts). Each returns the
+ * chosen positions (ascending, input order) and a score per document.
+ */
+import { Rng, TersorError } from "@tersor/core";
+import { native } from "@tersor/native";
+
+import { packTexts } from "./io.js";
+
+const enc = new TextEncoder();
+
+/** A uniform [0, 1) key per (id, seed) from xxHash64: the same in every shard and process. */
+export function idUniform(id: string, seed: number): number {
+  const h = native().selectXxhash64(enc.encode(id), seed >>> 0);
+  return (h[1]! * 2 ** 21 + (h[0]! >>> 11)) / 2 ** 53;
+}
+
+/** Indices of the k largest scores (ties: lower index), returned ascending. */
+export function topK(scores: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: scores.length }, (_, i) => i);
+  idx.sort((a, b) => scores[b]! - scores[a]! || a - b);
+  return idx.slice(0, k).sort((a, b) => a - b);
+}
+
+/** Seeded uniform random subset of size k: the k smallest id keys. */
+export function selectRandom(ids: readonly string[], k: number, seed = 0): { indices: number[]; scores: Float64Array } {
+  const scores = Float64Array.from(ids, (id) => 1 - idUniform(id, seed));
+  return { indices: topK(scores, k), scores };
+}
+
+/**
+ * Stratified by domain: each domain gets round(k · n_d / n) (largest remainders make the total k),
+ * random (seeded) within the domain.
+ */
+export function selectStratified(ids: readonly string[], domains: readonly string[], k: number, seed = 0): { indices: number[]; quota: Record<string, number> } {
+  const by = new Map<string, number[]>();
+  domains.forEach((d, i) => (by.get(d) ?? by.set(d, []).get(d)!).push(i));
+  const n = ids.length;
+  const names = [...by.keys()].sort();
+  const exact = names.map((d) => (k * by.get(d)!.length) / n);
+  const quota = exact.map(Math.floor);
+  let left = k - quota.reduce((a, b) => a + b, 0);
+  const order = names.map((_, i) => i).sort((a, b) => exact[b]! - quota[b]! - (exact[a]! - quota[a]!) || a - b);
+  for (const i of order) {
+    if (left <= 0) break;
+    quota[i]!++;
+    left--;
+  }
+  const chosen: number[] = [];
+  const q: Record<string, number> = {};
+  names.forEach((d, di) => {
+    q[d] = quota[di]!;
+    const members = by.get(d)!;
+    const keys = members.map((i) => idUniform(ids[i]!, seed));
+    const ord = members.map((_, j) => j).sort((a, b) => keys[a]! - keys[b]! || a - b);
+    for (let j = 0; j < quota[di]!; j++) chosen.push(members[ord[j]!]!);
+  });
+  return { indices: chosen.sort((a, b) => a - b), quota: q };
+}
+
+/**
+ * RS2 (Okanovic et al. 2023, "Repeated Random Sampling for Minimizing the Time-to-Accuracy of
+ * Learning"): a fresh random subset per epoch, without replacement across epochs until the data is
+ * exhausted (then a new permutation). Returns the index schedule, one array per epoch.
+ */
+export function rs2Schedule(n: number, k: number, epochs: number, seed = 0): number[][] {
+  if (k > n) throw new TersorError("E_RANGE", `budget ${k} is larger than the corpus (${n} documents)`);
+  const rng = new Rng(seed);
+  let perm: number[] = [];
+  let at = 0;
+  const shuffle = () => {
+    perm = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(rng.nextF64() * (i + 1));
+      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+    }
+    at = 0;
+  };
+  shuffle();
+  const out: number[][] = [];
+  for (let e = 0; e < epochs; e++) {
+    if (at + k > n) shuffle();
+    out.push(perm.slice(at, at + k));
+    at += k;
+  }
+  return out;
+}
+
+// ---- DSIR ---------------------------------------------------------------------------------------
+
+export interface DsirModel {
+  numBuckets: number;
+  ngrams: number;
+  rawProbs: Float64Array;
+  targetProbs: Float64Array;
+  /** log(p_target + 1e-8) − log(p_raw + 1e-8), as the reference implementation. */
+  logDiff: Float64Array;
+}
+
+async function counts(texts: readonly string[], numBuckets: number, ngrams: number): Promise<Float64Array> {
+  const { bytes, offsets } = packTexts(texts);
+  return native().selectDsirCounts(bytes, offsets, numBuckets, ngrams);
+}
+
+/** Fits DSIR's bag-of-hashed-n-grams models of the raw and target data (Xie et al. 2023). */
+export async function fitDsir(raw: readonly string[], target: readonly string[], numBuckets = 10000, ngrams = 2): Promise<DsirModel> {
+  if (target.length === 0) throw new TersorError("E_RANGE", "the DSIR target is empty");
+  const r = await counts(raw, numBuckets, ngrams);
+  const t = await counts(target, numBuckets, ngrams);
+  const norm = (c: Float64Array, what: string) => {
+    const s = c.reduce((a, b) => a + b, 0);
+    if (s === 0) throw new TersorError("E_RANGE", `the ${what} data has no tokens`);
+    return c.map((v) => v / s);
+  };
+  const rawProbs = norm(r, "raw");
+  const targetProbs = norm(t, "target");
+  const logDiff = targetProbs.map((p, k) => Math.log(p + 1e-8) - Math.log(rawProbs[k]! + 1e-8));
+  return { numBuckets, ngrams, rawProbs, targetProbs, logDiff };
+}
+
+export async function dsirLogWeights(model: DsirModel, texts: readonly string[]): Promise<Float64Array> {
+  const { bytes, offsets } = packTexts(texts);
+  return native().selectDsirLogWeights(bytes, offsets, model.numBuckets, model.ngrams, model.logDiff);
+}
+
+/** Gumbel top-k: k samples without replacement with probabilities ∝ exp(logWeights) (Kool et al. 2019). */
+export function gumbelTopK(logWeights: ArrayLike<number>, k: number, seed = 0): number[] {
+  const rng = new Rng(seed);
+  const keys = Float64Array.from({ length: logWeights.length }, (_, i) => {
+    let u = rng.nextF64();
+    while (u === 0) u = rng.nextF64();
+    return logWeights[i]! - Math.log(-Math.log(u));
+  });
+  return topK(keys, k);
+}
+
+// ---- ZIP-FIT ------------------------------------------------------------------------------------
+
+/** ZIP-FIT alignment = 1 − mean NCD to the target examples (gzip at `level`, default 9 as Python's gzip). */
+export async function zipfitScores(texts: readonly string[], targets: readonly string[], level = 9): Promise<Float64Array> {
+  if (targets.length === 0) throw new TersorError("E_RANGE", "the ZIP-FIT target is empty");
+  const d = packTexts(texts);
+  const t = packTexts(targets);
+  const ncd = await native().selectNcdMeanToTargets(d.bytes, d.offsets, t.bytes, t.offsets, level);
+  return ncd.map((v) => 1 - v);
+}
+
+// ---- vectors ------------------------------------------------------------------------------------
+
+/** Row-major vectors. */
+export interface Vectors {
+  data: Float64Array;
+  n: number;
+  d: number;
+}
+
+/** Hashed n-gram features (DSIR tokens, `dim` buckets), L2-normalised per document. */
+export function hashedFeatures(texts: readonly string[], dim = 256, ngrams = 2): Vectors {
+  const data = new Float64Array(texts.length * dim);
+  texts.forEach((t, i) => {
+    const f = native().selectDsirFeatures(t, dim, ngrams);
+    for (const b of f) data[i * dim + b]! += 1;
+    let s = 0;
+    for (let k = 0; k < dim; k++) s += data[i * dim + k]! ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let k = 0; k < dim; k++) data[i * dim + k]! *= inv;
+  });
+  return { data, n: texts.length, d: dim };
+}
+
+export function sqDist(v: Vectors, i: number, j: number, w: Vectors = v): number {
+  let s = 0;
+  for (let k = 0; k < v.d; k++) {
+    const t = v.data[i * v.d + k]! - w.data[j * w.d + k]!;
+    s += t * t;
+  }
+  return s;
+}
+
+/**
+ * QUESTS kernel-density entropy (Schwalbe-Koda et al. 2024): H = −(1/N) Σ_i log((1/N) Σ_j K(x_i, x_j)),
+ * Gaussian kernel of bandwidth h. 0 for N identical points; log N for far-apart points.
+ */
+export async function kdeEntropy(v: Vectors, h: number): Promise<number> {
+  if (!(h > 0)) throw new TersorError("E_RANGE", `bandwidth must be > 0, got ${h}`);
+  if (v.n === 0) throw new TersorError("E_RANGE", "KDE entropy of an empty set");
+  return native().kdeEntropy(v.data, v.n, v.d, h);
+}
+
+/** Mean distance of each point to its nearest other point (a simple diversity measure). */
+export function meanNearestNeighbourDistance(v: Vectors): number {
+  if (v.n < 2) return 0;
+  let s = 0;
+  for (let i = 0; i < v.n; i++) {
+    let best = Infinity;
+    for (let j = 0; j < v.n; j++) if (j !== i) best = Math.min(best, sqDist(v, i, j));
+    s += Math.sqrt(best);
+  }
+  return s / v.n;
+}
+
+/** Farthest-point (greedy k-center, Gonzalez 1985) selection starting from the lowest index. */
+export function farthestPoint(v: Vectors, k: number): number[] {
+  const chosen = [0];
+  const dmin = Float64Array.from({ length: v.n }, (_, i) => sqDist(v, i, 0));
+  while (chosen.length < k) {
+    let best = -1;
+    for (let i = 0; i < v.n; i++) if (best < 0 || dmin[i]! > dmin[best]!) best = i;
+    chosen.push(best);
+    for (let i = 0; i < v.n; i++) dmin[i] = Math.min(dmin[i]!, sqDist(v, i, best));
+  }
+  return chosen;
+}
+
+/**
+ * QUESTS minimum-set-cover style selection: an item's environment is covered by the already kept
+ * items; repeatedly keep the item whose kernel density under the kept set is least (most novel),
+ * i.e. argmin_i Σ_{j∈S} K(x_i, x_j), ties to the lower index.
+ */
+export function questsMsc(v: Vectors, k: number, h: number): number[] {
+  const dens = new Float64Array(v.n);
+  const taken = new Uint8Array(v.n);
+  const out: number[] = [];
+  for (let t = 0; t < k; t++) {
+    let best = -1;
+    for (let i = 0; i < v.n; i++) if (!taken[i] && (best < 0 || dens[i]! < dens[best]!)) best = i;
+    taken[best] = 1;
+    out.push(best);
+    for (let i = 0; i < v.n; i++) dens[i]! += Math.exp(-sqDist(v, i, best) / (2 * h * h));
+  }
+  return out;
+}

@@ -1,0 +1,251 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { Rng } from "@tersor/core";
+import { native } from "@tersor/native";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import {
+  Coverage,
+  FacilityLocation,
+  clusterSignatures,
+  cosineSimilarity,
+  dedupDocs,
+  exactKeys,
+  gopherFailures,
+  hashedFeatures,
+  kdeEntropy,
+  lazyGreedy,
+  mergeSignatureShards,
+  minhashShard,
+  naiveGreedy,
+  ngramOverlap,
+  optimalParams,
+  readAllDocs,
+  resolveBudget,
+  rs2Schedule,
+  runSelect,
+  selectRandom,
+  stochasticGreedy,
+  type SelectDoc,
+} from "../src/index.js";
+
+const DSIR_TOY = join(__dirname, "../../../../shared/data/dsir-toy");
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tersor-select-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const WORDS = "whale sea ship captain harpoon ocean deck sail storm crew island harbour rope mast wind wave tide moon star compass".split(" ");
+function text(rng: Rng, words: number): string {
+  return Array.from({ length: words }, () => WORDS[Math.floor(rng.nextF64() * WORDS.length)]! + Math.floor(rng.nextF64() * 30)).join(" ");
+}
+function docs(texts: string[]): SelectDoc[] {
+  return texts.map((t, i) => ({ index: i, id: `d${i}`, text: t, domain: "", record: { id: `d${i}`, text: t } }));
+}
+
+/** A planted-duplicate corpus: distinct base texts, windows of one long text, and near copies with small edits. */
+function planted(): { texts: string[]; groups: number[] } {
+  const rng = new Rng(42);
+  const texts: string[] = [];
+  const groups: number[] = [];
+  for (let g = 0; g < 20; g++) {
+    const base = text(rng, 200);
+    texts.push(base);
+    groups.push(g);
+    const w = base.split(" ");
+    // Near copy: two words replaced.
+    const edit = [...w];
+    edit[50] = "EDITED";
+    edit[150] = "CHANGED";
+    texts.push(edit.join(" "));
+    groups.push(g);
+    // Overlapping window: the first 190 words (Jaccard of 5-gram shingles ~0.95).
+    texts.push(w.slice(0, 190).join(" "));
+    groups.push(g);
+  }
+  return { texts, groups };
+}
+
+describe("dedup", () => {
+  it("(b, r) optimiser reproduces datasketch's optimal_param", () => {
+    expect(optimalParams(0.7, 256)).toEqual({ bands: 25, rows: 10 });
+    expect(optimalParams(0.5, 200)).toEqual({ bands: 33, rows: 6 });
+    expect(optimalParams(0.8, 128)).toEqual({ bands: 9, rows: 13 });
+  });
+
+  it("clusters a planted-duplicate corpus exactly and keeps the lowest id", async () => {
+    const { texts, groups } = planted();
+    const r = await dedupDocs(docs(texts));
+    expect(r.kept).toBe(20);
+    for (let i = 0; i < texts.length; i++) {
+      const first = groups.indexOf(groups[i]!);
+      expect(r.decisions[i]!.cluster).toBe(r.decisions[first]!.cluster);
+      expect(r.decisions[i]!.keep).toBe(i === first);
+    }
+    expect(r.nearDuplicates).toBe(40);
+    expect(r.clusterSizes).toEqual(Array(20).fill(3));
+    expect(r.estimatedPrecision).toBeGreaterThan(0.9);
+  });
+
+  it("exact mode joins normalised copies only", async () => {
+    const r = await dedupDocs(docs(["Hello, World!", "hello world", "hello there world"]), { mode: "exact" });
+    expect(r.decisions.map((d) => d.reason)).toEqual(["kept", "exact-duplicate", "unique"]);
+    expect(exactKeys(["a  b"])[0]).toBe(exactKeys(["A b"])[0]);
+  });
+
+  it("4 merged shards equal the single-process result", async () => {
+    const { texts } = planted();
+    const all = docs(texts);
+    const single = await dedupDocs(all);
+    const shards = [];
+    for (let s = 0; s < 4; s++) shards.push(await minhashShard(all.filter((d) => d.index % 4 === s)));
+    const m = mergeSignatureShards(shards.reverse());
+    expect(m.indices).toEqual(all.map((d) => d.index));
+    const merged = await clusterSignatures(m.keys, m.signatures, m.options);
+    expect(merged.decisions).toEqual(single.decisions);
+  });
+
+  it("decontamination finds shared 13-grams", async () => {
+    const rng = new Rng(1);
+    const target = text(rng, 40);
+    const leaked = "intro words " + target.split(" ").slice(5, 20).join(" ") + " outro";
+    const clean = text(rng, 40);
+    const c = await ngramOverlap([leaked, clean], [target]);
+    expect(c[0]).toBe(3); // 15 shared words → 3 shared 13-grams
+    expect(c[1]).toBe(0);
+    await expect(ngramOverlap([clean], [])).rejects.toThrow(/empty/);
+  });
+});
+
+describe("set functions", () => {
+  it("greedy set cover on {1..6} picks C first and needs 3 sets", () => {
+    const f = new Coverage([[1, 2, 3], [4, 5, 6], [1, 2, 4, 5]]);
+    const g = naiveGreedy(f, 3);
+    expect(g.order[0]).toBe(2);
+    expect(g.order.length).toBe(3);
+    expect(lazyGreedy(f, 3).order).toEqual(g.order);
+    const n = native().selectGreedySetCover(Uint32Array.from([1, 2, 3, 4, 5, 6, 1, 2, 4, 5]), Uint32Array.from([0, 3, 6, 10]), 10);
+    expect(Array.from(n)).toEqual(g.order);
+  });
+
+  it("marginal gain equals f(S ∪ {j}) − f(S), and lazy = naive", () => {
+    const rng = new Rng(3);
+    const n = 40;
+    const data = Float64Array.from({ length: n * 5 }, () => rng.nextF64());
+    const sim = cosineSimilarity(data, n, 5);
+    const f = new FacilityLocation(sim, n);
+    const S = [3, 17, 25];
+    const fs = f.fresh();
+    for (const j of S) fs.add(j);
+    for (const j of [0, 5, 39]) {
+      const fsj = f.fresh();
+      for (const s of [...S, j]) fsj.add(s);
+      expect(fs.gain(j)).toBeCloseTo(fsj.value() - fs.value(), 12);
+    }
+    const naive = naiveGreedy(f, 10);
+    const lazy = lazyGreedy(f, 10);
+    expect(lazy.order).toEqual(naive.order);
+    expect(lazy.evaluations).toBeLessThan(naive.evaluations);
+    const sto = stochasticGreedy(f, 10, 0.1, 7);
+    expect(new Set(sto.order).size).toBe(10);
+    const val = (order: number[]) => {
+      const g = f.fresh();
+      for (const j of order) g.add(j);
+      return g.value();
+    };
+    expect(val(sto.order)).toBeGreaterThan(0.9 * val(naive.order));
+  });
+});
+
+describe("information selectors", () => {
+  it("KDE entropy is 0 for identical points and log N for far-apart ones", async () => {
+    const N = 16;
+    expect(await kdeEntropy({ data: new Float64Array(N * 3).fill(0.5), n: N, d: 3 }, 0.1)).toBeCloseTo(0, 12);
+    const far = new Float64Array(N * 3);
+    for (let i = 0; i < N; i++) far[i * 3] = i * 100;
+    expect(await kdeEntropy({ data: far, n: N, d: 3 }, 0.1)).toBeCloseTo(Math.log(N), 10);
+  });
+});
+
+describe("selectors", () => {
+  it("DSIR reference fixtures: buckets and features", () => {
+    expect(native().selectDsirBucket("alice", 10000)).toBe(6720);
+    expect(native().selectDsirBucket("alice went", 10000)).toBe(114);
+    expect(native().selectDsirFeatures("Alice went to the store", 10000, 2).length).toBe(9);
+  });
+
+  it("DSIR on the toy data prefers target-like documents", async () => {
+    const raw = await readAllDocs(join(DSIR_TOY, "toy_pile_data.jsonl"), { textField: "contents" });
+    const target = (await readAllDocs(join(DSIR_TOY, "toy_target_data.jsonl"), { textField: "contents" })).map((d) => d.text);
+    expect(raw.length).toBeGreaterThan(2);
+    const r = await runSelect(raw, target, { method: "dsir", budget: 1, seed: 0 });
+    // The target is the first pile document (a licence header); its importance weight is the highest.
+    const w = r.scores as number[];
+    expect(w.indexOf(Math.max(...w))).toBe(0);
+  });
+
+  it("random is seeded and shard-invariant; budgets are checked", () => {
+    const ids = Array.from({ length: 100 }, (_, i) => `doc-${i}`);
+    const a = selectRandom(ids, 10, 5).indices;
+    expect(selectRandom(ids, 10, 5).indices).toEqual(a);
+    expect(selectRandom(ids, 10, 6).indices).not.toEqual(a);
+    expect(resolveBudget("10%", 200)).toBe(20);
+    expect(() => resolveBudget(300, 200)).toThrow(/larger than the corpus/);
+    const s = rs2Schedule(10, 4, 3, 1);
+    expect(new Set([...s[0]!, ...s[1]!]).size).toBe(8);
+  });
+
+  it("ZIP-FIT and DSIR keep mostly spam for a spam target (SpamAssassin)", async () => {
+    const spam = (await readAllDocs("corpus:email-spam:train")).slice(0, 60);
+    const ham = (await readAllDocs("corpus:email-ham:train")).slice(0, 60);
+    const target = (await readAllDocs("corpus:email-spam:test")).slice(0, 20).map((d) => d.text.slice(0, 2000));
+    const pool = [...spam, ...ham].map((d, i) => ({ ...d, index: i, text: d.text.slice(0, 2000) }));
+    for (const method of ["zipfit", "dsir"] as const) {
+      const r = await runSelect(pool, target, { method, budget: 30, seed: 1 });
+      const spamKept = r.kept.filter((i) => i < spam.length).length;
+      expect(spamKept / r.kept.length).toBeGreaterThan(0.7);
+    }
+  });
+
+  it("gopher rules count failures per rule", () => {
+    expect(gopherFailures("too short")).toContain("word-count");
+    const good = Array.from({ length: 80 }, (_, i) => ["the", "whale", "swam", "across", "quiet", "waters", "today"][i % 7]).join(" ");
+    expect(gopherFailures(good).filter((r) => r !== "top-bigram")).toEqual([]);
+    expect(gopherFailures("# # # # ".repeat(20) + good)).toContain("symbol-ratio");
+  });
+
+  it("hashed features feed k-center and facility location selections", async () => {
+    const rng = new Rng(9);
+    const d = docs(Array.from({ length: 30 }, () => text(rng, 30)));
+    for (const method of ["kcenter", "quests", "facility-location", "coverage"] as const) {
+      const r = await runSelect(d, null, { method, budget: 5 });
+      expect(r.kept.length).toBe(5);
+    }
+    expect(hashedFeatures(["a b"], 16).d).toBe(16);
+  });
+});
+
+describe("bad input", () => {
+  it("reports malformed lines with line numbers, or skips them", async () => {
+    const p = join(dir, "bad.jsonl");
+    await writeFile(p, '{"text":"ok one"}\n{not json\n{"text":"ok two"}\n');
+    await expect(readAllDocs(p)).rejects.toThrow(/bad\.jsonl:2: invalid JSON/);
+    const skipped: number[] = [];
+    const d = await readAllDocs(p, { onBadLine: "skip", onSkip: (l: number) => skipped.push(l) });
+    expect(d.map((x) => x.text)).toEqual(["ok one", "ok two"]);
+    expect(skipped).toEqual([2]);
+  });
+  it("missing text field, empty target, budget larger than the corpus", async () => {
+    const p = join(dir, "notext.jsonl");
+    await writeFile(p, '{"text":"fine"}\n\n{"body":"x"}\n');
+    await expect(readAllDocs(p)).rejects.toThrow(/notext\.jsonl:3 \(line 3\) has no string field "text"/);
+    const d = docs(["a b c", "d e f"]);
+    await expect(runSelect(d, [], { method: "zipfit", budget: 1 })).rejects.toThrow(/target is empty/);
+    await expect(runSelect(d, null, { method: "random", budget: 5 })).rejects.toThrow(/larger than the corpus/);
+  });
+});
