@@ -1,0 +1,127 @@
+// tersor_bench quant: the quantization formats (native/quant/formats.cpp, matmul.cpp).
+//
+//  * <format>/quantize: single-thread quantize throughput of the fast path vs the scalar reference
+//    (quant_ref::quantize_row, same algorithm and bytes) on N(0,1) rows of 4096; fields
+//    weights_per_s_per_thread, ref_weights_per_s_per_thread and, where issue 5 lists it, the
+//    llama.cpp figure measured on this machine class (llama_cpp_weights_per_s_per_thread) and our
+//    multiple of it.
+//  * <format>/roundtrip: relative RMSE and SQNR (dB) of quantize + dequantize on a 4096 x 4096 N(0,1)
+//    matrix (1024 x 4096 with --quick), timed as the multi-threaded quantize_matrix vs the
+//    single-threaded reference.
+//  * <format>/gemv: batch-1 quant_matmul on a 4096 x 14336 matrix (rows x cols; 1024 x 4096 quick),
+//    all threads, vs the scalar reference GEMV (dequantize a row, f64 dot); gb_per_s = quantized
+//    weight bytes read per second (effective weight-read bandwidth).
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench.hpp"
+#include "tersor/parallel.hpp"
+#include "tersor/quant_formats.hpp"
+
+namespace {
+
+using tersor::QuantScheme;
+
+std::vector<float> gaussian(size_t n, uint32_t seed) {
+  std::vector<float> x(n);
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd;
+  for (float& v : x) v = nd(g);
+  return x;
+}
+
+double llama_figure(const std::string& f) {  // issue 5: llama.cpp quantize weights/s per thread
+  if (f == "q4_0") return 894e6;
+  if (f == "q8_0") return 283e6;
+  if (f == "q6_k") return 29e6;
+  if (f == "q4_k") return 13.1e6;
+  if (f == "q2_k") return 15e6;
+  return 0;
+}
+
+void run_quant(bool quick) {
+  const char* formats[] = {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
+                           "mxfp4", "nvfp4", "nf4", "nf4-dq", "fp8", "fp8_e5m2", "int8", "int4-g128",
+                           "int4-g128-asym", "int3-g64", "int2-g32-asym", "kmeans4"};
+  // ---- quantize throughput, one thread
+  {
+    const size_t rows = quick ? 8 : 64, cols = 4096;
+    const std::vector<float> w = gaussian(rows * cols, 1);
+    for (const char* name : formats) {
+      const QuantScheme s = tersor::parse_quant_scheme(name);
+      const size_t rb = tersor::scheme_row_bytes(s, cols);
+      std::vector<uint8_t> q(rows * rb);
+      auto ours = [&] { for (size_t r = 0; r < rows; ++r) tersor::quantize_row(s, &w[r * cols], &q[r * rb], cols); };
+      auto ref = [&] { for (size_t r = 0; r < rows; ++r) tersor::quant_ref::quantize_row(s, &w[r * cols], &q[r * rb], cols); };
+      const int reps = quick ? 3 : 5;
+      const double t = tersor::bench::median_seconds(ours, reps, 1);
+      const double tr = tersor::bench::median_seconds(ref, reps, 1);
+      const double n = static_cast<double>(rows * cols);
+      tersor::bench::Extra ex = {{"weights_per_s_per_thread", n / t}, {"ref_weights_per_s_per_thread", n / tr}};
+      const double lf = llama_figure(name);
+      if (lf > 0) { ex.push_back({"llama_cpp_weights_per_s_per_thread", lf}); ex.push_back({"x_llama_cpp", n / t / lf}); }
+      tersor::bench::report("quant", std::string(name) + "/quantize", t, "scalar reference (same algorithm)", tr, ex);
+    }
+  }
+  // ---- round-trip error on N(0,1)
+  {
+    const size_t rows = quick ? 1024 : 4096, cols = 4096;
+    const std::vector<float> w = gaussian(rows * cols, 2);
+    std::vector<float> y(rows * cols);
+    double sx = 0;
+    for (float v : w) sx += static_cast<double>(v) * v;
+    for (const char* name : formats) {
+      const QuantScheme s = tersor::parse_quant_scheme(name);
+      const size_t rb = tersor::scheme_row_bytes(s, cols);
+      std::vector<uint8_t> q(rows * rb);
+      const double t = tersor::bench::median_seconds([&] { tersor::quantize_matrix(s, w.data(), rows, cols, q.data()); }, 1, 0);
+      // the reference on a slice of 64 rows, scaled to the matrix
+      const size_t sl = 64;
+      const double tr = tersor::bench::median_seconds(
+                            [&] { for (size_t r = 0; r < sl; ++r) tersor::quant_ref::quantize_row(s, &w[r * cols], &q[r * rb], cols); }, 1, 0) *
+                        static_cast<double>(rows) / sl;
+      tersor::quantize_matrix(s, w.data(), rows, cols, q.data());
+      tersor::dequantize_matrix(s, q.data(), rows, cols, y.data());
+      double se = 0, ae = 0;
+      for (size_t i = 0; i < w.size(); ++i) {
+        const double d = static_cast<double>(w[i]) - y[i];
+        se += d * d;
+        ae += std::fabs(d);
+      }
+      tersor::bench::report("quant", std::string(name) + "/roundtrip", t, "scalar reference, 1 thread", tr,
+                            {{"rel_rmse", std::sqrt(se / sx)}, {"sqnr_db", 10 * std::log10(sx / se)},
+                             {"mean_abs_err", ae / static_cast<double>(w.size())},
+                             {"bits_per_weight", tersor::scheme_bits_per_weight(s, cols)},
+                             {"threads", static_cast<double>(tersor::num_threads())}});
+    }
+  }
+  // ---- batch-1 GEMV
+  {
+    const size_t rows = quick ? 1024 : 4096, cols = quick ? 4096 : 14336;
+    const std::vector<float> w = gaussian(rows * cols, 3), x = gaussian(cols, 4);
+    std::vector<float> y(rows);
+    const char* gemv_formats[] = {"q8_0", "q4_0", "q4_k", "q6_k", "q5_k", "nf4", "int4-g128", "int8", "mxfp4", "fp8"};
+    for (const char* name : gemv_formats) {
+      const QuantScheme s = tersor::parse_quant_scheme(name);
+      const size_t rb = tersor::scheme_row_bytes(s, cols);
+      std::vector<uint8_t> q(rows * rb);
+      tersor::quantize_matrix(s, w.data(), rows, cols, q.data());
+      const double t = tersor::bench::median_seconds([&] { tersor::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data()); },
+                                                     quick ? 5 : 9, 2, quick ? 0.05 : 0.3);
+      const double tr = tersor::bench::median_seconds(
+          [&] { tersor::quant_ref::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data()); }, 1, 0);
+      const double bytes = static_cast<double>(q.size());
+      tersor::bench::report("quant", std::string(name) + "/gemv", t, "scalar reference gemv", tr,
+                            {{"gb_per_s", bytes / t / 1e9}, {"f32_equiv_gb_per_s", 4.0 * rows * cols / t / 1e9},
+                             {"rows", static_cast<double>(rows)}, {"cols", static_cast<double>(cols)},
+                             {"threads", static_cast<double>(tersor::num_threads())}});
+    }
+  }
+}
+
+}  // namespace
+
+TERSOR_BENCH_SUITE("quant", run_quant);
