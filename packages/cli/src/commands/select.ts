@@ -1,5 +1,309 @@
-/** `tersor dedup | select`. */
+/**
+ * `tersor dedup` and `tersor select`:
+ *
+ *   tersor dedup <input> --out kept.jsonl [--mode exact|minhash] [--ngram 5] [--num-perm 112]
+ *         [--bands 14 --rows 8 | --threshold 0.7] [--decontaminate target.jsonl --decontam-ngram 13]
+ *         [--shard i/N --signatures shard.json] [--report r.html]
+ *   tersor dedup merge <shard.json...> --input <input> --out kept.jsonl
+ *   tersor select <input> --method random|stratified|dsir|zipfit|quests|kcenter|facility-location|coverage|gopher
+ *         --budget 10%|N [--target t.jsonl|corpus:name] [--seed 0] [--optimizer naive|lazy|stochastic]
+ *         [--shard i/N] --out selected.jsonl [--report r.html]
+ *   tersor select merge <scores.json...> --input <input> --budget N --out selected.jsonl
+ *
+ * Inputs: JSONL/Parquet files or globs, or corpus:<name>[:split]; --text-field, --id-field,
+ * --on-bad-line skip|error. Outputs keep input order; a sidecar `<out>.sidecar.jsonl` holds each
+ * input document's id, score, cluster and reason.
+ */
+import { readFile } from "node:fs/promises";
+
 import type { Command } from "commander";
+import { TersorError, progress } from "@tersor/core";
+import {
+  type DedupResult,
+  type ReadOptions,
+  type SelectDoc,
+  SELECT_METHODS,
+  clusterSignatures,
+  dedupDocs,
+  diversity,
+  mergeSignatureShards,
+  minhashShard,
+  ngramOverlap,
+  parseShard,
+  readAllDocs,
+  readSignatureShard,
+  resolveBudget,
+  runSelect,
+  selectRandom,
+  topK,
+  writeJsonlAtomic,
+  writeReport,
+  writeSignatureShard,
+  zipfitScores,
+} from "@tersor/select";
+
+function intOpt(v: string | undefined, name: string, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isInteger(n) || n < min) throw new TersorError("E_RANGE", `--${name} must be an integer >= ${min}, got "${v}"`);
+  return n;
+}
+function numOpt(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new TersorError("E_RANGE", `--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+interface IoOpts {
+  textField?: string;
+  idField?: string;
+  onBadLine?: string;
+  shard?: string;
+}
+
+function readOptions(o: IoOpts, withShard = true): ReadOptions {
+  const onBadLine = o.onBadLine ?? "error";
+  if (onBadLine !== "skip" && onBadLine !== "error") throw new TersorError("E_RANGE", `--on-bad-line must be skip or error, got "${onBadLine}"`);
+  return {
+    textField: o.textField ?? "text",
+    idField: o.idField ?? "id",
+    onBadLine,
+    shard: withShard && o.shard ? parseShard(o.shard) : undefined,
+    onSkip: (line: number, why: string) => process.stderr.write(`skipped line ${line}: ${why}\n`),
+  };
+}
+
+async function loadDocs(input: string, o: IoOpts, withShard = true): Promise<SelectDoc[]> {
+  const bar = progress({ label: `reading ${input}`, unit: "docs" });
+  const docs: SelectDoc[] = [];
+  try {
+    for (const d of await readAllDocs(input, readOptions(o, withShard))) {
+      docs.push(d);
+      bar.tick();
+    }
+  } finally {
+    bar.stop();
+  }
+  return docs;
+}
+
+function withIo(cmd: Command): Command {
+  return cmd
+    .option("--text-field <name>", "record field holding the text", "text")
+    .option("--id-field <name>", "record field holding the id", "id")
+    .option("--on-bad-line <policy>", "skip | error", "error");
+}
+
+function sidecarPath(out: string): string {
+  return out.replace(/\.(jsonl|json)(\.gz)?$/, "") + ".sidecar.jsonl";
+}
+
+async function writeKept(out: string, docs: readonly SelectDoc[], keep: (i: number) => boolean, side: (i: number) => Record<string, unknown>): Promise<number> {
+  const n = await writeJsonlAtomic(out, docs.filter((_, i) => keep(i)).map((d) => d.record));
+  await writeJsonlAtomic(sidecarPath(out), docs.map((d, i) => ({ index: d.index, id: d.id, keep: keep(i), ...side(i) })));
+  return n;
+}
+
+function dedupSummary(r: DedupResult): Record<string, unknown> {
+  return {
+    documents: r.documents,
+    kept: r.kept,
+    exact_duplicates: r.exactDuplicates,
+    near_duplicates: r.nearDuplicates,
+    clusters_with_duplicates: r.clusterSizes.length,
+    largest_cluster: r.clusterSizes[0] ?? 1,
+    candidate_pairs: r.candidatePairs,
+    estimated_precision: r.estimatedPrecision,
+    bands: r.bands,
+    rows: r.rows,
+  };
+}
+
+function sizeHistogram(sizes: number[]): Record<string, number> {
+  const h: Record<string, number> = {};
+  for (const s of sizes) h[`size ${s}`] = (h[`size ${s}`] ?? 0) + 1;
+  return h;
+}
+
+async function loadTarget(spec: string | undefined, o: IoOpts): Promise<string[] | null> {
+  if (!spec) return null;
+  const t = (await readAllDocs(spec, readOptions(o, false))).map((d) => d.text);
+  if (t.length === 0) throw new TersorError("E_RANGE", `the target ${spec} is empty`);
+  return t;
+}
+
+type Opts = Record<string, string | boolean | undefined> & IoOpts;
+
+function need(o: Opts, key: string, flag: string): string {
+  const v = o[key];
+  if (typeof v !== "string" || !v) throw new TersorError("E_RANGE", `merge needs ${flag}`);
+  return v;
+}
+
+async function dedupMerge(shards: string[], o: Opts): Promise<void> {
+  if (shards.length === 0) throw new TersorError("E_RANGE", "tersor dedup merge needs signature files");
+  const m = mergeSignatureShards(await Promise.all(shards.map(readSignatureShard)));
+  const docs = await loadDocs(need(o, "input", "--input <input>"), o, false);
+  if (docs.length !== m.indices.length || docs.some((d, i) => d.index !== m.indices[i]))
+    throw new TersorError("E_RANGE", `the shards cover ${m.indices.length} documents but the input has ${docs.length}: missing or extra shards`);
+  const r = await clusterSignatures(m.keys, m.signatures, m.options);
+  const n = await writeKept(need(o, "out", "--out <path>"), docs, (i) => r.decisions[i]!.keep, (i) => ({ cluster: r.decisions[i]!.cluster, reason: r.decisions[i]!.reason }));
+  const summary = { ...dedupSummary(r), written: n };
+  process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
+}
+
+async function selectMerge(files: string[], o: Opts): Promise<void> {
+  if (files.length === 0) throw new TersorError("E_RANGE", "tersor select merge needs score files");
+  const rows: { index: number; score: number }[] = [];
+  for (const f of files) {
+    for (const line of (await readFile(f, "utf8")).split("\n")) if (line.trim()) rows.push(JSON.parse(line) as { index: number; score: number });
+  }
+  rows.sort((a, b) => a.index - b.index);
+  const docs = await loadDocs(need(o, "input", "--input <input>"), o, false);
+  if (rows.length !== docs.length || rows.some((r, i) => r.index !== docs[i]!.index))
+    throw new TersorError("E_RANGE", `the score files cover ${rows.length} documents but the input has ${docs.length}: missing or extra shards`);
+  const k = resolveBudget(need(o, "budget", "--budget <b>"), docs.length);
+  const kept = new Set(topK(rows.map((r) => r.score), k));
+  const n = await writeKept(need(o, "out", "--out <path>"), docs, (i) => kept.has(i), (i) => ({ score: rows[i]!.score, reason: kept.has(i) ? "top score" : "not selected" }));
+  process.stdout.write(`selected: ${n}\n`);
+}
 
 /** Registers the command(s) of this module on the program. */
-export function registerSelect(program: Command): void {}
+export function registerSelect(program: Command): void {
+  // ---- dedup -------------------------------------------------------------------------------------
+  withIo(program.command("dedup").description("exact and MinHash-LSH deduplication, n-gram decontamination; `dedup merge <shards...> --input <input>` joins shards"))
+    .argument("[input...]", "JSONL/Parquet file or glob, or corpus:<name>[:split]; or merge <signature files...>")
+    .option("--input <input>", "with merge: the input the shards read")
+    .option("--out <path>", "kept documents (JSONL), in input order; a .sidecar.jsonl beside it")
+    .option("--mode <mode>", "exact | minhash", "minhash")
+    .option("--ngram <n>", "words per shingle", "5")
+    .option("--num-perm <n>", "MinHash permutations", "112")
+    .option("--bands <b>", "LSH bands (with --rows)")
+    .option("--rows <r>", "LSH rows per band")
+    .option("--threshold <t>", "Jaccard threshold: bands x rows by datasketch's optimal_param")
+    .option("--seed <s>", "permutation seed (numpy RandomState)", "1")
+    .option("--layout <l>", "datatrove | datasketch permutation order", "datatrove")
+    .option("--decontaminate <target>", "also drop documents sharing an n-gram with this target")
+    .option("--decontam-ngram <n>", "n-gram size for decontamination", "13")
+    .option("--shard <i/N>", "process documents i, i+N, ... and write --signatures for `dedup merge`")
+    .option("--signatures <path>", "shard output (with --shard)")
+    .option("--report <path>", "report.html (+ report.json)")
+    .option("--json", "print the summary as JSON")
+    .action(async (inputs: string[], o: Record<string, string | boolean | undefined> & IoOpts) => {
+      if (inputs[0] === "merge") return dedupMerge(inputs.slice(1), o);
+      if (inputs.length !== 1) throw new TersorError("E_RANGE", "tersor dedup needs one input (or `tersor dedup merge <shards...> --input <input>`)");
+      const input = inputs[0]!;
+      const mode = o["mode"] as string;
+      if (mode !== "exact" && mode !== "minhash") throw new TersorError("E_RANGE", `--mode must be exact or minhash, got "${mode}"`);
+      const mh = {
+        mode: mode as "exact" | "minhash",
+        ngram: intOpt(o["ngram"] as string, "ngram", 1),
+        numPerm: intOpt(o["numPerm"] as string, "num-perm", 2),
+        bands: intOpt(o["bands"] as string | undefined, "bands", 1),
+        rows: intOpt(o["rows"] as string | undefined, "rows", 1),
+        threshold: numOpt(o["threshold"] as string | undefined, "threshold"),
+        seed: intOpt(o["seed"] as string, "seed", 0),
+        layout: o["layout"] as "datatrove" | "datasketch",
+      };
+      const docs = await loadDocs(input, o);
+      if (o.shard) {
+        if (!o["signatures"]) throw new TersorError("E_RANGE", "--shard needs --signatures <path> (merge them with `tersor dedup merge`)");
+        await writeSignatureShard(o["signatures"] as string, await minhashShard(docs, mh));
+        process.stdout.write(`shard ${o.shard}: ${docs.length} documents -> ${o["signatures"]}\n`);
+        return;
+      }
+      if (!o["out"]) throw new TersorError("E_RANGE", "--out <path> is required");
+      const r = await dedupDocs(docs, mh);
+      let contaminated: Uint32Array | null = null;
+      if (o["decontaminate"]) {
+        const target = (await loadTarget(o["decontaminate"] as string, o))!;
+        contaminated = await ngramOverlap(docs.map((d) => d.text), target, intOpt(o["decontamNgram"] as string, "decontam-ngram", 1));
+      }
+      const keep = (i: number) => r.decisions[i]!.keep && !(contaminated && contaminated[i]! > 0);
+      const n = await writeKept(o["out"] as string, docs, keep, (i) => ({
+        cluster: r.decisions[i]!.cluster,
+        reason: contaminated && contaminated[i]! > 0 ? `contaminated (${contaminated[i]} shared n-grams)` : r.decisions[i]!.reason,
+      }));
+      const summary = { ...dedupSummary(r), contaminated: contaminated ? contaminated.filter((c) => c > 0).length : 0, written: n };
+      if (o["report"]) await writeReport(o["report"] as string, { title: `tersor dedup ${input}`, summary, charts: { "duplicate-cluster sizes": sizeHistogram(r.clusterSizes) } });
+      process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
+    });
+
+  // ---- select ------------------------------------------------------------------------------------
+  withIo(program.command("select").description("select a subset: random, stratified, DSIR, ZIP-FIT, QUESTS, k-center, submodular, Gopher rules; `select merge <scores...> --input <input> --budget B` joins shards"))
+    .argument("[input...]", "JSONL/Parquet file or glob, or corpus:<name>[:split]; or merge <score files...>")
+    .option("--input <input>", "with merge: the input the shards read")
+    .option("--method <m>", SELECT_METHODS.join(" | "), "random")
+    .option("--budget <b>", "10% or a count")
+    .option("--target <t>", "target examples (JSONL or corpus:<name>) for dsir / zipfit")
+    .option("--seed <s>", "seed", "0")
+    .option("--optimizer <o>", "naive | lazy | stochastic (submodular methods)", "lazy")
+    .option("--level <l>", "gzip level for zipfit", "9")
+    .option("--out <path>", "selected documents (JSONL), in input order; a .sidecar.jsonl beside it")
+    .option("--shard <i/N>", "score documents i, i+N, ... (random, zipfit) and write --scores for `select merge`")
+    .option("--scores <path>", "shard output (with --shard)")
+    .option("--report <path>", "report.html (+ report.json): counts per domain, diversity and target alignment vs random")
+    .option("--json", "print the summary as JSON")
+    .action(async (inputs: string[], o: Record<string, string | boolean | undefined> & IoOpts) => {
+      if (inputs[0] === "merge") return selectMerge(inputs.slice(1), o);
+      if (inputs.length !== 1) throw new TersorError("E_RANGE", "tersor select needs one input (or `tersor select merge <scores...> --input <input> --budget B`)");
+      const input = inputs[0]!;
+      const method = o["method"] as (typeof SELECT_METHODS)[number];
+      if (!SELECT_METHODS.includes(method)) throw new TersorError("E_RANGE", `--method must be one of ${SELECT_METHODS.join(", ")}, got "${method}"`);
+      const seed = intOpt(o["seed"] as string, "seed", 0)!;
+      const level = intOpt(o["level"] as string, "level", 0)!;
+      const docs = await loadDocs(input, o);
+      const target = await loadTarget(o["target"] as string | undefined, o);
+      if (o.shard) {
+        if (method !== "random" && method !== "zipfit")
+          throw new TersorError("E_RANGE", `--shard works with per-document scores (random, zipfit); ${method} needs the whole corpus`);
+        if (!o["scores"]) throw new TersorError("E_RANGE", "--shard needs --scores <path> (merge them with `tersor select merge`)");
+        const scores = method === "random" ? Array.from(selectRandom(docs.map((d) => d.id), Math.min(1, docs.length), seed).scores) : Array.from(await zipfitScores(docs.map((d) => d.text), target ?? [], level));
+        await writeJsonlAtomic(o["scores"] as string, docs.map((d, i) => ({ index: d.index, id: d.id, score: scores[i] })));
+        process.stdout.write(`shard ${o.shard}: ${docs.length} documents scored -> ${o["scores"]}\n`);
+        return;
+      }
+      if (!o["out"]) throw new TersorError("E_RANGE", "--out <path> is required");
+      const r = await runSelect(docs, target, {
+        method,
+        budget: o["budget"] as string | undefined,
+        seed,
+        optimizer: o["optimizer"] as "naive" | "lazy" | "stochastic",
+        level,
+      });
+      const kept = new Set(r.kept);
+      const n = await writeKept(o["out"] as string, docs, (i) => kept.has(i), (i) => ({ score: r.scores[i] ?? null, reason: r.reasons[i] }));
+      const summary: Record<string, unknown> = { method, documents: docs.length, selected: n, ...r.details };
+      if (o["report"]) {
+        const perDomain = (idx: Iterable<number>) => {
+          const c: Record<string, number> = {};
+          for (const i of idx) c[docs[i]!.domain || "(none)"] = (c[docs[i]!.domain || "(none)"] ?? 0) + 1;
+          return c;
+        };
+        const baseline = selectRandom(docs.map((d) => d.id), Math.max(1, r.kept.length), seed + 1).indices;
+        const sel = r.kept.map((i) => docs[i]!.text);
+        const base = baseline.map((i) => docs[i]!.text);
+        if (sel.length >= 2) {
+          const [ds, db] = [await diversity(sel), await diversity(base)];
+          summary["kde_entropy_selected"] = ds.kdeEntropy;
+          summary["kde_entropy_random"] = db.kdeEntropy;
+          summary["mean_nn_distance_selected"] = ds.meanNnDistance;
+          summary["mean_nn_distance_random"] = db.meanNnDistance;
+        }
+        if (target && sel.length) {
+          const align = async (t: string[]) => (await zipfitScores(t, target.slice(0, 50), level)).reduce((a, b) => a + b, 0) / t.length;
+          summary["target_alignment_selected"] = await align(sel);
+          summary["target_alignment_random"] = await align(base);
+        }
+        const dropped = docs.map((_, i) => i).filter((i) => !kept.has(i));
+        await writeReport(o["report"] as string, {
+          title: `tersor select --method ${method} ${input}`,
+          summary,
+          charts: { "kept per domain": perDomain(r.kept), "dropped per domain": perDomain(dropped), ...(r.details["ruleCounts"] ? { "rule failures": r.details["ruleCounts"] as Record<string, number> } : {}) },
+        });
+      }
+      process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("\n") + "\n");
+    });
+
+}

@@ -1,0 +1,116 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { Rng } from "@tersor/core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+
+function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, [BIN, "--threads", "1", ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
+    });
+  });
+}
+
+let dir: string;
+let corpusPath: string;
+const WORDS = "whale sea ship captain harpoon ocean deck sail storm crew island harbour rope mast wind wave".split(" ");
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tersor-cli-select-"));
+  const rng = new Rng(4);
+  const lines: string[] = [];
+  let id = 0;
+  for (let g = 0; g < 12; g++) {
+    const w = Array.from({ length: 120 }, () => WORDS[Math.floor(rng.nextF64() * WORDS.length)]! + Math.floor(rng.nextF64() * 40));
+    lines.push(JSON.stringify({ id: `doc-${id++}`, text: w.join(" "), domain: g % 2 ? "odd" : "even" }));
+    const e = [...w];
+    e[60] = "EDIT";
+    lines.push(JSON.stringify({ id: `doc-${id++}`, text: e.join(" "), domain: g % 2 ? "odd" : "even" }));
+  }
+  corpusPath = join(dir, "corpus.jsonl");
+  await writeFile(corpusPath, lines.join("\n") + "\n");
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("tersor dedup", () => {
+  it("drops the planted near copies and writes a sidecar and report", async () => {
+    const out = join(dir, "kept.jsonl");
+    const r = await tersor("dedup", corpusPath, "--out", out, "--json", "--report", join(dir, "dedup.html"));
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.documents).toBe(24);
+    expect(s.kept).toBe(12);
+    expect(s.near_duplicates).toBe(12);
+    const kept = (await readFile(out, "utf8")).trim().split("\n").map((l) => JSON.parse(l).id);
+    expect(kept).toEqual(Array.from({ length: 12 }, (_, g) => `doc-${2 * g}`));
+    const side = (await readFile(join(dir, "kept.sidecar.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    expect(side[1]).toMatchObject({ id: "doc-1", keep: false, cluster: 0, reason: "near-duplicate" });
+    expect(await readFile(join(dir, "dedup.html"), "utf8")).toContain("<svg");
+  });
+
+  it("4 shards merged equal the single-process result", async () => {
+    const single = join(dir, "single.jsonl");
+    expect((await tersor("dedup", corpusPath, "--out", single)).code).toBe(0);
+    const sigs: string[] = [];
+    for (let s = 0; s < 4; s++) {
+      const p = join(dir, `sig-${s}.json`);
+      const r = await tersor("dedup", corpusPath, "--shard", `${s}/4`, "--signatures", p);
+      expect(r.code).toBe(0);
+      sigs.push(p);
+    }
+    const merged = join(dir, "merged.jsonl");
+    const m = await tersor("dedup", "merge", ...sigs, "--input", corpusPath, "--out", merged);
+    expect(m.stderr).toBe("");
+    expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
+    expect(await readFile(join(dir, "merged.sidecar.jsonl"), "utf8")).toBe(await readFile(join(dir, "single.sidecar.jsonl"), "utf8"));
+  });
+});
+
+describe("tersor select", () => {
+  it("random selection: 4 merged shards equal the single-process result", async () => {
+    const single = join(dir, "sel.jsonl");
+    const r = await tersor("select", corpusPath, "--method", "random", "--budget", "25%", "--seed", "3", "--out", single, "--report", join(dir, "sel.html"));
+    expect(r.code).toBe(0);
+    expect((await readFile(single, "utf8")).trim().split("\n").length).toBe(6);
+    const files: string[] = [];
+    for (let s = 0; s < 4; s++) {
+      const p = join(dir, `scores-${s}.jsonl`);
+      expect((await tersor("select", corpusPath, "--method", "random", "--seed", "3", "--shard", `${s}/4`, "--scores", p)).code).toBe(0);
+      files.push(p);
+    }
+    const merged = join(dir, "sel-merged.jsonl");
+    expect((await tersor("select", "merge", ...files, "--input", corpusPath, "--budget", "25%", "--out", merged)).code).toBe(0);
+    expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
+    const rep = JSON.parse(await readFile(join(dir, "sel.json"), "utf8"));
+    expect(rep.summary.kde_entropy_selected).toBeGreaterThan(0);
+  });
+
+  it("bad input gives clear errors", async () => {
+    const bad = join(dir, "bad.jsonl");
+    await writeFile(bad, '{"text":"a b c"}\n{oops\n');
+    const r1 = await tersor("select", bad, "--budget", "1", "--out", join(dir, "x.jsonl"));
+    expect(r1.code).not.toBe(0);
+    expect(r1.stderr).toMatch(/bad\.jsonl:2/);
+    const r2 = await tersor("select", bad, "--budget", "1", "--on-bad-line", "skip", "--out", join(dir, "x.jsonl"));
+    expect(r2.code).toBe(0);
+    expect(r2.stderr).toMatch(/skipped line 2/);
+    const r3 = await tersor("select", corpusPath, "--budget", "1000", "--out", join(dir, "y.jsonl"));
+    expect(r3.stderr).toMatch(/larger than the corpus/);
+    const r4 = await tersor("select", corpusPath, "--text-field", "body", "--budget", "1", "--out", join(dir, "y.jsonl"));
+    expect(r4.stderr).toMatch(/no string field "body"/);
+    const empty = join(dir, "empty.jsonl");
+    await writeFile(empty, "");
+    const r5 = await tersor("select", corpusPath, "--method", "zipfit", "--target", empty, "--budget", "2", "--out", join(dir, "z.jsonl"));
+    expect(r5.stderr).toMatch(/target .* is empty/);
+  });
+});
