@@ -1,0 +1,96 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { corpus } from "@tersor/corpora";
+import { train } from "@tersor/model";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+
+function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, [BIN, "--threads", "1", ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
+    });
+  });
+}
+
+let root: string;
+let data: string;
+let teacher: string;
+let student: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "tersor-cli-distill-"));
+  const tr: string[] = [];
+  for await (const d of corpus("moby").docs({ split: "train" })) tr.push(d.text);
+  const lines = tr.join("\n").slice(0, 8000).match(/[\s\S]{1,500}/g)!.map((t, i) => JSON.stringify({ id: `doc${i}`, text: t }));
+  data = join(root, "data.jsonl");
+  await writeFile(data, lines.join("\n") + "\n");
+  teacher = join(root, "teacher");
+  await train({ model: { arch: "llama", dim: 32, layers: 2, heads: 2, contextLength: 64 }, data: [data], steps: 30, batchTokens: 512, lr: 3e-3, seed: 1, progress: "silent", out: teacher });
+  student = join(root, "student.json");
+  await writeFile(student, JSON.stringify({ arch: "llama", dim: 16, layers: 2, heads: 2, contextLength: 64 }));
+}, 60_000);
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("tersor distill", () => {
+  it("cache writes top-k and sampled caches, reports bytes per token, and resumes", async () => {
+    const top = await tersor("distill", "cache", teacher, "--data", data, "--mode", "topk:8", "--out", join(root, "top"), "--shard-docs", "4", "--json");
+    expect(top.code, top.stderr).toBe(0);
+    const t = JSON.parse(top.stdout) as { positions: number; bytesPerToken: number; rawBytesPerToken: number; denseF32BytesPerToken: number; shardsWritten: number };
+    expect(t.rawBytesPerToken).toBe(8 * 6 + 4);
+    expect(t.denseF32BytesPerToken).toBe(259 * 4);
+    const s1 = await tersor("distill", "cache", teacher, "--data", data, "--mode", "sample:12", "--temperature", "1.5", "--out", join(root, "sample"), "--shard-docs", "4", "--json");
+    expect(s1.code, s1.stderr).toBe(0);
+    const s = JSON.parse(s1.stdout) as { positions: number; bytesPerToken: number; shardsWritten: number; shards: number };
+    expect(s.positions).toBe(t.positions);
+    expect(s.bytesPerToken).toBeLessThan(t.denseF32BytesPerToken / 10);
+    expect(s.shardsWritten).toBe(s.shards);
+    const again = await tersor("distill", "cache", teacher, "--data", data, "--mode", "sample:12", "--temperature", "1.5", "--out", join(root, "sample"), "--shard-docs", "4", "--json");
+    expect(JSON.parse(again.stdout)).toMatchObject({ shardsWritten: 0, shardsSkipped: s.shards });
+  });
+
+  it("train from the cache and from the teacher, with the CE comparison", async () => {
+    const r = await tersor("distill", "train", "--student", student, "--cache", join(root, "sample"), "--data", data, "--steps", "4", "--batch-tokens", "256", "--temperature", "1.5", "--compare-ce", "--eval-chars", "2000", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as Record<string, { bitsPerByte: number; ece: number }> & { source: string; steps: number };
+    expect(j.source).toBe("cache");
+    expect(j.steps).toBe(4);
+    for (const k of ["student", "ce", "teacher"]) {
+      expect(Number.isFinite(j[k]!.bitsPerByte)).toBe(true);
+      expect(j[k]!.ece).toBeGreaterThanOrEqual(0);
+    }
+    const o = await tersor("distill", "train", "--student", student, "--teacher", teacher, "--data", data, "--steps", "2", "--batch-tokens", "256", "--loss", "wttm", "--temperature", "2");
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.stdout).toMatch(/from the teacher/);
+    expect(o.stdout).toMatch(/student .* bits\/byte/);
+  });
+
+  it("bad input: temperature ≤ 0, vocabulary mismatch, a truncated cache, a bad mode", async () => {
+    const t0 = await tersor("distill", "cache", teacher, "--data", data, "--mode", "topk:4", "--out", join(root, "t0"), "--temperature", "0");
+    expect(t0.code).toBe(1);
+    expect(t0.stderr).toMatch(/E_RANGE.*temperature/);
+    const big = join(root, "student300.json");
+    await writeFile(big, JSON.stringify({ arch: "llama", dim: 16, layers: 1, heads: 2, contextLength: 64, vocab: 300 }));
+    const v = await tersor("distill", "train", "--student", big, "--cache", join(root, "top"), "--data", data, "--steps", "1", "--batch-tokens", "64");
+    expect(v.code).toBe(1);
+    expect(v.stderr).toMatch(/E_SHAPE.*259 tokens.*student 300/);
+    const shard = join(root, "top", "shard-00000.tkdc");
+    const bytes = await readFile(shard);
+    await truncate(shard, bytes.length - 10);
+    const tr = await tersor("distill", "train", "--student", student, "--cache", join(root, "top"), "--data", data, "--steps", "1", "--batch-tokens", "64");
+    expect(tr.code).toBe(1);
+    expect(tr.stderr).toMatch(/E_FORMAT.*truncated/);
+    const m = await tersor("distill", "cache", teacher, "--data", data, "--mode", "top:4", "--out", join(root, "m"));
+    expect(m.code).toBe(1);
+    expect(m.stderr).toMatch(/topk:K or sample:K/);
+  });
+});
