@@ -10,3 +10,5 @@ export * from "./regression.js";
 export * from "./lbfgs.js";
 export * from "./laws.js";
 export * from "./online.js";
+export * from "./swarm.js";
+export * from "./fit.js";
