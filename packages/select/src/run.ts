@@ -12,7 +12,9 @@ import {
   dsirLogWeights,
   farthestPoint,
   fitDsir,
+  gioSelect,
   gumbelTopK,
+  rdsPlus,
   hashedFeatures,
   kdeEntropy,
   meanNearestNeighbourDistance,
@@ -24,7 +26,7 @@ import {
 } from "./selectors.js";
 import { gopherFilter } from "./filters.js";
 
-export const SELECT_METHODS = ["random", "stratified", "dsir", "zipfit", "quests", "kcenter", "facility-location", "coverage", "gopher"] as const;
+export const SELECT_METHODS = ["random", "stratified", "dsir", "zipfit", "gio", "rds", "quests", "kcenter", "facility-location", "coverage", "gopher"] as const;
 export type SelectMethod = (typeof SELECT_METHODS)[number];
 
 export const SelectOptionsSchema = z
@@ -49,7 +51,7 @@ export interface SelectResult {
   details: Record<string, unknown>;
 }
 
-const NEEDS_TARGET: readonly SelectMethod[] = ["dsir", "zipfit"];
+const NEEDS_TARGET: readonly SelectMethod[] = ["dsir", "zipfit", "gio", "rds"];
 
 export async function runSelect(docs: readonly SelectDoc[], target: readonly string[] | null, options: SelectOptions): Promise<SelectResult> {
   const o = SelectOptionsSchema.parse(options);
@@ -89,6 +91,19 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
     case "zipfit": {
       const s = await zipfitScores(texts, target!, o.level);
       return mark(topK(s, k), Array.from(s), "ZIP-FIT alignment top-k");
+    }
+    case "gio":
+    case "rds": {
+      const v = hashedFeatures(texts, o.featureDim);
+      const t = hashedFeatures(target!, o.featureDim);
+      if (o.method === "gio") {
+        const g = gioSelect(v, t, k);
+        const rank = new Map(g.order.map((j, r) => [j, r]));
+        return mark(g.order, docs.map((_, i) => (rank.has(i) ? -g.kl[rank.get(i)!]! : null)), "GIO: lowers KL(target || selected)", { klAfterEachPick: g.kl });
+      }
+      const picked = rdsPlus(v, t, target!.map(() => "target"), k);
+      const rank = new Map(picked.map((j, r) => [j, r]));
+      return mark(picked, docs.map((_, i) => (rank.has(i) ? k - rank.get(i)! : null)), "RDS+ cosine to target");
     }
     case "quests":
     case "kcenter": {

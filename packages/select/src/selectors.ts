@@ -231,3 +231,106 @@ export function questsMsc(v: Vectors, k: number, h: number): number[] {
   }
   return out;
 }
+
+// ---- GIO ----------------------------------------------------------------------------------------
+
+/**
+ * GIO (Everaert & Potts 2023, "GIO: Gradient Information Optimization for Training Dataset
+ * Selection"): greedily add the candidate that most lowers KL(target ‖ selected), estimated with the
+ * k-NN divergence estimator of Wang, Kulkarni & Verdú (2009) at k = 1:
+ *   D̂ = (d/n) Σ_i log(ν(t_i) / ρ(t_i)) + log(m / (n − 1)),
+ * ν the distance from target point t_i to its nearest selected point, ρ to its nearest other target
+ * point (n targets, m selected). Distances are floored at 1e-12 so duplicates stay finite.
+ * Returns the picked candidates in order and the KL estimate after each pick.
+ */
+export function gioSelect(candidates: Vectors, target: Vectors, k: number): { order: number[]; kl: number[] } {
+  if (target.n < 2) throw new TersorError("E_RANGE", "GIO needs at least two target examples");
+  if (candidates.d !== target.d) throw new TersorError("E_SHAPE", "candidate and target vectors must have the same dimension");
+  if (k > candidates.n) throw new TersorError("E_RANGE", `budget ${k} is larger than the corpus (${candidates.n} documents)`);
+  const n = target.n;
+  const d = target.d;
+  const FLOOR = 1e-12;
+  const logRho = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = Infinity;
+    for (let j = 0; j < n; j++) if (j !== i) best = Math.min(best, sqDist(target, i, j));
+    logRho[i] = Math.log(Math.max(Math.sqrt(best), FLOOR));
+  }
+  // dist[c][i]: candidate c to target i (log distance), computed once.
+  const logDist = new Float64Array(candidates.n * n);
+  for (let c = 0; c < candidates.n; c++)
+    for (let i = 0; i < n; i++) logDist[c * n + i] = Math.log(Math.max(Math.sqrt(sqDist(candidates, c, i, target)), FLOOR));
+  const logNu = new Float64Array(n).fill(Infinity);
+  const taken = new Uint8Array(candidates.n);
+  const order: number[] = [];
+  const kl: number[] = [];
+  for (let step = 0; step < k; step++) {
+    let best = -1;
+    let bestSum = Infinity;
+    for (let c = 0; c < candidates.n; c++) {
+      if (taken[c]) continue;
+      let s = 0;
+      for (let i = 0; i < n; i++) s += Math.min(logNu[i]!, logDist[c * n + i]!);
+      if (s < bestSum) {
+        bestSum = s;
+        best = c;
+      }
+    }
+    taken[best] = 1;
+    order.push(best);
+    for (let i = 0; i < n; i++) logNu[i] = Math.min(logNu[i]!, logDist[best * n + i]!);
+    let s = 0;
+    for (let i = 0; i < n; i++) s += logNu[i]! - logRho[i]!;
+    kl.push((d / n) * s + Math.log(order.length / (n - 1)));
+  }
+  return { order, kl };
+}
+
+// ---- RDS+ ---------------------------------------------------------------------------------------
+
+/**
+ * RDS+ (Ivison et al. 2025, "Large-Scale Data Selection for Instruction Tuning"): score each
+ * candidate by its cosine similarity to each target task's examples (max over the task's examples),
+ * then pick round-robin across tasks, each task taking its best not-yet-picked candidate. Vectors
+ * are mean-pooled embeddings, hashed n-gram features or user vectors.
+ */
+export function rdsPlus(candidates: Vectors, target: Vectors, targetTasks: readonly string[], k: number): number[] {
+  if (target.n === 0) throw new TersorError("E_RANGE", "the RDS+ target is empty");
+  if (candidates.d !== target.d) throw new TersorError("E_SHAPE", "candidate and target vectors must have the same dimension");
+  if (k > candidates.n) throw new TersorError("E_RANGE", `budget ${k} is larger than the corpus (${candidates.n} documents)`);
+  const norm = (v: Vectors, i: number) => {
+    let s = 0;
+    for (let q = 0; q < v.d; q++) s += v.data[i * v.d + q]! ** 2;
+    return Math.sqrt(s) || 1;
+  };
+  const tasks = [...new Set(targetTasks)].sort();
+  const rankings = tasks.map((task) => {
+    const members = targetTasks.flatMap((t, i) => (t === task ? [i] : []));
+    const score = new Float64Array(candidates.n);
+    for (let c = 0; c < candidates.n; c++) {
+      const nc = norm(candidates, c);
+      let best = -Infinity;
+      for (const t of members) {
+        let dot = 0;
+        for (let q = 0; q < candidates.d; q++) dot += candidates.data[c * candidates.d + q]! * target.data[t * target.d + q]!;
+        best = Math.max(best, dot / (nc * norm(target, t)));
+      }
+      score[c] = best;
+    }
+    return Array.from({ length: candidates.n }, (_, c) => c).sort((a, b) => score[b]! - score[a]! || a - b);
+  });
+  const taken = new Uint8Array(candidates.n);
+  const pos = new Array<number>(tasks.length).fill(0);
+  const out: number[] = [];
+  while (out.length < k) {
+    for (let t = 0; t < tasks.length && out.length < k; t++) {
+      const r = rankings[t]!;
+      while (pos[t]! < r.length && taken[r[pos[t]!]!]) pos[t]!++;
+      if (pos[t]! < r.length) {
+        taken[r[pos[t]!]!] = 1;
+        out.push(r[pos[t]!]!);
+      }
+    }
+  }
+  return out;
+}

@@ -249,3 +249,24 @@ describe("bad input", () => {
     await expect(runSelect(d, null, { method: "random", budget: 5 })).rejects.toThrow(/larger than the corpus/);
   });
 });
+
+describe("GIO and RDS+", () => {
+  it("GIO picks the candidates that cover the target and its KL estimate falls", async () => {
+    const { gioSelect, rdsPlus } = await import("../src/index.js");
+    // Target: two clusters around (0,0) and (10,10); candidates: near each cluster, plus far outliers.
+    const rng = new Rng(2);
+    const pt = (cx: number, cy: number) => [cx + rng.nextNormal() * 0.3, cy + rng.nextNormal() * 0.3];
+    const target = [...Array.from({ length: 10 }, () => pt(0, 0)), ...Array.from({ length: 10 }, () => pt(10, 10))];
+    const cand = [pt(50, -50), pt(0, 0), pt(-40, 40), pt(10, 10), pt(0, 0), pt(10, 10)];
+    const V = (rows: number[][]) => ({ data: Float64Array.from(rows.flat()), n: rows.length, d: 2 });
+    const g = gioSelect(V(cand), V(target), 4);
+    // The first two picks cover both clusters (one near (0,0), one near (10,10)).
+    const first2 = g.order.slice(0, 2);
+    expect(first2.some((j) => j === 1 || j === 4) && first2.some((j) => j === 3 || j === 5)).toBe(true);
+    expect(g.order.slice(0, 4).sort()).toEqual([1, 3, 4, 5]);
+    expect(g.kl[1]!).toBeLessThan(g.kl[0]!);
+    // RDS+: round-robin across two target tasks takes the best match of each in turn.
+    const r = rdsPlus(V([[1, 0], [0, 1], [0.9, 0.1], [0.1, 0.9]]), V([[1, 0], [0, 1]]), ["a", "b"], 2);
+    expect(r).toEqual([0, 1]);
+  });
+});
