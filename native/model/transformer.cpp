@@ -19,6 +19,7 @@
 #include "tersor/gemm.hpp"
 #include "tersor/half.hpp"
 #include "tersor/parallel.hpp"
+#include "tersor/quant_linear.hpp"
 
 namespace tersor {
 namespace {
@@ -93,6 +94,7 @@ struct Proj {
   size_t out;
   float* y;
   size_t ldy;
+  const QuantLinear* q = nullptr;  // quantized weight (w is then nullptr): quant_linear_apply
 };
 
 /// R rows of x against every job's weights, all jobs in ONE parallel region (q/k/v or gate/up of
@@ -140,6 +142,15 @@ void matvec_rows(const float* x, size_t ldx, size_t in, const Proj* jobs, size_t
 /// parallel region); more rows go through sgemm (tersor::linear), one job at a time.
 void project_jobs(const float* x, size_t rows, size_t in, const Proj* jobs, size_t nj, bool accumulate) {
   if (rows == 0) return;
+  bool any_quant = false;
+  for (size_t j = 0; j < nj; ++j) any_quant = any_quant || jobs[j].q;
+  if (any_quant) {  // quantized weights one job at a time (quant_formats.hpp kernels)
+    for (size_t j = 0; j < nj; ++j) {
+      if (jobs[j].q) quant_linear_apply(*jobs[j].q, x, rows, jobs[j].bias, jobs[j].y, jobs[j].ldy, accumulate);
+      else project_jobs(x, rows, in, &jobs[j], 1, accumulate);
+    }
+    return;
+  }
   if (rows <= kMatvecMaxRows) {
     // Rows in groups the register file holds; each group reads the weights once.
     size_t r = 0;
@@ -164,8 +175,8 @@ void project_jobs(const float* x, size_t rows, size_t in, const Proj* jobs, size
 }
 
 void project(const float* x, size_t rows, size_t in, const float* w, const float* bias, size_t out, float* y,
-             size_t ldy, bool accumulate) {
-  const Proj p{w, bias, out, y, ldy};
+             size_t ldy, bool accumulate, const QuantLinear* q = nullptr) {
+  const Proj p{w, bias, out, y, ldy, q};
   project_jobs(x, rows, in, &p, 1, accumulate);
 }
 
@@ -384,6 +395,7 @@ void Capture::add(size_t layer, Site site, const float* x, size_t rows) {
 
 struct Transformer::Slot {
   AlignedPtr data;
+  std::shared_ptr<const QuantLinear> quant;  // set_quantized_weight (then data is empty)
 };
 
 struct Transformer::Layer {
@@ -477,6 +489,7 @@ void Transformer::set_weight(const std::string& name, const void* data, WeightDT
   std::unique_lock<std::shared_mutex> lock(weights_mutex_, std::try_to_lock);
   require(lock.owns_lock(), ErrorCode::Range, "setWeight: " + name + " cannot change while a forward pass is running");
   Slot& slot = *slots_[it->second];
+  slot.quant.reset();
   if (!slot.data) slot.data = aligned_floats(n);
   float* dst = slot.data.get();
   switch (dtype) {
@@ -492,10 +505,32 @@ const float* Transformer::weight(const std::string& name) const {
   return slots_[it->second]->data.get();
 }
 
+void Transformer::set_quantized_weight(const std::string& name, const std::string& scheme, const uint8_t* bytes,
+                                       size_t nbytes, const float* lora_a, const float* lora_b, size_t rank) {
+  auto it = index_.find(name);
+  require(it != index_.end(), ErrorCode::Format, "setQuantizedWeight: this config has no weight named '" + name + "'");
+  const WeightSpec& spec = specs_[it->second];
+  const bool linear_w = name == "lmHead" || (name.rfind("layers.", 0) == 0 && name.size() > 7 &&
+                                             name.compare(name.size() - 7, 7, ".weight") == 0 && spec.shape.size() == 2);
+  require(linear_w, ErrorCode::Format, "setQuantizedWeight: " + name + " is not a linear layer's weight");
+  auto q = make_quant_linear(parse_quant_scheme(scheme), spec.shape[0], spec.shape[1], bytes, nbytes, lora_a, lora_b, rank);
+  std::unique_lock<std::shared_mutex> lock(weights_mutex_, std::try_to_lock);
+  require(lock.owns_lock(), ErrorCode::Range, "setQuantizedWeight: " + name + " cannot change while a forward pass is running");
+  Slot& slot = *slots_[it->second];
+  slot.data.reset();
+  slot.quant = std::move(q);
+}
+
+bool Transformer::is_quantized(const std::string& name) const {
+  auto it = index_.find(name);
+  require(it != index_.end(), ErrorCode::Format, "this config has no weight named '" + name + "'");
+  return slots_[it->second]->quant != nullptr;
+}
+
 std::vector<std::string> Transformer::missing_weights() const {
   std::vector<std::string> out;
   for (size_t i = 0; i < specs_.size(); ++i)
-    if (!slots_[i]->data) out.push_back(specs_[i].name);
+    if (!slots_[i]->data && !slots_[i]->quant) out.push_back(specs_[i].name);
   return out;
 }
 
@@ -540,6 +575,7 @@ void Transformer::run(const int32_t* tokens, size_t n, const std::vector<Segment
                I = c.intermediate;
   const float eps = static_cast<float>(c.norm_eps);
   auto W = [&](long i) -> const float* { return i < 0 ? nullptr : slots_[static_cast<size_t>(i)]->data.get(); };
+  auto Q = [&](long i) -> const QuantLinear* { return i < 0 ? nullptr : slots_[static_cast<size_t>(i)]->quant.get(); };
   auto norm = [&](const float* x, long wi, long bi, float* y) {
     if (c.norm == NormKind::RMSNorm)
       rms_norm(x, W(wi), y, n, E, eps);
@@ -582,9 +618,9 @@ void Transformer::run(const int32_t* tokens, size_t n, const std::vector<Segment
     if (cap) capture->add(l, Capture::kAttnIn, w.h, n);
     float* kdst = cache ? cache->k(l) + L0 * KVD : w.k;
     float* vdst = cache ? cache->v(l) + L0 * KVD : w.v;
-    const Proj qkv[3] = {{W(ly.q_w), W(ly.q_b), HD, w.q, HD},
-                         {W(ly.k_w), W(ly.k_b), KVD, kdst, KVD},
-                         {W(ly.v_w), W(ly.v_b), KVD, vdst, KVD}};
+    const Proj qkv[3] = {{W(ly.q_w), W(ly.q_b), HD, w.q, HD, Q(ly.q_w)},
+                         {W(ly.k_w), W(ly.k_b), KVD, kdst, KVD, Q(ly.k_w)},
+                         {W(ly.v_w), W(ly.v_b), KVD, vdst, KVD, Q(ly.v_w)}};
     project_jobs(w.h, n, E, qkv, 3, false);
     if (rope_) {
       rope_apply(w.q, n, H, w.pos.data(), *rope_);
@@ -610,12 +646,12 @@ void Transformer::run(const int32_t* tokens, size_t n, const std::vector<Segment
         flash_attention(w.q + s.begin * HD, kb, vb, w.att + s.begin * HD, ap);
     }
     if (cap) capture->add(l, Capture::kOIn, w.att, n);
-    project(w.att, n, HD, W(ly.o_w), W(ly.o_b), E, w.x, E, true);
+    project(w.att, n, HD, W(ly.o_w), W(ly.o_b), E, w.x, E, true, Q(ly.o_w));
 
     // MLP block
     norm(w.x, ly.mlp_norm_w, ly.mlp_norm_b, w.h);
     if (cap) capture->add(l, Capture::kMlpIn, w.h, n);
-    const Proj up_gate[2] = {{W(ly.up_w), W(ly.up_b), I, w.u, I}, {W(ly.gate_w), nullptr, I, w.g, I}};
+    const Proj up_gate[2] = {{W(ly.up_w), W(ly.up_b), I, w.u, I, Q(ly.up_w)}, {W(ly.gate_w), nullptr, I, w.g, I, Q(ly.gate_w)}};
     project_jobs(w.h, n, E, up_gate, c.gated_mlp ? 2 : 1, false);
     if (c.gated_mlp) {
       if (c.activation == MlpActivation::Silu) {
@@ -630,7 +666,7 @@ void Transformer::run(const int32_t* tokens, size_t n, const std::vector<Segment
       gelu(w.u, w.u, n * I, c.activation == MlpActivation::GeluTanh ? GeluKind::Tanh : GeluKind::Erf);
     }
     if (cap) capture->add(l, Capture::kDownIn, w.u, n);
-    project(w.u, n, I, W(ly.down_w), W(ly.down_b), E, w.x, E, true);
+    project(w.u, n, I, W(ly.down_w), W(ly.down_b), E, w.x, E, true, Q(ly.down_w));
   }
   snapshot(c.layers);
 }
@@ -669,12 +705,12 @@ ForwardOutput Transformer::forward(const int32_t* tokens, size_t n, KvCache* cac
   if (logits == LogitsMode::All) {
     final_norm(w.x, w.h, n);
     out.logits.resize(n * V);
-    project(w.h, n, E, lm_head(), nullptr, V, out.logits.data(), V, false);
+    project(w.h, n, E, lm_head(), nullptr, V, out.logits.data(), V, false, slots_[cfg_.tie_embeddings ? embed_ : lm_head_]->quant.get());
     out.logit_rows = n;
   } else if (logits == LogitsMode::Last) {
     final_norm(w.x + (n - 1) * E, w.h, 1);
     out.logits.resize(V);
-    project(w.h, 1, E, lm_head(), nullptr, V, out.logits.data(), V, false);
+    project(w.h, 1, E, lm_head(), nullptr, V, out.logits.data(), V, false, slots_[cfg_.tie_embeddings ? embed_ : lm_head_]->quant.get());
     out.logit_rows = 1;
   }
   if (cache) cache->length_.store(L0 + n, std::memory_order_release);
@@ -758,7 +794,7 @@ void Transformer::score_sequences(const int32_t* tokens, size_t n_tokens, const 
       const size_t nb = std::min(block, items.size() - i0);
       for (size_t j = 0; j < nb; ++j)
         std::memcpy(hblock.get() + j * E, w.x + items[i0 + j].row * E, E * sizeof(float));
-      project(hblock.get(), nb, E, lm_head(), nullptr, V, lblock.get(), V, false);
+      project(hblock.get(), nb, E, lm_head(), nullptr, V, lblock.get(), V, false, slots_[cfg_.tie_embeddings ? embed_ : lm_head_]->quant.get());
       for (size_t j = 0; j < nb; ++j) {
         const Item& it = items[i0 + j];
         logprob[it.seq] += row_logprob(lblock.get() + j * V, V, static_cast<size_t>(it.target));

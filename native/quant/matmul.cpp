@@ -241,13 +241,14 @@ void check_args(const QuantScheme& s, const void* w, size_t rows, size_t cols, c
 
 }  // namespace
 
-void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols, const float* x, size_t batch, float* y) {
+void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols, const float* x, size_t batch, float* y,
+                  bool f32_activations) {
   check_args(s, wv, rows, cols, x, batch, y);
   const uint8_t* w = static_cast<const uint8_t*>(wv);
   const size_t rb = scheme_row_bytes(s, cols);
   Q8Act act;
   std::vector<float> xsum;
-  const bool q8path = s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0;
+  const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0);
   if (q8path) act = quantize_act(x, batch, cols);
   if (s.format == QuantFormat::Q4_K) {
     const size_t n32 = cols / 32;
@@ -267,8 +268,11 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
     for (size_t b0 = 0; b0 < batch; b0 += kMaxB) {
       const size_t nbt = std::min(kMaxB, batch - b0);
       switch (s.format) {
-        case QuantFormat::Q8_0: rows_q8_0_q4_0(false, w, rb, r0, r1, cols, act, b0, nbt, rows, y); break;
-        case QuantFormat::Q4_0: rows_q8_0_q4_0(true, w, rb, r0, r1, cols, act, b0, nbt, rows, y); break;
+        case QuantFormat::Q8_0:
+        case QuantFormat::Q4_0:
+          if (q8path) rows_q8_0_q4_0(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, nbt, rows, y);
+          else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          break;
         case QuantFormat::Q4_K: rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y); break;
         case QuantFormat::Q6_K: rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
         default: rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;

@@ -106,8 +106,11 @@ float snap_to_block(const QuantScheme&, void* block, size_t index, float x);
 /// bytes) and f32 X [batch, cols]; Y is [batch, rows]. Dequantizes on the fly (AVX2), rows in
 /// parallel on tersor::num_threads(). Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 and the K-quants quantize X to 8-bit
 /// blocks (ggml's Q8_0 / Q8_K activations, as llama.cpp does) and use integer dot products; every
-/// other format multiplies dequantized f32 weights with f32 X.
-void quant_matmul(const QuantScheme&, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y);
+/// other format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
+/// for every format (the product then equals the f32 product with the dequantized weights up to
+/// f32 summation rounding; the transformer runtime uses it).
+void quant_matmul(const QuantScheme&, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y,
+                  bool f32_activations = false);
 
 // ---- element codecs -------------------------------------------------------------------------
 /// The 16 NF4 values (QLoRA, Appendix E), ascending, table[7] = 0.

@@ -211,6 +211,14 @@ class Transformer {
   /// a wrong shape or a count that is not the shape's product; E_RANGE while a forward runs.
   void set_weight(const std::string& name, const void* data, WeightDType dtype, size_t count,
                   const std::vector<size_t>& shape);
+  /// Holds linear `name` ("layers.i.q.weight", ..., "lmHead"; [out, in]) quantized under `scheme`
+  /// (quant_formats.hpp: out * scheme_row_bytes(in) bytes), plus an optional low-rank adapter
+  /// y += (x A^T) B^T (A [rank, in], B [out, rank]); forward then uses quant_matmul for it (see
+  /// quant_linear.hpp). Replaces an f32 copy (weight(name) becomes nullptr); set_weight replaces the
+  /// quantized one. E_FORMAT for a name that is not a linear of this config; E_SHAPE for wrong sizes.
+  void set_quantized_weight(const std::string& name, const std::string& scheme, const uint8_t* bytes, size_t nbytes,
+                            const float* lora_a = nullptr, const float* lora_b = nullptr, size_t rank = 0);
+  bool is_quantized(const std::string& name) const;
   /// The f32 weight, or nullptr when not set (E_FORMAT for an unknown name).
   const float* weight(const std::string& name) const;
   std::vector<std::string> missing_weights() const;
