@@ -9,3 +9,4 @@ export * from "./setfunctions.js";
 export * from "./filters.js";
 export * from "./run.js";
 export * from "./report.js";
+export * from "./model.js";

@@ -14,6 +14,7 @@ import {
   fitDsir,
   gioSelect,
   gumbelTopK,
+  novelSelect,
   rdsPlus,
   hashedFeatures,
   kdeEntropy,
@@ -25,8 +26,9 @@ import {
   zipfitScores,
 } from "./selectors.js";
 import { gopherFilter } from "./filters.js";
+import { DEFAULT_SELECT_MODEL, embedTexts, openSelectModel, perplexities } from "./model.js";
 
-export const SELECT_METHODS = ["random", "stratified", "dsir", "zipfit", "gio", "rds", "quests", "kcenter", "facility-location", "coverage", "gopher"] as const;
+export const SELECT_METHODS = ["random", "stratified", "dsir", "zipfit", "gio", "rds", "novelselect", "perplexity", "quests", "kcenter", "facility-location", "coverage", "gopher"] as const;
 export type SelectMethod = (typeof SELECT_METHODS)[number];
 
 export const SelectOptionsSchema = z
@@ -38,6 +40,13 @@ export const SelectOptionsSchema = z
     level: z.number().int().min(0).max(9).default(9),
     bandwidth: z.number().gt(0).default(0.5),
     featureDim: z.number().int().min(8).max(1 << 16).default(256),
+    /** Vectors: "hashed" n-gram features (default), or a model (directory, .gguf, or name such as ref-small) for mean-pooled embeddings. */
+    embed: z.string().min(1).default("hashed"),
+    /** Model for the perplexity filter (default ref-small). */
+    model: z.string().min(1).optional(),
+    maxTokens: z.number().int().min(2).default(256),
+    /** Perplexity filter: keep the `budget` lowest-perplexity documents ("low") or the closest to the target median ("target"). */
+    perplexityKeep: z.enum(["low", "target"]).default("low"),
   })
   .strict();
 export type SelectOptions = z.input<typeof SelectOptionsSchema>;
@@ -70,6 +79,12 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
   }
   if (o.budget === undefined) throw new TersorError("E_RANGE", `--method ${o.method} needs --budget`);
   const k = resolveBudget(o.budget, n);
+  let embedModel: Awaited<ReturnType<typeof openSelectModel>> | undefined;
+  const vectors = async (t: readonly string[]): Promise<Vectors> => {
+    if (o.embed === "hashed") return hashedFeatures(t, o.featureDim);
+    embedModel ??= await openSelectModel(o.embed);
+    return embedTexts(embedModel, t, o.maxTokens);
+  };
   const mark = (kept: number[], scores: (number | null)[], why: string, details: Record<string, unknown> = {}): SelectResult => {
     const set = new Set(kept);
     return { method: o.method, kept: [...kept].sort((a, b) => a - b), scores, reasons: docs.map((_, i) => (set.has(i) ? why : "not selected")), details };
@@ -92,10 +107,28 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
       const s = await zipfitScores(texts, target!, o.level);
       return mark(topK(s, k), Array.from(s), "ZIP-FIT alignment top-k");
     }
+    case "perplexity": {
+      const model = await openSelectModel(o.model ?? DEFAULT_SELECT_MODEL);
+      const ppl = await perplexities(model, texts, o.maxTokens);
+      let score = Array.from(ppl, (p) => (Number.isFinite(p) ? -p : -Infinity));
+      if (o.perplexityKeep === "target") {
+        if (!target || target.length === 0) throw new TersorError("E_RANGE", "--perplexity-keep target needs a non-empty --target");
+        const tp = Array.from(await perplexities(model, target, o.maxTokens)).filter(Number.isFinite).sort((a, b) => a - b);
+        const med = tp[Math.floor(tp.length / 2)]!;
+        score = Array.from(ppl, (p) => (Number.isFinite(p) ? -Math.abs(Math.log(p) - Math.log(med)) : -Infinity));
+      }
+      return mark(topK(score, k), Array.from(ppl), `perplexity (${o.perplexityKeep})`);
+    }
+    case "novelselect": {
+      const v = await vectors(texts);
+      const picked = novelSelect(v, k);
+      const rank = new Map(picked.map((j, r) => [j, r]));
+      return mark(picked, docs.map((_, i) => (rank.has(i) ? k - rank.get(i)! : null)), "NovelSelect");
+    }
     case "gio":
     case "rds": {
-      const v = hashedFeatures(texts, o.featureDim);
-      const t = hashedFeatures(target!, o.featureDim);
+      const v = await vectors(texts);
+      const t = await vectors(target!);
       if (o.method === "gio") {
         const g = gioSelect(v, t, k);
         const rank = new Map(g.order.map((j, r) => [j, r]));
@@ -107,14 +140,14 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
     }
     case "quests":
     case "kcenter": {
-      const v = hashedFeatures(texts, o.featureDim);
+      const v = await vectors(texts);
       const picked = o.method === "quests" ? questsMsc(v, k, o.bandwidth) : farthestPoint(v, k);
       const rank = new Map(picked.map((j, r) => [j, r]));
       return mark(picked, docs.map((_, i) => (rank.has(i) ? k - rank.get(i)! : null)), o.method === "quests" ? "QUESTS least-covered" : "farthest point");
     }
     case "facility-location":
     case "coverage": {
-      const v = hashedFeatures(texts, o.featureDim);
+      const v = o.method === "coverage" ? hashedFeatures(texts, o.featureDim) : await vectors(texts);
       const f =
         o.method === "facility-location"
           ? new FacilityLocation(cosineSimilarity(v.data, v.n, v.d), n)

@@ -334,3 +334,75 @@ export function rdsPlus(candidates: Vectors, target: Vectors, targetTasks: reado
   }
   return out;
 }
+
+// ---- NovelSum / NovelSelect -----------------------------------------------------------------------
+
+function cosineDistance(v: Vectors, i: number, j: number): number {
+  let dot = 0;
+  let a = 0;
+  let b = 0;
+  for (let q = 0; q < v.d; q++) {
+    const x = v.data[i * v.d + q]!;
+    const y = v.data[j * v.d + q]!;
+    dot += x * y;
+    a += x * x;
+    b += y * y;
+  }
+  return 1 - dot / (Math.sqrt(a * b) || 1);
+}
+
+/**
+ * NovelSum's density factor σ(x) = 1 / (mean cosine distance from x to its `k` nearest neighbours in
+ * the pool) (Yang et al. 2025, "Measuring Data Diversity for Instruction Tuning").
+ */
+function densityFactors(v: Vectors, k: number): Float64Array {
+  const s = new Float64Array(v.n);
+  for (let i = 0; i < v.n; i++) {
+    const d: number[] = [];
+    for (let j = 0; j < v.n; j++) if (j !== i) d.push(cosineDistance(v, i, j));
+    d.sort((a, b) => a - b);
+    const m = d.slice(0, Math.max(1, Math.min(k, d.length))).reduce((a, b) => a + b, 0) / Math.max(1, Math.min(k, d.length));
+    s[i] = 1 / Math.max(m, 1e-9);
+  }
+  return s;
+}
+
+/** Novelty of x against S: Σ_{s∈S} (1/rank_x(s))^α · σ(s)^β · d(x, s), rank by distance from x (nearest = 1). */
+function novelty(v: Vectors, x: number, S: readonly number[], sigma: Float64Array, alpha: number, beta: number): number {
+  const ds = S.map((s) => ({ s, d: cosineDistance(v, x, s) })).sort((a, b) => a.d - b.d || a.s - b.s);
+  let t = 0;
+  ds.forEach(({ s, d }, r) => (t += Math.pow(1 / (r + 1), alpha) * Math.pow(sigma[s]!, beta) * d));
+  return t;
+}
+
+/** NovelSum of a set: Σ_{x∈S} novelty(x, S \ {x}) (α = 1, β = 0.5, k = 10 by default). */
+export function novelSum(v: Vectors, subset: readonly number[], alpha = 1, beta = 0.5, k = 10): number {
+  const sigma = densityFactors(v, k);
+  return subset.reduce((acc, x) => acc + novelty(v, x, subset.filter((y) => y !== x), sigma, alpha, beta), 0);
+}
+
+/** NovelSelect: start from the densest point, then greedily add the most novel point against the selection. */
+export function novelSelect(v: Vectors, k: number, alpha = 1, beta = 0.5, knn = 10): number[] {
+  if (k > v.n) throw new TersorError("E_RANGE", `budget ${k} is larger than the corpus (${v.n} documents)`);
+  const sigma = densityFactors(v, knn);
+  let first = 0;
+  for (let i = 1; i < v.n; i++) if (sigma[i]! > sigma[first]!) first = i;
+  const S = [first];
+  const taken = new Uint8Array(v.n);
+  taken[first] = 1;
+  while (S.length < k) {
+    let best = -1;
+    let bv = -Infinity;
+    for (let i = 0; i < v.n; i++) {
+      if (taken[i]) continue;
+      const nv = novelty(v, i, S, sigma, alpha, beta);
+      if (nv > bv) {
+        bv = nv;
+        best = i;
+      }
+    }
+    taken[best] = 1;
+    S.push(best);
+  }
+  return S;
+}

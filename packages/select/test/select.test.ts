@@ -270,3 +270,32 @@ describe("GIO and RDS+", () => {
     expect(r).toEqual([0, 1]);
   });
 });
+
+describe("NovelSelect and model-based methods", () => {
+  it("NovelSelect spreads over clusters and NovelSum grows with diversity", async () => {
+    const { novelSelect, novelSum } = await import("../src/index.js");
+    const rng = new Rng(8);
+    const rows: number[][] = [];
+    const centres = [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
+    for (let c = 0; c < 3; c++) for (let i = 0; i < 8; i++) rows.push(centres[c]!.map((x) => x + rng.nextNormal() * 0.05));
+    const v = { data: Float64Array.from(rows.flat()), n: rows.length, d: 3 };
+    const picked = novelSelect(v, 3);
+    expect(new Set(picked.map((i) => Math.floor(i / 8))).size).toBe(3);
+    expect(novelSum(v, picked)).toBeGreaterThan(novelSum(v, [0, 1, 2]));
+  });
+
+  it("embeds with the bundled ref-small model and filters by perplexity", async () => {
+    const { referenceModelPath } = await import("@tersor/models");
+    if (!referenceModelPath("ref-small")) return; // the reference model is not built in this install
+    const texts = [
+      "The President spoke to the Congress about the state of the Union and the economy.",
+      "qzx vvkp jjrw xqqz plmk wvtz kkqj zzxv",
+      "Call me Ishmael. Some years ago, never mind how long precisely, I went to sea.",
+      "8#@!x ]]{{ ~~%% ^^&& zq9 ((()) ##",
+    ];
+    const r = await runSelect(docs(texts), null, { method: "perplexity", budget: 2, maxTokens: 64 });
+    expect(r.kept).toEqual([0, 2]);
+    const e = await runSelect(docs(texts), null, { method: "kcenter", budget: 2, embed: "ref-small", maxTokens: 32 });
+    expect(e.kept.length).toBe(2);
+  });
+});

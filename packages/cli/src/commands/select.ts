@@ -5,7 +5,7 @@
  *         [--bands 14 --rows 8 | --threshold 0.7] [--decontaminate target.jsonl --decontam-ngram 13]
  *         [--shard i/N --signatures shard.json] [--report r.html]
  *   tersor dedup merge <shard.json...> --input <input> --out kept.jsonl
- *   tersor select <input> --method random|stratified|dsir|zipfit|quests|kcenter|facility-location|coverage|gopher
+ *   tersor select <input> --method random|stratified|dsir|zipfit|gio|rds|novelselect|perplexity|quests|kcenter|facility-location|coverage|gopher
  *         --budget 10%|N [--target t.jsonl|corpus:name] [--seed 0] [--optimizer naive|lazy|stochastic]
  *         [--shard i/N] --out selected.jsonl [--report r.html]
  *   tersor select merge <scores.json...> --input <input> --budget N --out selected.jsonl
@@ -240,6 +240,10 @@ export function registerSelect(program: Command): void {
     .option("--seed <s>", "seed", "0")
     .option("--optimizer <o>", "naive | lazy | stochastic (submodular methods)", "lazy")
     .option("--level <l>", "gzip level for zipfit", "9")
+    .option("--embed <model|hashed>", "vectors for gio/rds/novelselect/quests/kcenter/facility-location: hashed n-grams, or a model (dir, .gguf, ref-small)", "hashed")
+    .option("--model <model>", "model for --method perplexity (default ref-small)")
+    .option("--max-tokens <n>", "tokens per document for embeddings and perplexity", "256")
+    .option("--perplexity-keep <k>", "low | target (closest to the target's median perplexity)", "low")
     .option("--out <path>", "selected documents (JSONL), in input order; a .sidecar.jsonl beside it")
     .option("--shard <i/N>", "score documents i, i+N, ... (random, zipfit) and write --scores for `select merge`")
     .option("--scores <path>", "shard output (with --shard)")
@@ -271,6 +275,10 @@ export function registerSelect(program: Command): void {
         seed,
         optimizer: o["optimizer"] as "naive" | "lazy" | "stochastic",
         level,
+        embed: o["embed"] as string,
+        model: o["model"] as string | undefined,
+        maxTokens: intOpt(o["maxTokens"] as string, "max-tokens", 2),
+        perplexityKeep: o["perplexityKeep"] as "low" | "target",
       });
       const kept = new Set(r.kept);
       const n = await writeKept(o["out"] as string, docs, (i) => kept.has(i), (i) => ({ score: r.scores[i] ?? null, reason: r.reasons[i] }));
