@@ -362,7 +362,9 @@ RowOut one_row(size_t r, const Real* zr, size_t V, const Teacher<Real>& t, const
           double kqm = 0, kpm = 0;
           for (size_t j = 0; j < V; ++j) {
             const double lpj = static_cast<double>(lp[j]), lqj = static_cast<double>(lq[j]);
-            lm[j] = logaddexp(lb + lpj, l1b + lqj);
+            // One log of the mixture when it is representable; logaddexp of the logs when it underflows.
+            const double mix = beta * static_cast<double>(p[j]) + (1 - beta) * static_cast<double>(q[j]);
+            lm[j] = mix > 1e-300 ? std::log(mix) : logaddexp(lb + lpj, l1b + lqj);
             if (p[j] > 0) kpm += static_cast<double>(p[j]) * (lpj - lm[j]);
             if (q[j] > 0) kqm += static_cast<double>(q[j]) * (lqj - lm[j]);
           }
@@ -525,14 +527,23 @@ void sample_weights(const float* logits, size_t rows, size_t vocab, size_t sampl
       const double lse = m + std::log(z);
       for (size_t j = 0; j < vocab; ++j) lp[j] = static_cast<double>(x[j]) / temperature - lse;
       const double it = 1.0 / proposal_temperature;
-      double mr = kNegInf;
-      for (size_t j = 0; j < vocab; ++j) mr = std::max(mr, lp[j] * it);
-      double acc = 0;
-      for (size_t j = 0; j < vocab; ++j) {
-        acc += std::exp(lp[j] * it - mr);
-        cdf[j] = acc;
+      double acc = 0, lzr = 0;
+      if (proposal_temperature == 1.0) {
+        // The proposal is the teacher: the CDF of p itself (weights are count / K).
+        for (size_t j = 0; j < vocab; ++j) {
+          acc += std::exp(lp[j]);
+          cdf[j] = acc;
+        }
+        lzr = std::log(acc);
+      } else {
+        double mr = kNegInf;
+        for (size_t j = 0; j < vocab; ++j) mr = std::max(mr, lp[j] * it);
+        for (size_t j = 0; j < vocab; ++j) {
+          acc += std::exp(lp[j] * it - mr);
+          cdf[j] = acc;
+        }
+        lzr = mr + std::log(acc);
       }
-      const double lzr = mr + std::log(acc);
       Rng rng(seed + row_offset + static_cast<uint64_t>(r));
       uniq.clear();
       for (size_t s = 0; s < samples; ++s) {
