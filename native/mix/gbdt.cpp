@@ -33,7 +33,7 @@ double Model::predict(const double* x) const {
 
 std::vector<double> Model::predict(const double* x, size_t n) const {
   std::vector<double> out(n);
-  const int nt = n >= 256 ? num_threads() : 1;
+  const int nt = n >= 4096 ? num_threads() : 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
   for (ptrdiff_t i = 0; i < static_cast<ptrdiff_t>(n); ++i) out[static_cast<size_t>(i)] = predict(x + static_cast<size_t>(i) * features);
   return out;
@@ -277,7 +277,8 @@ class Booster {
 
   void histogram(Leaf& leaf) const {
     leaf.hist.assign(offset_[d_] * 2, 0.0);
-    const int nt = leaf.rows.size() * active_.size() >= 4096 ? num_threads() : 1;
+    // Parallel only when a leaf is large: below ~64k row-features the threads cost more than they save.
+    const int nt = leaf.rows.size() * active_.size() >= (1u << 16) ? num_threads() : 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (ptrdiff_t a = 0; a < static_cast<ptrdiff_t>(active_.size()); ++a) {
       const size_t f = active_[static_cast<size_t>(a)];
