@@ -27,3 +27,13 @@ export {
   type DistillTrainOptions,
   type LmEvaluation,
 } from "./train.js";
+export {
+  condense,
+  herdingCoreset,
+  kmeansRepresentatives,
+  medianHeuristic,
+  mmd2,
+  randomSubset,
+  type CondenseMethod,
+  type Embeddings,
+} from "./condense.js";
