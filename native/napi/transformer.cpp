@@ -337,6 +337,7 @@ class TransformerWrap : public Napi::ObjectWrap<TransformerWrap> {
     return DefineClass(env, "NativeTransformer",
                        {InstanceAccessor<&TransformerWrap::Config>("config"),
                         InstanceMethod<&TransformerWrap::SetWeight>("setWeight"),
+                        InstanceMethod<&TransformerWrap::SetQuantizedWeight>("setQuantizedWeight"),
                         InstanceMethod<&TransformerWrap::MissingWeights>("missingWeights"),
                         InstanceMethod<&TransformerWrap::ParameterCount>("parameterCount"),
                         InstanceMethod<&TransformerWrap::CreateCache>("createCache"),
@@ -377,6 +378,36 @@ class TransformerWrap : public Napi::ObjectWrap<TransformerWrap> {
         ArgArray<uint16_t> d = arg_array<uint16_t>(info, 1, ("setWeight: " + dtype + " data").c_str());
         model_->set_weight(name, d.data, dtype == "f16" ? WeightDType::F16 : WeightDType::BF16, d.size, shape);
       }
+      return env.Undefined();
+    });
+  }
+
+  // setQuantizedWeight(name, bytes: Uint8Array, scheme, loraA?: Float32Array | null, loraB?: Float32Array | null)
+  Napi::Value SetQuantizedWeight(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guard(env, [&] {
+      const std::string name = arg_string(info, 0, "name");
+      ArgArray<uint8_t> q = arg_array<uint8_t>(info, 1, "setQuantizedWeight: bytes");
+      const std::string scheme = arg_string(info, 2, "scheme");
+      const bool lora = info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull();
+      ArgArray<float> a, b;
+      size_t rank = 0;
+      if (lora) {
+        a = arg_array<float>(info, 3, "setQuantizedWeight: loraA");
+        b = arg_array<float>(info, 4, "setQuantizedWeight: loraB");
+        const size_t in = a.size, out = b.size;
+        // rank from the adapter sizes: A [rank, in], B [out, rank] with rank * in = |A|, out * rank = |B|
+        const WeightSpec* spec = nullptr;
+        for (const WeightSpec& s : model_->weight_specs())
+          if (s.name == name) spec = &s;
+        require(spec && spec->shape.size() == 2, ErrorCode::Format, "setQuantizedWeight: no linear named '" + name + "'");
+        require(in % spec->shape[1] == 0 && in > 0, ErrorCode::Shape, "setQuantizedWeight: loraA must be [rank, in]");
+        rank = in / spec->shape[1];
+        require(out == spec->shape[0] * rank, ErrorCode::Shape, "setQuantizedWeight: loraB must be [out, rank]");
+      }
+      require(pending_->load(std::memory_order_acquire) == 0, ErrorCode::Range,
+              "setQuantizedWeight: " + name + " cannot change while a forward pass is queued or running");
+      model_->set_quantized_weight(name, scheme, q.data, q.size, lora ? a.data : nullptr, lora ? b.data : nullptr, rank);
       return env.Undefined();
     });
   }

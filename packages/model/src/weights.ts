@@ -3,7 +3,7 @@
  * transposes and fused-QKV split, and streaming one tensor at a time into the runtime.
  */
 import { type GgufFile, type SafetensorsSource, Tensor, TersorError, progress, type ProgressMode } from "@tersor/core";
-import type { TransformerConfig } from "@tersor/native";
+import { native, type TransformerConfig } from "@tersor/native";
 
 import type { ModelArchitecture } from "./config.js";
 
@@ -15,11 +15,15 @@ export interface LoadedTensor {
   data: Float32Array | Uint16Array;
   dtype: WeightDType;
   shape: number[];
+  /** Set when the checkpoint stores the tensor quantized (@tersor/quant formats): its bytes and scheme; `data` then holds the dequantized f32 values. */
+  quantized?: { scheme: string; bytes: Uint8Array };
 }
 
 /** Where weights go: the runtime (or a test double). */
 export interface WeightSink {
   setWeight(name: string, data: Float32Array | Uint16Array, dtype: WeightDType, shape: number[]): void;
+  /** When present, quantized linear weights are handed over as they are stored (the runtime multiplies them quantized). */
+  setQuantizedWeight?(name: string, bytes: Uint8Array, scheme: string): void;
   missingWeights(): string[];
 }
 
@@ -228,7 +232,13 @@ export function safetensorsSource(src: SafetensorsSource, where: string, dtype?:
   };
 }
 
-/** A GGUF file as a {@link TensorSource} (f32/f16/bf16 tensors; quantized ones are not supported yet). */
+/** ggml block types the runtime reads (byte-exact with @tersor/quant's formats of the same name). */
+const GGUF_QUANTIZED = new Set(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "mxfp4", "nvfp4"]);
+
+/**
+ * A GGUF file as a {@link TensorSource}: f32/f16/bf16 tensors, and the ggml block types of
+ * {@link GGUF_QUANTIZED} (read as their bytes plus the dequantized f32 values).
+ */
 export function ggufSource(g: GgufFile, dtype?: WeightDType): TensorSource {
   return {
     where: g.path,
@@ -237,12 +247,22 @@ export function ggufSource(g: GgufFile, dtype?: WeightDType): TensorSource {
     check(name) {
       const info = g.get(name)!;
       if (info.type.quantized) {
-        throw new TersorError("E_DTYPE", `${g.path}: tensor "${name}" is ${info.dtype}-quantized; loading quantized GGUF tensors is not supported yet (f32, f16 and bf16 are)`);
+        if (!GGUF_QUANTIZED.has(info.type.name)) {
+          throw new TersorError("E_DTYPE", `${g.path}: tensor "${name}" is ${info.dtype}-quantized; tersor loads ${[...GGUF_QUANTIZED].join(", ")} and f32, f16, bf16 tensors`);
+        }
+        return;
       }
       checkLoadable(info.dtype, `${g.path}: tensor "${name}"`);
     },
     async read(name) {
       const info = g.get(name)!;
+      if (info.type.quantized) {
+        const bytes = await g.readBytes(name);
+        const cols = info.shape[info.shape.length - 1] ?? 1;
+        const rows = info.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+        const data = await native().dequantizeTensor(bytes, rows, cols, info.type.name);
+        return { data, dtype: "f32", shape: [...info.shape], quantized: { scheme: info.type.name, bytes } };
+      }
       return asLoaded(info.dtype, info.shape, await g.readBytes(name), `${g.path}: tensor "${name}"`, dtype);
     },
     close: () => g.close(),
@@ -323,7 +343,10 @@ export async function loadWeights(
       }
       const out: Array<[string, LoadedTensor]> = e.emit ? e.emit(t) : [[e.target!, t]];
       for (const [name, w] of out) {
-        sink.setWeight(name, w.data, w.dtype, w.shape);
+        // Quantized linears stay quantized when the sink takes them (a plain target, not a transform).
+        const linear = name === "lmHead" || /^layers\.\d+\.(q|k|v|o|gate|up|down)\.weight$/.test(name);
+        if (!e.emit && w.quantized && linear && sink.setQuantizedWeight) sink.setQuantizedWeight(name, w.quantized.bytes, w.quantized.scheme);
+        else sink.setWeight(name, w.data, w.dtype, w.shape);
         if (e.keep) kept.set(name, toF32(w));
       }
       bar.tick();

@@ -290,19 +290,20 @@ describe("GGUF (llama architecture)", () => {
     const q = join(tmp.dir, "quant.gguf");
     const src = join(tmp.dir, "tiny-f32.gguf");
     expect(readFileSync(src).subarray(0, 4).toString()).toBe("GGUF");
-    const tiny: LlamaLikeConfig = { ...cfg, hidden_size: 32, vocab_size: 8 };
+    // ggml block types other than Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q2_K..Q6_K/MXFP4/NVFP4 are refused by name
+    const tiny: LlamaLikeConfig = { ...cfg, hidden_size: 256, vocab_size: 8 };
     const md = {
       "general.architecture": "llama",
       "llama.context_length": 16,
-      "llama.embedding_length": 32,
+      "llama.embedding_length": 256,
       "llama.block_count": 1,
       "llama.feed_forward_length": 32,
       "llama.attention.head_count": 4,
     };
-    await writeGguf(q, { metadata: md, tensors: [["token_embd.weight", Tensor.fromBytes("q8_0", [tiny.vocab_size, 32], new Uint8Array(8 * 34))]] });
+    await writeGguf(q, { metadata: md, tensors: [["token_embd.weight", Tensor.fromBytes("iq2_xxs", [tiny.vocab_size, 256], new Uint8Array(8 * 66))]] });
     const e2 = await loadError(loadModel(q, runtimeOpts()));
     expect(e2.code).toBe("E_DTYPE");
-    expect(e2.message).toContain("q8_0");
+    expect(e2.message).toContain("iq2_xxs");
   });
 });
 

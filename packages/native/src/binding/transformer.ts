@@ -121,6 +121,12 @@ export interface NativeTransformer {
   readonly config: TransformerConfig;
   /** Copies a weight in (f32, or f16/bf16 bit patterns widened to f32). Shape is checked against the config (E_SHAPE naming the weight). */
   setWeight(name: TransformerWeightName, data: Float32Array | Uint16Array, dtype: "f32" | "f16" | "bf16", shape: number[]): void;
+  /**
+   * Holds a linear weight quantized (`bytes` = `out × quantRowBytes(scheme, in)`, @tersor/quant's formats) plus an optional
+   * low-rank adapter `y += (x Aᵀ) Bᵀ` (`loraA` `[rank, in]`, `loraB` `[out, rank]`); forward multiplies it with the
+   * dequantize-on-the-fly kernels. E_FORMAT for a name that is not a linear, E_SHAPE for wrong sizes, E_RANGE for a bad scheme.
+   */
+  setQuantizedWeight(name: TransformerWeightName, bytes: Uint8Array, scheme: string, loraA?: Float32Array | null, loraB?: Float32Array | null): void;
   /** Names of the weights the config needs that have not been set yet. */
   missingWeights(): string[];
   /** Parameters (elements of all weights, tied ones once). */
