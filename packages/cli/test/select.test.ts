@@ -58,6 +58,17 @@ describe("tersor dedup", () => {
     expect(await readFile(join(dir, "dedup.html"), "utf8")).toContain("<svg");
   });
 
+  it("decontaminates against a target", async () => {
+    const lines = (await readFile(corpusPath, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    const target = join(dir, "bench.jsonl");
+    await writeFile(target, JSON.stringify({ text: lines[4].text.split(" ").slice(10, 30).join(" ") }) + "\n");
+    const r = await tersor("dedup", corpusPath, "--out", join(dir, "clean.jsonl"), "--decontaminate", target, "--json");
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.contaminated).toBe(2); // doc-4 and its near copy doc-5 share the 13-grams
+    expect(s.written).toBe(11);
+  });
+
   it("4 shards merged equal the single-process result", async () => {
     const single = join(dir, "single.jsonl");
     expect((await tersor("dedup", corpusPath, "--out", single)).code).toBe(0);

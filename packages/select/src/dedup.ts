@@ -279,3 +279,85 @@ export async function ngramOverlap(texts: readonly string[], targets: readonly s
   const t = packTexts(targets);
   return native().selectNgramOverlap(d.bytes, d.offsets, t.bytes, t.offsets, n);
 }
+
+// ---- streaming, spilled, resumable ----------------------------------------------------------------
+
+export interface StreamDedupOptions {
+  minhash?: MinhashOptions & { mode?: "exact" | "minhash" };
+  /** Where per-batch signatures go (a JSONL checkpoint); a matching one is resumed. */
+  spillPath: string;
+  /** Documents per batch (default 2000). */
+  batchDocs?: number;
+  /** Progress: documents done so far. */
+  onProgress?: (done: number) => void;
+}
+
+interface SpillBatch {
+  indices: number[];
+  keys: string[];
+  signatures: string;
+}
+
+/**
+ * Pass 1 of a constant-text-memory dedup: streams the documents in batches, writing each batch's
+ * positions, exact keys and signatures to the spill file (only ~4·numPerm bytes per document stay
+ * for the clustering; texts are never held). A spill left by an interrupted run with the same input
+ * and options is resumed: its complete batches are kept and their documents skipped. Returns the
+ * clustering; pass 2 is the caller re-reading the input to write the kept records in order.
+ */
+export async function dedupStream(docs: AsyncIterable<SelectDoc>, inputKey: string, o: StreamDedupOptions): Promise<DedupResult> {
+  const { appendFile, readFile: rf, writeFile: wf } = await import("node:fs/promises");
+  const mh = o.minhash ?? {};
+  const { mode = "minhash", ...rest } = mh;
+  const parsed = MinhashOptionsSchema.parse(rest);
+  const header = JSON.stringify({ format: "tersor-dedup-spill/1", input: inputKey, options: mh });
+  const batches: SpillBatch[] = [];
+  let resumeDocs = 0;
+  try {
+    const lines = (await rf(o.spillPath, "utf8")).split("\n");
+    if (lines[0] === header) {
+      // Only complete lines (a torn last line from a crash is dropped).
+      for (const l of lines.slice(1, lines.length - 1)) {
+        const b = JSON.parse(l) as SpillBatch;
+        batches.push(b);
+        resumeDocs += b.indices.length;
+      }
+    }
+  } catch {
+    // no spill yet
+  }
+  await wf(o.spillPath, header + "\n" + batches.map((b) => JSON.stringify(b) + "\n").join(""));
+  const size = o.batchDocs ?? 2000;
+  let seen = 0;
+  let pending: SelectDoc[] = [];
+  const flush = async () => {
+    if (!pending.length) return;
+    const texts = pending.map((d) => d.text);
+    const sigs = mode === "minhash" ? await minhashSignatures(texts, rest) : new Uint32Array(0);
+    const b: SpillBatch = { indices: pending.map((d) => d.index), keys: exactKeys(texts), signatures: Buffer.from(sigs.buffer, sigs.byteOffset, sigs.byteLength).toString("base64") };
+    await appendFile(o.spillPath, JSON.stringify(b) + "\n");
+    batches.push(b);
+    pending = [];
+    o.onProgress?.(seen);
+  };
+  for await (const d of docs) {
+    seen++;
+    if (seen <= resumeDocs) continue;
+    pending.push(d);
+    if (pending.length >= size) await flush();
+  }
+  await flush();
+  const keys: string[] = [];
+  const n = batches.reduce((a, b) => a + b.indices.length, 0);
+  const sigs = new Uint32Array(mode === "minhash" ? n * parsed.numPerm : 0);
+  let at = 0;
+  for (const b of batches) {
+    keys.push(...b.keys);
+    if (mode === "minhash") {
+      const buf = Buffer.from(b.signatures, "base64");
+      sigs.set(new Uint32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)), at * parsed.numPerm);
+    }
+    at += b.indices.length;
+  }
+  return clusterSignatures(keys, mode === "minhash" ? sigs : null, mh);
+}

@@ -299,3 +299,27 @@ describe("NovelSelect and model-based methods", () => {
     expect(e.kept.length).toBe(2);
   });
 });
+
+describe("streaming dedup", () => {
+  it("spills signatures in batches and resumes an interrupted run with the same result", async () => {
+    const { dedupStream } = await import("../src/index.js");
+    const { readFile: rf, writeFile: wf } = await import("node:fs/promises");
+    const { texts } = planted();
+    const all = docs(texts);
+    async function* stream() {
+      yield* all;
+    }
+    const spill = join(dir, "spill.jsonl");
+    const whole = await dedupDocs(all);
+    const first = await dedupStream(stream(), "planted", { spillPath: spill, batchDocs: 7 });
+    expect(first.decisions).toEqual(whole.decisions);
+    // Interrupt: keep the header and two batches, plus a torn line.
+    const lines = (await rf(spill, "utf8")).split("\n");
+    await wf(spill, lines.slice(0, 3).join("\n") + "\n" + lines[3]!.slice(0, 20));
+    const resumed = await dedupStream(stream(), "planted", { spillPath: spill, batchDocs: 7 });
+    expect(resumed.decisions).toEqual(whole.decisions);
+    const after = (await rf(spill, "utf8")).split("\n");
+    expect(after.slice(0, 3)).toEqual(lines.slice(0, 3));
+    expect(after.length).toBe(lines.length);
+  });
+});

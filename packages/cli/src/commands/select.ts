@@ -14,23 +14,24 @@
  * --on-bad-line skip|error. Outputs keep input order; a sidecar `<out>.sidecar.jsonl` holds each
  * input document's id, score, cluster and reason.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 
 import type { Command } from "commander";
-import { TersorError, progress } from "@tersor/core";
+import { TersorError, openAtomic, progress } from "@tersor/core";
 import {
   type DedupResult,
   type ReadOptions,
   type SelectDoc,
   SELECT_METHODS,
   clusterSignatures,
-  dedupDocs,
+  dedupStream,
   diversity,
   mergeSignatureShards,
   minhashShard,
   ngramOverlap,
   parseShard,
   readAllDocs,
+  readDocs,
   readSignatureShard,
   resolveBudget,
   runSelect,
@@ -206,26 +207,73 @@ export function registerSelect(program: Command): void {
         seed: intOpt(o["seed"] as string, "seed", 0),
         layout: o["layout"] as "datatrove" | "datasketch",
       };
-      const docs = await loadDocs(input, o);
       if (o.shard) {
+        const docs = await loadDocs(input, o);
         if (!o["signatures"]) throw new TersorError("E_RANGE", "--shard needs --signatures <path> (merge them with `tersor dedup merge`)");
         await writeSignatureShard(o["signatures"] as string, await minhashShard(docs, mh));
         process.stdout.write(`shard ${o.shard}: ${docs.length} documents -> ${o["signatures"]}\n`);
         return;
       }
       if (!o["out"]) throw new TersorError("E_RANGE", "--out <path> is required");
-      const r = await dedupDocs(docs, mh);
-      let contaminated: Uint32Array | null = null;
-      if (o["decontaminate"]) {
-        const target = (await loadTarget(o["decontaminate"] as string, o))!;
-        contaminated = await ngramOverlap(docs.map((d) => d.text), target, intOpt(o["decontamNgram"] as string, "decontam-ngram", 1));
+      const out = o["out"] as string;
+      const target = o["decontaminate"] ? (await loadTarget(o["decontaminate"] as string, o))! : null;
+      const decontamN = intOpt(o["decontamNgram"] as string, "decontam-ngram", 1)!;
+      // Pass 1: signatures spilled to disk in batches (resumable); texts are not kept.
+      const spill = out + ".dedup-spill.jsonl";
+      const bar1 = progress({ label: "dedup: signatures", unit: "docs" });
+      let done = 0;
+      const r = await dedupStream(readDocs(input, readOptions(o)), input, {
+        minhash: mh,
+        spillPath: spill,
+        onProgress: (n) => {
+          bar1.tick(n - done);
+          done = n;
+        },
+      });
+      bar1.stop();
+      // Pass 2: stream again, decontaminate in batches, write kept records and the sidecar in input order.
+      const kept = await openAtomic(out);
+      const side = await openAtomic(sidecarPath(out));
+      let n = 0;
+      let contaminatedCount = 0;
+      try {
+        let batch: SelectDoc[] = [];
+        let pos = 0;
+        const flush = async () => {
+          const overlap = target ? await ngramOverlap(batch.map((d) => d.text), target, decontamN) : null;
+          let a = "";
+          let b = "";
+          batch.forEach((d, j) => {
+            const dec = r.decisions[pos + j]!;
+            const dirty = overlap !== null && overlap[j]! > 0;
+            if (dirty) contaminatedCount++;
+            const keep = dec.keep && !dirty;
+            if (keep) {
+              a += JSON.stringify(d.record) + "\n";
+              n++;
+            }
+            b += JSON.stringify({ index: d.index, id: d.id, keep, cluster: dec.cluster, reason: dirty ? `contaminated (${overlap![j]} shared n-grams)` : dec.reason }) + "\n";
+          });
+          pos += batch.length;
+          batch = [];
+          if (a) await kept.write(a);
+          await side.write(b);
+        };
+        for await (const d of readDocs(input, readOptions(o))) {
+          batch.push(d);
+          if (batch.length >= 2000) await flush();
+        }
+        await flush();
+        if (pos !== r.documents) throw new TersorError("E_IO", `${input} changed between the two passes (${r.documents} then ${pos} documents)`);
+        await kept.commit();
+        await side.commit();
+      } catch (e) {
+        await kept.abort();
+        await side.abort();
+        throw e;
       }
-      const keep = (i: number) => r.decisions[i]!.keep && !(contaminated && contaminated[i]! > 0);
-      const n = await writeKept(o["out"] as string, docs, keep, (i) => ({
-        cluster: r.decisions[i]!.cluster,
-        reason: contaminated && contaminated[i]! > 0 ? `contaminated (${contaminated[i]} shared n-grams)` : r.decisions[i]!.reason,
-      }));
-      const summary = { ...dedupSummary(r), contaminated: contaminated ? contaminated.filter((c) => c > 0).length : 0, written: n };
+      await rm(spill, { force: true });
+      const summary = { ...dedupSummary(r), contaminated: contaminatedCount, written: n };
       if (o["report"]) await writeReport(o["report"] as string, { title: `tersor dedup ${input}`, summary, charts: { "duplicate-cluster sizes": sizeHistogram(r.clusterSizes) } });
       process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
     });
