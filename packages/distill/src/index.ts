@@ -37,3 +37,4 @@ export {
   type CondenseMethod,
   type Embeddings,
 } from "./condense.js";
+export { chooseVocabulary, remapTokens, restrictLogits, sliceRows, tokenCounts, trimCheckpoint, type VocabTrim } from "./vocab.js";

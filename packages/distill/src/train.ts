@@ -210,7 +210,7 @@ export interface LmEvaluation {
 /**
  * Scores `stream` in non-overlapping windows of `seqLen + 1` tokens with `logitsOf` (batched,
  * `[batch·len, vocab]` logits): NLL, bits per byte, top-1 accuracy and ECE with `bins` equal-width
- * bins — ECE = Σ_b (n_b / N)·|acc_b − conf_b| (Guo et al. 2017, "On calibration of modern neural
+ * bins — `isByte` says which targets are UTF-8 bytes (default: ids below 256, the byte tokenizer) — ECE = Σ_b (n_b / N)·|acc_b − conf_b| (Guo et al. 2017, "On calibration of modern neural
  * networks", ICML).
  */
 export async function evaluateLm(
@@ -218,8 +218,9 @@ export async function evaluateLm(
   vocab: number,
   stream: { tokens: ArrayLike<number> },
   seqLen: number,
-  options: { maxTokens?: number; bins?: number; batch?: number } = {},
+  options: { maxTokens?: number; bins?: number; batch?: number; isByte?: (id: number) => boolean } = {},
 ): Promise<LmEvaluation> {
+  const isByte = options.isByte ?? ((id: number) => id < 256);
   const bins = options.bins ?? 15;
   const maxTokens = options.maxTokens ?? Infinity;
   const batch = options.batch ?? 8;
@@ -267,7 +268,7 @@ export async function evaluateLm(
         binAcc[b]! += ok;
         binN[b]!++;
         n++;
-        if (y < 256) bytes++;
+        if (isByte(y)) bytes++;
       }
     });
   };
