@@ -731,6 +731,15 @@ void CompressedKv::flush(size_t layer, size_t head, size_t keep) {
   h.local.erase(h.local.begin(), h.local.begin() + dt);
 }
 
+void CompressedKv::reset() {
+  for (auto& h : heads_) h = std::make_unique<Head>();
+  for (auto& c : kcode_) c.clear();
+  for (auto& c : vcode_) c.clear();
+  for (auto& q : qsens_) std::fill(q.begin(), q.end(), 0.0);
+  std::fill(qcount_.begin(), qcount_.end(), 0.0);
+  length_ = 0;
+}
+
 void CompressedKv::flush_all() {
   if (!quantizing(cfg_.method)) return;
   for (size_t l = 0; l < shape_.layers; ++l) {

@@ -18,6 +18,7 @@
 #include "tersor/error.hpp"
 #include "tersor/gemm.hpp"
 #include "tersor/half.hpp"
+#include "tersor/kv.hpp"
 #include "tersor/parallel.hpp"
 #include "tersor/quant_linear.hpp"
 
@@ -287,12 +288,37 @@ KvCache::KvCache(const Transformer& model, size_t capacity)
   data_ = aligned_floats(n).release();
 }
 
+KvCache::KvCache(const Transformer& model, size_t capacity, const kv::KvConfig& config)
+    : owner_(&model), layers_(model.config().layers), capacity_(capacity),
+      row_(model.config().kv_heads * model.config().head_dim) {
+  require(capacity >= 1, ErrorCode::Range, "cache capacity must be at least 1 token");
+  require(capacity < kMaxDim, ErrorCode::Range,
+          "cache capacity must be below 2^31 tokens, got " + std::to_string(capacity));
+  const TransformerConfig& c = model.config();
+  kv::KvShape shape;
+  shape.layers = c.layers;
+  shape.heads = c.heads;
+  shape.kv_heads = c.kv_heads;
+  shape.head_dim = c.head_dim;
+  shape.window = c.sliding_window;
+  compressed_ = std::make_unique<kv::CompressedKv>(config, shape, capacity, model.rope_cache());
+}
+
 KvCache::~KvCache() { std::free(data_); }
 
-size_t KvCache::bytes() const { return 2 * layers_ * capacity_ * row_ * sizeof(float); }
+size_t KvCache::bytes() const {
+  return compressed_ ? compressed_->bytes() : 2 * layers_ * capacity_ * row_ * sizeof(float);
+}
+
+void KvCache::clear() {
+  if (compressed_) compressed_->reset();
+  length_.store(0, std::memory_order_release);
+}
 
 void KvCache::truncate(size_t length) {
   const size_t now = this->length();
+  require(!compressed_ || length == now, ErrorCode::Range,
+          "truncate: a compressed cache cannot be truncated (it holds " + std::to_string(now) + " tokens)");
   require(length <= now, ErrorCode::Range,
           "truncate: length " + std::to_string(length) + " exceeds the " + std::to_string(now) + " tokens held");
   length_.store(length, std::memory_order_release);
@@ -616,17 +642,25 @@ void Transformer::run(const int32_t* tokens, size_t n, const std::vector<Segment
     // attention block
     norm(w.x, ly.attn_norm_w, ly.attn_norm_b, w.h);
     if (cap) capture->add(l, Capture::kAttnIn, w.h, n);
-    float* kdst = cache ? cache->k(l) + L0 * KVD : w.k;
-    float* vdst = cache ? cache->v(l) + L0 * KVD : w.v;
+    kv::CompressedKv* ckv = cache ? cache->compressed() : nullptr;
+    float* kdst = cache && !ckv ? cache->k(l) + L0 * KVD : w.k;
+    float* vdst = cache && !ckv ? cache->v(l) + L0 * KVD : w.v;
     const Proj qkv[3] = {{W(ly.q_w), W(ly.q_b), HD, w.q, HD, Q(ly.q_w)},
                          {W(ly.k_w), W(ly.k_b), KVD, kdst, KVD, Q(ly.k_w)},
                          {W(ly.v_w), W(ly.v_b), KVD, vdst, KVD, Q(ly.v_w)}};
     project_jobs(w.h, n, E, qkv, 3, false);
+    std::vector<float> k_pre;
+    if (ckv && rope_) k_pre.assign(kdst, kdst + n * KVD);
     if (rope_) {
       rope_apply(w.q, n, H, w.pos.data(), *rope_);
       rope_apply(kdst, n, KV, w.pos.data(), *rope_);
     }
+    if (ckv) {  // compressed cache (tersor/kv.hpp): append, then attention over the compressed store
+      ckv->append(l, rope_ ? k_pre.data() : kdst, kdst, vdst, w.pos.data(), n);
+      ckv->attend(l, w.q, w.pos.data(), n, w.att);
+    }
     for (const Segment& s : segs) {
+      if (ckv) break;
       ap.n_q = s.len;
       const float *kb, *vb;
       if (cache) {
@@ -696,7 +730,7 @@ ForwardOutput Transformer::forward(const int32_t* tokens, size_t n, KvCache* cac
             "forward: hidden layer " + std::to_string(h) + " is outside [0, " + std::to_string(c.layers) + "]");
   if (capture) require(capture->owner() == this, ErrorCode::Range, "forward: the capture belongs to another transformer");
 
-  Work w(c, n, cache != nullptr);
+  Work w(c, n, cache != nullptr && cache->compressed() == nullptr);
   ForwardOutput out;
   out.hidden.assign(hidden_layers.size(), std::vector<float>(n * c.hidden));
   run(tokens, n, {Segment{0, n, L0}}, cache, capture, hidden_layers, &out.hidden, w);

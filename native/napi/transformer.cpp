@@ -13,9 +13,15 @@
 #include <vector>
 
 #include "napi_util.hpp"
+#include "tersor/kv.hpp"
 #include "tersor/transformer.hpp"
 
 namespace tersor::napi {
+
+// Compressed caches (napi/kv.cpp): the kv options of createCache, and the cache's compression stats.
+kv::KvConfig kv_config_from_js(const Napi::Value& value);
+Napi::Value kv_stats_to_js(Napi::Env env, const KvCache& cache);
+
 namespace {
 
 struct Classes {
@@ -187,6 +193,7 @@ class KvCacheWrap : public Napi::ObjectWrap<KvCacheWrap> {
                        {InstanceAccessor<&KvCacheWrap::Length>("length"),
                         InstanceAccessor<&KvCacheWrap::Capacity>("capacity"),
                         InstanceMethod<&KvCacheWrap::Bytes>("bytes"),
+                        InstanceMethod<&KvCacheWrap::KvStats>("kvStats"),
                         InstanceMethod<&KvCacheWrap::Truncate>("truncate"),
                         InstanceMethod<&KvCacheWrap::Clear>("clear")},
                        cls);
@@ -214,7 +221,16 @@ class KvCacheWrap : public Napi::ObjectWrap<KvCacheWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(cache->capacity()));
   }
   Napi::Value Bytes(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(cache->bytes()));
+    return guard(info.Env(), [&]() -> Napi::Value {
+      if (cache->compressed()) not_busy("bytes");  // a compressed cache changes shape during a forward
+      return Napi::Number::New(info.Env(), static_cast<double>(cache->bytes()));
+    });
+  }
+  Napi::Value KvStats(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      not_busy("kvStats");
+      return kv_stats_to_js(info.Env(), *cache);
+    });
   }
   Napi::Value Truncate(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&] {
@@ -428,7 +444,9 @@ class TransformerWrap : public Napi::ObjectWrap<TransformerWrap> {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
       const size_t capacity = arg_size(info, 0, "capacity");
-      KvCacheWrap::Init init{model_, std::make_shared<KvCache>(*model_, capacity)};
+      const bool compressed = info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull();
+      KvCacheWrap::Init init{model_, compressed ? std::make_shared<KvCache>(*model_, capacity, kv_config_from_js(info[1]))
+                                                : std::make_shared<KvCache>(*model_, capacity)};
       return cls_->cache.New({Napi::External<KvCacheWrap::Init>::New(env, &init)});
     });
   }

@@ -184,6 +184,8 @@ class CompressedKv {
   const std::vector<float>& codebook(size_t layer, bool values) const;
   /// Forces every window token into blocks where possible (tests): flushes whole groups.
   void flush_all();
+  /// Empties the cache (codebooks and calibration statistics included).
+  void reset();
 
   struct Head;
 

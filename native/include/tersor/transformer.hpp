@@ -81,6 +81,10 @@ struct WeightSpec {
 };
 
 class Transformer;
+namespace kv {
+class CompressedKv;
+struct KvConfig;
+}  // namespace kv
 
 /// KV cache of one sequence: per layer K and V of [capacity, kv_heads, head_dim] f32, token-major,
 /// so attention reads it in place with the default strides.
@@ -88,17 +92,23 @@ class KvCache {
  public:
   /// Throws E_RANGE when capacity is 0 or reaches 2^31 positions.
   KvCache(const Transformer& model, size_t capacity);
+  /// A compressed cache (tersor/kv.hpp; no f32 storage): forward appends K/V to the compressor and
+  /// attends over it. E_RANGE for a bad configuration (kv::kv_config_validate).
+  KvCache(const Transformer& model, size_t capacity, const kv::KvConfig& config);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
   size_t length() const { return length_.load(std::memory_order_acquire); }
   size_t capacity() const { return capacity_; }
-  /// Bytes of K/V storage (2 * layers * capacity * kv_heads * head_dim * 4).
+  /// Bytes of K/V storage (2 * layers * capacity * kv_heads * head_dim * 4); compressed: the
+  /// compressor's exact bytes (kv::CompressedKv::bytes).
   size_t bytes() const;
-  /// Keeps the first `length` tokens; E_RANGE when length > length().
+  /// Keeps the first `length` tokens; E_RANGE when length > length() (or, compressed, < length()).
   void truncate(size_t length);
-  void clear() { length_.store(0, std::memory_order_release); }
+  void clear();
+  /// The compressor, or nullptr for a plain f32 cache.
+  kv::CompressedKv* compressed() const { return compressed_.get(); }
 
   size_t layers() const { return layers_; }
   /// Elements per cached token of one layer's K (or V): kv_heads * head_dim.
@@ -121,6 +131,7 @@ class KvCache {
   const Transformer* owner_;
   size_t layers_, capacity_, row_;
   float* data_ = nullptr;
+  std::unique_ptr<kv::CompressedKv> compressed_;
   std::atomic<size_t> length_{0};
   std::atomic<bool> busy_{false};
 };
@@ -241,6 +252,9 @@ class Transformer {
   /// logits exist at most one block of rows at a time.
   void score_sequences(const int32_t* tokens, size_t n_tokens, const int32_t* offsets, size_t n_seqs,
                        const int32_t* score_from, double* logprob, int32_t* count) const;
+
+  /// The RoPE table (nullptr without RoPE); compressed caches rotate pre-RoPE keys with it.
+  const RopeCache* rope_cache() const { return rope_.get(); }
 
   /// Testing/benchmark switch: use naive_attention (double reference) instead of flash_attention.
   void set_reference_attention(bool on) { reference_attention_ = on; }
