@@ -10,6 +10,8 @@
 //    scaled by d_w * d_x in f32.
 //  * Q4_K and Q6_K: fused dequantize-and-FMA in f32 per 32 (16) weights, using
 //    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
+//  * NF4 and INT4: fused nibble decode (NF4 table by AVX2 permutes) and FMA on X split into even /
+//    odd elements (rows_nibble);
 //  * every other format: each block is dequantized (scalar) into a small f32 buffer that is then
 //    dotted with X (AVX2 FMA).
 #include <immintrin.h>
@@ -211,6 +213,88 @@ void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
   }
 }
 
+// NF4 (no double quantization) and INT4 (sym / asym, any group): two 4-bit codes per byte, element
+// 2j in the low nibble of byte j. The dot products run on X split into even / odd elements (xe, xo,
+// built once per call): sum_j w(lo_j) xe_j + w(hi_j) xo_j, 16 weights per 8 code bytes.
+//   NF4: w(c) = table[c] * absmax (table lookup with two permutes), per block of g.
+//   INT4: w(c) = d * (c - z): d * (sum c x - z * sum x), the group sums of X precomputed.
+struct SplitX {
+  std::vector<float> e, o, gsum;  // [batch, cols/2] x2, [batch, cols/g]
+};
+SplitX split_x(const float* x, size_t batch, size_t cols, size_t g) {
+  SplitX sx;
+  const size_t h = cols / 2, ng = cols / g;
+  sx.e.resize(batch * h);
+  sx.o.resize(batch * h);
+  sx.gsum.resize(batch * ng);
+  for (size_t b = 0; b < batch; ++b) {
+    for (size_t i = 0; i < h; ++i) {
+      sx.e[b * h + i] = x[b * cols + 2 * i];
+      sx.o[b * h + i] = x[b * cols + 2 * i + 1];
+    }
+    for (size_t k = 0; k < ng; ++k) {
+      float t = 0;
+      for (size_t i = 0; i < g; ++i) t += x[b * cols + k * g + i];
+      sx.gsum[b * ng + k] = t;
+    }
+  }
+  return sx;
+}
+
+template <bool NF4>
+void rows_nibble(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const SplitX& sx,
+                 size_t b0, size_t nbatch, size_t rows, float* y) {
+  const size_t g = s.group ? s.group : cols, ng = cols / g, h = cols / 2;
+  const size_t hdr = NF4 ? 4 : (s.symmetric ? 2 : 3), gb = hdr + g / 2;
+  const __m256 tlo = _mm256_loadu_ps(nf4_table()), thi = _mm256_loadu_ps(nf4_table() + 8);
+  const __m256i m15 = _mm256_set1_epi32(15), seven = _mm256_set1_epi32(7);
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    float out[kMaxB] = {0};
+    for (size_t k = 0; k < ng; ++k) {
+      const uint8_t* blk = row + k * gb;
+      const uint8_t* codes = blk + hdr;
+      float scale, zsum = 0;
+      int z = 0;
+      if (NF4) {
+        std::memcpy(&scale, blk, 4);
+      } else {
+        scale = h2f(blk);
+        z = s.symmetric ? 8 : blk[2];
+      }
+      __m256 acc[kMaxB];
+      for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+      for (size_t j = 0; j < g / 2; j += 8) {
+        uint64_t raw;
+        std::memcpy(&raw, codes + j, 8);
+        const __m256i c = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(raw)));
+        const __m256i lo = _mm256_and_si256(c, m15), hi = _mm256_srli_epi32(c, 4);
+        __m256 wl, wh;
+        if (NF4) {
+          wl = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, lo), _mm256_permutevar8x32_ps(thi, lo),
+                                _mm256_castsi256_ps(_mm256_cmpgt_epi32(lo, seven)));
+          wh = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, hi), _mm256_permutevar8x32_ps(thi, hi),
+                                _mm256_castsi256_ps(_mm256_cmpgt_epi32(hi, seven)));
+        } else {
+          wl = _mm256_cvtepi32_ps(lo);
+          wh = _mm256_cvtepi32_ps(hi);
+        }
+        const size_t xi = (k * g) / 2 + j;
+        for (size_t bb = 0; bb < nbatch; ++bb) {
+          const size_t bi = b0 + bb;
+          acc[bb] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(&sx.e[bi * h + xi]), acc[bb]);
+          acc[bb] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(&sx.o[bi * h + xi]), acc[bb]);
+        }
+      }
+      for (size_t bb = 0; bb < nbatch; ++bb) {
+        if (!NF4) zsum = static_cast<float>(z) * sx.gsum[(b0 + bb) * ng + k];
+        out[bb] += scale * (hsum(acc[bb]) - zsum);
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = out[b];
+  }
+}
+
 void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
                   size_t b0, size_t nbatch, size_t rows, float* y) {
   const size_t blk = scheme_block(s);
@@ -260,6 +344,10 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         xsum[b * n32 + k] = t;
       }
   }
+  const bool nf4_fast = s.format == QuantFormat::NF4 && !s.double_quant && s.group % 16 == 0;
+  const bool int4_fast = s.format == QuantFormat::INT && s.bits == 4 && (s.group ? s.group : cols) % 16 == 0;
+  SplitX sx;
+  if (nf4_fast || int4_fast) sx = split_x(x, batch, cols, s.group ? s.group : cols);
   const long chunk = 16;
   const long nchunks = static_cast<long>((rows + chunk - 1) / chunk);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
@@ -275,6 +363,14 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
           break;
         case QuantFormat::Q4_K: rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y); break;
         case QuantFormat::Q6_K: rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
+        case QuantFormat::NF4:
+          if (nf4_fast) rows_nibble<true>(s, w, rb, r0, r1, cols, sx, b0, nbt, rows, y);
+          else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          break;
+        case QuantFormat::INT:
+          if (int4_fast) rows_nibble<false>(s, w, rb, r0, r1, cols, sx, b0, nbt, rows, y);
+          else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          break;
         default: rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
       }
     }

@@ -401,7 +401,7 @@ TEST_CASE("quant matmul matches the dequantized reference") {
   for (size_t batch : {size_t{1}, size_t{3}, size_t{11}}) {
     const std::vector<float> x = gauss(batch * cols, 32 + static_cast<uint32_t>(batch));
     for (const char* name : {"q8_0", "q4_0", "q4_1", "q5_k", "q4_k", "q6_k", "nf4", "int4-g128", "int4-g128-asym",
-                             "mxfp4", "fp8", "kmeans3", "q2_k"}) {
+                             "mxfp4", "fp8", "kmeans3", "q2_k", "int4-asym", "nf4-dq", "nf4-g128", "int8"}) {
       CAPTURE(std::string(name));
       CAPTURE(batch);
       const QuantScheme s = parse_quant_scheme(name);
