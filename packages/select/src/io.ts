@@ -7,7 +7,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
-import { TersorError, openAtomic, readJsonl, readParquet } from "@tersor/core";
+import { TersorError, openAtomic, readJsonl, readParquet, writeParquet } from "@tersor/core";
 import { checkSplit, corpus } from "@tersor/corpora";
 import { z } from "zod";
 
@@ -201,4 +201,24 @@ export async function writeJsonlAtomic(path: string, rows: Iterable<unknown>): P
     throw e;
   }
   return n;
+}
+
+/**
+ * Writes records to `path` atomically: Parquet when it ends in `.parquet` (columns from the union
+ * of the records' keys: strings STRING, numbers DOUBLE, booleans BOOLEAN, anything else JSON),
+ * JSON Lines otherwise.
+ */
+export async function writeRecords(path: string, rows: readonly Record<string, unknown>[]): Promise<number> {
+  if (!path.endsWith(".parquet")) return writeJsonlAtomic(path, rows);
+  const types = new Map<string, string>();
+  for (const r of rows)
+    for (const [k, v] of Object.entries(r)) {
+      if (v === null || v === undefined) continue;
+      const t = typeof v === "string" ? "STRING" : typeof v === "number" ? "DOUBLE" : typeof v === "boolean" ? "BOOLEAN" : "JSON";
+      const prev = types.get(k);
+      types.set(k, prev === undefined || prev === t ? t : "JSON");
+    }
+  if (types.size === 0) types.set("text", "STRING");
+  const columns = [...types].map(([name, type]) => ({ name, type: type as "STRING" | "DOUBLE" | "BOOLEAN" | "JSON", nullable: true }));
+  return writeParquet(path, columns, rows.map((r) => Object.fromEntries(columns.map((c) => [c.name, r[c.name] ?? null]))));
 }

@@ -15,7 +15,9 @@ import {
   gioSelect,
   gumbelTopK,
   novelSelect,
+  novelSum,
   rdsPlus,
+  rs2Schedule,
   hashedFeatures,
   kdeEntropy,
   meanNearestNeighbourDistance,
@@ -28,7 +30,7 @@ import {
 import { gopherFilter } from "./filters.js";
 import { DEFAULT_SELECT_MODEL, embedTexts, openSelectModel, perplexities } from "./model.js";
 
-export const SELECT_METHODS = ["random", "stratified", "dsir", "zipfit", "gio", "rds", "novelselect", "perplexity", "quests", "kcenter", "facility-location", "coverage", "gopher"] as const;
+export const SELECT_METHODS = ["random", "stratified", "rs2", "dsir", "zipfit", "gio", "rds", "novelselect", "perplexity", "quests", "kcenter", "facility-location", "coverage", "gopher"] as const;
 export type SelectMethod = (typeof SELECT_METHODS)[number];
 
 export const SelectOptionsSchema = z
@@ -47,6 +49,8 @@ export const SelectOptionsSchema = z
     maxTokens: z.number().int().min(2).default(256),
     /** Perplexity filter: keep the `budget` lowest-perplexity documents ("low") or the closest to the target median ("target"). */
     perplexityKeep: z.enum(["low", "target"]).default("low"),
+    /** RS2: epochs in the index schedule. */
+    epochs: z.number().int().min(1).default(1),
   })
   .strict();
 export type SelectOptions = z.input<typeof SelectOptionsSchema>;
@@ -93,6 +97,10 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
     case "random": {
       const r = selectRandom(ids, k, o.seed);
       return mark(r.indices, Array.from(r.scores), `random (seed ${o.seed})`);
+    }
+    case "rs2": {
+      const schedule = rs2Schedule(n, k, o.epochs, o.seed);
+      return mark(schedule[0]!, docs.map(() => null), "RS2 epoch 0", { schedule });
     }
     case "stratified": {
       const r = selectStratified(ids, docs.map((d) => d.domain), k, o.seed);
@@ -160,7 +168,8 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
 }
 
 /** Diversity figures of a subset over hashed features: KDE entropy and mean nearest-neighbour distance. */
-export async function diversity(texts: readonly string[], bandwidth = 0.5, dim = 256): Promise<{ kdeEntropy: number; meanNnDistance: number }> {
+export async function diversity(texts: readonly string[], bandwidth = 0.5, dim = 256): Promise<{ kdeEntropy: number; meanNnDistance: number; novelSum: number }> {
   const v: Vectors = hashedFeatures(texts, dim);
-  return { kdeEntropy: await kdeEntropy(v, bandwidth), meanNnDistance: meanNearestNeighbourDistance(v) };
+  const all = Array.from({ length: v.n }, (_, i) => i);
+  return { kdeEntropy: await kdeEntropy(v, bandwidth), meanNnDistance: meanNearestNeighbourDistance(v), novelSum: novelSum(v, all) };
 }

@@ -323,3 +323,27 @@ describe("streaming dedup", () => {
     expect(after.length).toBe(lines.length);
   });
 });
+
+describe("stratified, RS2 and Parquet output", () => {
+  it("stratified quotas follow domain shares and RS2 gives fresh subsets per epoch", async () => {
+    const d = docs(Array.from({ length: 40 }, (_, i) => `doc ${i}`)).map((x, i) => ({ ...x, domain: i < 30 ? "a" : "b" }));
+    const r = await runSelect(d, null, { method: "stratified", budget: 8 });
+    expect(r.details["quota"]).toEqual({ a: 6, b: 2 });
+    expect(r.kept.filter((i) => i < 30).length).toBe(6);
+    const s = await runSelect(d, null, { method: "rs2", budget: 10, epochs: 4, seed: 2 });
+    const sched = s.details["schedule"] as number[][];
+    expect(sched.length).toBe(4);
+    expect(new Set(sched.flat()).size).toBe(40);
+  });
+
+  it("writes Parquet that reads back", async () => {
+    const { writeRecords } = await import("../src/index.js");
+    const { readParquet } = await import("@tersor/core");
+    const p = join(dir, "out.parquet");
+    await writeRecords(p, [{ id: "a", text: "x", n: 1 }, { id: "b", text: "y", n: 2, extra: true }]);
+    const rows = [];
+    for await (const r of readParquet(p)) rows.push(r);
+    expect(rows.map((r) => r["text"])).toEqual(["x", "y"]);
+    expect(rows[1]!["extra"]).toBe(true);
+  });
+});

@@ -38,6 +38,7 @@ import {
   selectRandom,
   topK,
   writeJsonlAtomic,
+  writeRecords,
   writeReport,
   writeSignatureShard,
   zipfitScores,
@@ -97,11 +98,11 @@ function withIo(cmd: Command): Command {
 }
 
 function sidecarPath(out: string): string {
-  return out.replace(/\.(jsonl|json)(\.gz)?$/, "") + ".sidecar.jsonl";
+  return out.replace(/\.(jsonl|json|parquet)(\.gz)?$/, "") + ".sidecar.jsonl";
 }
 
 async function writeKept(out: string, docs: readonly SelectDoc[], keep: (i: number) => boolean, side: (i: number) => Record<string, unknown>): Promise<number> {
-  const n = await writeJsonlAtomic(out, docs.filter((_, i) => keep(i)).map((d) => d.record));
+  const n = await writeRecords(out, docs.filter((_, i) => keep(i)).map((d) => d.record));
   await writeJsonlAtomic(sidecarPath(out), docs.map((d, i) => ({ index: d.index, id: d.id, keep: keep(i), ...side(i) })));
   return n;
 }
@@ -232,7 +233,9 @@ export function registerSelect(program: Command): void {
       });
       bar1.stop();
       // Pass 2: stream again, decontaminate in batches, write kept records and the sidecar in input order.
-      const kept = await openAtomic(out);
+      const parquetOut = out.endsWith(".parquet");
+      const keptRecords: Record<string, unknown>[] = [];
+      const kept = parquetOut ? null : await openAtomic(out);
       const side = await openAtomic(sidecarPath(out));
       let n = 0;
       let contaminatedCount = 0;
@@ -249,14 +252,15 @@ export function registerSelect(program: Command): void {
             if (dirty) contaminatedCount++;
             const keep = dec.keep && !dirty;
             if (keep) {
-              a += JSON.stringify(d.record) + "\n";
+              if (parquetOut) keptRecords.push(d.record);
+              else a += JSON.stringify(d.record) + "\n";
               n++;
             }
             b += JSON.stringify({ index: d.index, id: d.id, keep, cluster: dec.cluster, reason: dirty ? `contaminated (${overlap![j]} shared n-grams)` : dec.reason }) + "\n";
           });
           pos += batch.length;
           batch = [];
-          if (a) await kept.write(a);
+          if (a) await kept!.write(a);
           await side.write(b);
         };
         for await (const d of readDocs(input, readOptions(o))) {
@@ -265,10 +269,11 @@ export function registerSelect(program: Command): void {
         }
         await flush();
         if (pos !== r.documents) throw new TersorError("E_IO", `${input} changed between the two passes (${r.documents} then ${pos} documents)`);
-        await kept.commit();
+        if (kept) await kept.commit();
+        else await writeRecords(out, keptRecords);
         await side.commit();
       } catch (e) {
-        await kept.abort();
+        await kept?.abort();
         await side.abort();
         throw e;
       }
@@ -292,6 +297,7 @@ export function registerSelect(program: Command): void {
     .option("--model <model>", "model for --method perplexity (default ref-small)")
     .option("--max-tokens <n>", "tokens per document for embeddings and perplexity", "256")
     .option("--perplexity-keep <k>", "low | target (closest to the target's median perplexity)", "low")
+    .option("--epochs <n>", "rs2: epochs in the index schedule (written to the report/summary)", "1")
     .option("--out <path>", "selected documents (JSONL), in input order; a .sidecar.jsonl beside it")
     .option("--shard <i/N>", "score documents i, i+N, ... (random, zipfit) and write --scores for `select merge`")
     .option("--scores <path>", "shard output (with --shard)")
@@ -327,6 +333,7 @@ export function registerSelect(program: Command): void {
         model: o["model"] as string | undefined,
         maxTokens: intOpt(o["maxTokens"] as string, "max-tokens", 2),
         perplexityKeep: o["perplexityKeep"] as "low" | "target",
+        epochs: intOpt(o["epochs"] as string, "epochs", 1),
       });
       const kept = new Set(r.kept);
       const n = await writeKept(o["out"] as string, docs, (i) => kept.has(i), (i) => ({ score: r.scores[i] ?? null, reason: r.reasons[i] }));
@@ -346,6 +353,8 @@ export function registerSelect(program: Command): void {
           summary["kde_entropy_random"] = db.kdeEntropy;
           summary["mean_nn_distance_selected"] = ds.meanNnDistance;
           summary["mean_nn_distance_random"] = db.meanNnDistance;
+          summary["novelsum_selected"] = ds.novelSum;
+          summary["novelsum_random"] = db.novelSum;
         }
         if (target && sel.length) {
           const align = async (t: string[]) => (await zipfitScores(t, target.slice(0, 50), level)).reduce((a, b) => a + b, 0) / t.length;
