@@ -74,6 +74,27 @@ describe("tersor distill", () => {
     expect(o.stdout).toMatch(/student .* bits\/byte/);
   });
 
+  it("condense reports MMD² for k-means, herding and random; trim reports size saved and the bits-per-byte change", async () => {
+    const c = await tersor("distill", "condense", teacher, "--data", data, "--size", "3", "--out", join(root, "cond"), "--json");
+    expect(c.code, c.stderr).toBe(0);
+    const cj = JSON.parse(c.stdout) as { mmd2: Record<string, number>; indices: Record<string, number[]> };
+    for (const k of ["kmeans", "herding", "random"]) {
+      expect(cj.mmd2[k]).toBeGreaterThanOrEqual(0);
+      expect(new Set(cj.indices[k]).size).toBe(3);
+    }
+    const lines = (await readFile(join(root, "cond", "herding.jsonl"), "utf8")).trim().split("\n");
+    expect(lines.length).toBe(3);
+    const t = await tersor("distill", "trim", teacher, "--data", data, "--out", join(root, "trimmed"), "--json");
+    expect(t.code, t.stderr).toBe(0);
+    const tj = JSON.parse(t.stdout) as { vocabBefore: number; vocabAfter: number; bytesSaved: number; bitsPerByteBefore: number; bitsPerByteAfter: number | null };
+    expect(tj.vocabBefore).toBe(259);
+    expect(tj.vocabAfter).toBeLessThan(259);
+    expect(tj.bytesSaved).toBeGreaterThan(0);
+    if (tj.bitsPerByteAfter !== null) expect(tj.bitsPerByteAfter).toBeLessThanOrEqual(tj.bitsPerByteBefore + 1e-9);
+    const cfg = JSON.parse(await readFile(join(root, "trimmed", "config.json"), "utf8")) as { vocab_size: number };
+    expect(cfg.vocab_size).toBe(tj.vocabAfter);
+  });
+
   it("bad input: temperature ≤ 0, vocabulary mismatch, a truncated cache, a bad mode", async () => {
     const t0 = await tersor("distill", "cache", teacher, "--data", data, "--mode", "topk:4", "--out", join(root, "t0"), "--temperature", "0");
     expect(t0.code).toBe(1);

@@ -211,7 +211,7 @@ export function encodePayload(mode: CacheMode, idBytes: 2 | 4, k: number, positi
   return b;
 }
 
-/** The inverse of {@link encodePayload}. */
+/** The inverse of `encodePayload`. */
 export function decodePayload(mode: CacheMode, idBytes: 2 | 4, k: number, positions: number, b: Buffer): { ids: Int32Array; values: Float32Array; tail?: Float32Array } {
   const n = positions * k;
   const ids = new Int32Array(n);

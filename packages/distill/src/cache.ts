@@ -12,7 +12,7 @@
  *
  * Writing streams one shard at a time through an atomic writer (temporary file + rename); a run
  * that stops leaves only whole shards, and running it again with the same options resumes after
- * them. The format is documented in {@link "cache-format"}.
+ * them. The format is documented in cache-format.ts.
  * @module
  */
 import { promisify } from "node:util";

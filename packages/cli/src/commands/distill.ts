@@ -1,8 +1,9 @@
 /** `tersor distill cache | train`. */
 import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 
 import type { Command } from "commander";
-import { TersorError, setNumThreads } from "@tersor/core";
+import { TersorError, setNumThreads, writeFileAtomic } from "@tersor/core";
 import { CORPUS_NAMES, corpus } from "@tersor/corpora";
 import {
   type CacheTeacher,
@@ -10,11 +11,17 @@ import {
   type LmEvaluation,
   TeacherCache,
   byteStream,
+  chooseVocabulary,
+  condense,
   dataFingerprint,
   distillTrain,
   evaluateLm,
   parseCacheMode,
   parseLossSpec,
+  remapTokens,
+  restrictLogits,
+  tokenCounts,
+  trimCheckpoint,
   writeTeacherCache,
 } from "@tersor/distill";
 import { BYTE_EOS, BYTE_VOCAB_SIZE, type DataSource, type Model, type TrainOptions, type TrainResult, loadDomains, loadModel, train } from "@tersor/model";
@@ -77,6 +84,15 @@ async function heldOut(data: DataSource[], maxChars: number): Promise<{ texts: s
   }
   if (out.length === 0) throw new TersorError("E_RANGE", "no held-out text to evaluate on (the data has no test or validation documents)");
   return { texts: out, split };
+}
+
+/** Batched logits of an inference model (one forward per sequence). */
+function modelLogits(m: Model) {
+  return async (x: Int32Array, b: number, l: number) => {
+    const out = new Float32Array(b * l * m.vocabSize);
+    for (let i = 0; i < b; i++) out.set((await m.forward(x.subarray(i * l, (i + 1) * l))).data, i * l * m.vocabSize);
+    return out;
+  };
 }
 
 function evalRow(e: LmEvaluation) {
@@ -268,18 +284,7 @@ export function registerDistill(program: Command): void {
         const m = tm;
         report["teacher"] = {
           parameters: m.parameterCount,
-          ...evalRow(
-            await evaluateLm(
-              async (x, b, l) => {
-                const out = new Float32Array(b * l * m.vocabSize);
-                for (let i = 0; i < b; i++) out.set((await m.forward(x.subarray(i * l, (i + 1) * l))).data, i * l * m.vocabSize);
-                return out;
-              },
-              m.vocabSize,
-              stream,
-              Math.min(seqLen, m.maxLength),
-            ),
-          ),
+          ...evalRow(await evaluateLm(modelLogits(m), m.vocabSize, stream, Math.min(seqLen, m.maxLength))),
         };
       }
       if (kd.out !== undefined) report["out"] = kd.out;
@@ -294,5 +299,92 @@ export function registerDistill(program: Command): void {
         if (report["ce"]) process.stdout.write(line("CE only", report["ce"]));
         if (report["teacher"]) process.stdout.write(line("teacher", report["teacher"]));
       }
+    });
+
+  distill
+    .command("condense <model>")
+    .description("select a subset of documents standing for the corpus: k-means representatives (DREAM), kernel-herding distribution matching, and a random subset of the same size, scored by MMD² in the model's embedding space")
+    .requiredOption("--data <sources...>", "documents (train split): corpus:<name>, JSONL files or globs")
+    .requiredOption("--size <m>", "documents to select")
+    .option("--max-docs <n>", "embed at most this many documents (the first ones)", "2000")
+    .option("--seed <n>", "seed (k-means++ and the random subset)", "0")
+    .option("--out <dir>", "write <method>.jsonl with the selected documents")
+    .option("--json", "print one JSON object")
+    .action(async (modelPath: string, o: { data: string[]; size: string; maxDocs: string; seed: string; out?: string; json?: boolean }, cmd: Command) => {
+      applyThreads(cmd);
+      const m = intOpt(o.size, "size", 1)!;
+      const model = await loadModel(modelPath);
+      const domains = await loadDomains(o.data);
+      const maxDocs = intOpt(o.maxDocs, "max-docs", 1)!;
+      const dec = new TextDecoder();
+      const texts: string[] = [];
+      const vecs: Float32Array[] = [];
+      for (const d of domains) {
+        const st = d.train;
+        for (let i = 0; i + 1 < st.starts.length && texts.length < maxDocs; i++) {
+          const ids = Int32Array.from(st.tokens.subarray(st.starts[i]!, Math.min(st.starts[i + 1]! - 1, st.starts[i]! + model.maxLength)));
+          if (ids.length === 0) continue;
+          texts.push(dec.decode(Uint8Array.from(st.tokens.subarray(st.starts[i]!, st.starts[i + 1]! - 1))));
+          vecs.push((await model.hiddenStates(ids, { pool: "mean" }))[0]!.data);
+        }
+      }
+      if (m > texts.length) throw new TersorError("E_RANGE", `--size ${m} exceeds the ${texts.length} documents embedded`);
+      const dim = vecs[0]!.length;
+      const data = new Float32Array(texts.length * dim);
+      vecs.forEach((v, i) => data.set(v, i * dim));
+      const r = condense({ data, n: texts.length, d: dim }, m, { seed: intOpt(o.seed, "seed", 0)! });
+      if (o.out !== undefined) {
+        for (const [method, v] of Object.entries(r)) await writeFileAtomic(join(o.out, `${method}.jsonl`), v.indices.map((i) => JSON.stringify({ id: `doc${i}`, text: texts[i] })).join("\n") + "\n");
+      }
+      const report = { documents: texts.length, size: m, mmd2: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.mmd2])), indices: Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v.indices])) };
+      if (o.json) process.stdout.write(JSON.stringify(report) + "\n");
+      else for (const [k, v] of Object.entries(r)) process.stdout.write(`${k.padEnd(8)} MMD² to the corpus ${v.mmd2.toExponential(3)}\n`);
+    });
+
+  distill
+    .command("trim <model>")
+    .description("vocabulary trimming: keep the tokens the target corpus uses, slice embeddings and LM head, write the id map; report size saved and the bits-per-byte change")
+    .requiredOption("--data <sources...>", "target corpus: corpus:<name>, JSONL files or globs")
+    .requiredOption("--out <dir>", "trimmed checkpoint directory")
+    .option("--min-count <n>", "keep ids seen at least this often in the target's train split", "1")
+    .option("--max-size <n>", "keep at most this many ids (the most frequent)")
+    .option("--eval-chars <n>", "held-out characters to evaluate on", "20000")
+    .option("--json", "print one JSON object")
+    .action(async (modelPath: string, o: { data: string[]; out: string; minCount: string; maxSize?: string; evalChars: string; json?: boolean }, cmd: Command) => {
+      applyThreads(cmd);
+      const model = await loadModel(modelPath);
+      byteTeacher(model, modelPath);
+      const domains = await loadDomains(o.data);
+      const counts = tokenCounts(domains.map((d) => d.train.tokens), model.vocabSize);
+      const specials = [model.tokenizer.bosId, model.tokenizer.eosId, model.tokenizer.padId].filter((x): x is number => typeof x === "number");
+      const maxSize = intOpt(o.maxSize, "max-size", 1);
+      const trim = chooseVocabulary(counts, { minCount: intOpt(o.minCount, "min-count", 1)!, always: specials, ...(maxSize !== undefined ? { maxSize } : {}) });
+      const sizes = await trimCheckpoint(model.source.path, o.out, trim);
+      const { texts, split } = await heldOut(o.data, intOpt(o.evalChars, "eval-chars", 1)!);
+      const stream = byteStream(texts);
+      const before = await evaluateLm(modelLogits(model), model.vocabSize, stream, model.maxLength);
+      let after: LmEvaluation | undefined;
+      let unrepresentable = 0;
+      for (const t of stream.tokens) if (trim.oldToNew[t]! < 0) unrepresentable++;
+      if (unrepresentable === 0) {
+        const back = (x: Int32Array) => Int32Array.from(x, (t) => trim.kept[t]!);
+        const inner = modelLogits(model);
+        after = await evaluateLm(async (x, b, l) => restrictLogits(await inner(back(x), b, l), model.vocabSize, trim), trim.kept.length, { tokens: remapTokens(stream.tokens, trim) }, model.maxLength, { isByte: (t) => trim.kept[t]! < 256 });
+      }
+      const report = {
+        out: o.out,
+        ...sizes,
+        bytesSaved: sizes.bytesBefore - sizes.bytesAfter,
+        evalSplit: split,
+        bitsPerByteBefore: before.bitsPerByte,
+        bitsPerByteAfter: after?.bitsPerByte ?? null,
+        ...(unrepresentable > 0 ? { unrepresentableTokens: unrepresentable } : {}),
+      };
+      if (o.json) process.stdout.write(JSON.stringify(report) + "\n");
+      else
+        process.stdout.write(
+          `${o.out}: vocabulary ${sizes.vocabBefore} → ${sizes.vocabAfter}, ${report.bytesSaved} bytes saved (${((100 * report.bytesSaved) / sizes.bytesBefore).toFixed(1)}%); ` +
+            `${split} bits/byte ${before.bitsPerByte.toFixed(4)} → ${after ? after.bitsPerByte.toFixed(4) : `n/a (${unrepresentable} held-out tokens were trimmed)`}\n`,
+        );
     });
 }
