@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 
-import { TersorError, writeFileAtomic } from "@tersor/core";
+import { type ProgressMode, TersorError, progress, writeFileAtomic } from "@tersor/core";
 import { CORPUS_NAMES } from "@tersor/corpora";
 import { type ModelShape, train } from "@tersor/model";
 
@@ -79,6 +79,8 @@ export interface SwarmOptions extends ProxyTrainingOptions {
   onRun?: (r: { index: number; done: number; total: number; seconds: number }) => void;
   /** Checked before each run; true stops the swarm (it can be resumed later). */
   shouldStop?: () => boolean;
+  /** Progress over the runs (core's progress: a bar on a TTY by default). */
+  progress?: ProgressMode;
 }
 
 export interface SwarmResult {
@@ -194,16 +196,22 @@ export async function runSwarm(options: SwarmOptions): Promise<SwarmResult> {
   const skipped = planned.filter((_, i) => done.has(i + 1)).length;
   let trained = 0;
   const t0 = performance.now();
-  for (let i = 0; i < runs; i++) {
-    const id = i + 1;
-    if (done.has(id)) continue;
-    if (options.shouldStop?.()) break;
-    const s0 = performance.now();
-    const r = await trainOnMixture(sources, planned[i]!, options);
-    done.set(id, { weights: planned[i]!, losses: domains.map((d) => r.perDomain[d]!) });
-    await write();
-    trained++;
-    options.onRun?.({ index: id, done: done.size, total: runs, seconds: (performance.now() - s0) / 1000 });
+  const bar = progress({ label: "mix swarm", total: runs - skipped, unit: "runs", ...(options.progress ? { mode: options.progress } : {}) });
+  try {
+    for (let i = 0; i < runs; i++) {
+      const id = i + 1;
+      if (done.has(id)) continue;
+      if (options.shouldStop?.()) break;
+      const s0 = performance.now();
+      const r = await trainOnMixture(sources, planned[i]!, options);
+      done.set(id, { weights: planned[i]!, losses: domains.map((d) => r.perDomain[d]!) });
+      await write();
+      trained++;
+      bar.tick(1, { run: id, seconds: (performance.now() - s0) / 1000 });
+      options.onRun?.({ index: id, done: done.size, total: runs, seconds: (performance.now() - s0) / 1000 });
+    }
+  } finally {
+    bar.stop();
   }
   const seconds = (performance.now() - t0) / 1000;
   return { out, mixturesPath, lossesPath, domains, trained, skipped, completed: done.size, seconds, runsPerHour: trained > 0 ? (trained / seconds) * 3600 : 0 };
