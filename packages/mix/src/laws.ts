@@ -75,6 +75,7 @@ export function mixingLawLoss(law: MixingLaw, r: readonly number[]): number {
 export function fitMixingLaw(R: readonly (readonly number[])[], y: readonly number[], options: LawFitOptions = {}): MixingLaw & { objective: number } {
   const M = checkData(R, y, "mixing law");
   R.forEach((r, i) => checkSimplex(r, `mixing law: mixture ${i}`, 1e-3));
+  if (y.length < M + 2) throw new TersorError("E_RANGE", `a mixing law over ${M} domains has ${M + 2} parameters; it needs at least ${M + 2} runs, got ${y.length}`);
   const delta = options.huberDelta ?? 0.01;
   const n = y.length;
   // Parameters [c, k, t_1..t_M].

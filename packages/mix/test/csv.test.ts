@@ -46,3 +46,10 @@ describe("RegMix CSV tables", () => {
     await expect(fitMixture("regmix", t, "avg", { holdout: other })).rejects.toThrow(/hold-out runs have domains/);
   });
 });
+
+describe("too few runs", () => {
+  it("a mixing law refuses fewer runs than parameters", async () => {
+    const t = parseRunTables(M, L);
+    await expect(fitMixture("mixlaw", t, "avg")).rejects.toThrow(/needs at least 4 runs, got 2/);
+  });
+});
