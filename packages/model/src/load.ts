@@ -10,7 +10,7 @@ import { isFile, readJsonFile } from "./files.js";
 import { Model, type ModelSource } from "./model.js";
 import { resolveModelPath } from "./resolve.js";
 import { type Tokenizer, byteTokenizer, byteTokenizerJson, loadTokenizer } from "./tokenizer.js";
-import { type LoadWeightsResult, type TensorSource, type WeightDType, ggufLlamaPlan, ggufSource, hfPlan, loadWeights, safetensorsSource } from "./weights.js";
+import { type LoadWeightsResult, type QuantizedCheckpoint, type TensorSource, type WeightDType, ggufLlamaPlan, ggufSource, hfPlan, loadWeights, safetensorsSource } from "./weights.js";
 
 export interface LoadModelOptions {
   /**
@@ -73,9 +73,14 @@ async function loadInto(
   plan: Parameters<typeof loadWeights>[1],
   prefixes: string[],
   options: LoadModelOptions,
+  quantization?: QuantizedCheckpoint,
 ): Promise<{ runtime: NativeTransformer } & LoadWeightsResult> {
   const runtime = (options.createRuntime ?? defaultRuntime)(spec.transformer);
-  const r = await loadWeights(src, plan, runtime, { prefixes, ...(options.progress ? { progress: options.progress } : {}) });
+  const r = await loadWeights(src, plan, runtime, {
+    prefixes,
+    ...(options.progress ? { progress: options.progress } : {}),
+    ...(quantization ? { quantization } : {}),
+  });
   return { runtime, ...r };
 }
 
@@ -133,6 +138,18 @@ function finalNormOf(kept: Map<string, Float32Array>): { weight: Float32Array; b
   return bias ? { weight, bias } : { weight };
 }
 
+/** `quantization_config` of config.json: tersor's (see @tersor/quant formats.ts), or E_FORMAT for another method. */
+function quantizedCheckpoint(metadata: unknown, cfgPath: string): QuantizedCheckpoint | undefined {
+  const qc = (metadata as Record<string, unknown> | null)?.["quantization_config"];
+  if (qc === undefined || qc === null) return undefined;
+  const q = qc as Record<string, unknown>;
+  if (typeof qc !== "object" || q["quant_method"] !== "tersor" || typeof q["scheme"] !== "string") {
+    throw new TersorError("E_FORMAT", `${cfgPath}: quantization_config with quant_method ${JSON.stringify(q["quant_method"])} is not supported (tersor loads its own: quant_method "tersor" with a scheme)`);
+  }
+  const modules = q["modules"] as Record<string, { scheme: string }> | undefined;
+  return { scheme: q["scheme"] as string, ...(modules && typeof modules === "object" ? { modules } : {}) };
+}
+
 async function loadHfDir(dir: string, options: LoadModelOptions): Promise<Model> {
   const cfgPath = join(dir, "config.json");
   if (!(await isFile(cfgPath))) throw new TersorError("E_FORMAT", `${dir}: no config.json: not a Hugging Face model directory`);
@@ -143,7 +160,7 @@ async function loadHfDir(dir: string, options: LoadModelOptions): Promise<Model>
   let loaded;
   try {
     const prefixes = spec.architecture === "gpt2" ? ["transformer.", "model."] : ["model.", "transformer."];
-    loaded = await loadInto(spec, src, hfPlan(spec.architecture, spec.transformer), prefixes, options);
+    loaded = await loadInto(spec, src, hfPlan(spec.architecture, spec.transformer), prefixes, options, quantizedCheckpoint(metadata, cfgPath));
   } finally {
     await src.close();
   }

@@ -22,8 +22,8 @@ export interface LoadedTensor {
 /** Where weights go: the runtime (or a test double). */
 export interface WeightSink {
   setWeight(name: string, data: Float32Array | Uint16Array, dtype: WeightDType, shape: number[]): void;
-  /** When present, quantized linear weights are handed over as they are stored (the runtime multiplies them quantized). */
-  setQuantizedWeight?(name: string, bytes: Uint8Array, scheme: string): void;
+  /** When present, quantized linear weights are handed over as they are stored (the runtime multiplies them quantized), with an optional low-rank adapter `y += (x Aᵀ) Bᵀ`. */
+  setQuantizedWeight?(name: string, bytes: Uint8Array, scheme: string, loraA?: Float32Array | null, loraB?: Float32Array | null): void;
   missingWeights(): string[];
 }
 
@@ -36,7 +36,20 @@ export interface TensorSource {
   /** Throws (`E_DTYPE`) when the tensor's type cannot be loaded, before any data is read. */
   check(name: string): void;
   read(name: string): Promise<LoadedTensor>;
+  /** The stored bytes as they are (quantized checkpoints' `.qweight` tensors). */
+  readRaw?(name: string): Promise<{ dtype: string; bytes: Uint8Array }>;
   close(): Promise<void>;
+}
+
+/**
+ * A quantized Hugging Face checkpoint's `quantization_config` (`quant_method: "tersor"`, see
+ * @tersor/quant formats.ts): `<name>.qweight` (U8 `[out, rowBytes(scheme, in)]`) replaces
+ * `<name>.weight`, with an optional adapter `<name>.lora_a` `[rank, in]`, `<name>.lora_b` `[out, rank]`.
+ */
+export interface QuantizedCheckpoint {
+  scheme: string;
+  /** Per-module scheme overrides, keyed by the checkpoint name without `.weight`. */
+  modules?: Record<string, { scheme: string }>;
 }
 
 /** One checkpoint tensor the model needs and what becomes of it. */
@@ -228,6 +241,9 @@ export function safetensorsSource(src: SafetensorsSource, where: string, dtype?:
       const info = src.get(name)!;
       return asLoaded(info.dtype, info.shape, await src.readBytes(name), `${where}: tensor "${name}"`, dtype);
     },
+    async readRaw(name) {
+      return { dtype: src.get(name)!.dtype, bytes: await src.readBytes(name) };
+    },
     close: () => src.close(),
   };
 }
@@ -293,7 +309,7 @@ export async function loadWeights(
   src: TensorSource,
   plan: PlanEntry[],
   sink: WeightSink,
-  opts: { prefixes?: string[]; progress?: ProgressMode } = {},
+  opts: { prefixes?: string[]; progress?: ProgressMode; quantization?: QuantizedCheckpoint } = {},
 ): Promise<LoadWeightsResult> {
   const prefixes = opts.prefixes ?? [];
   const present = new Set(src.names());
@@ -308,8 +324,34 @@ export async function loadWeights(
   const consumed = new Set<string>();
   const kept = new Map<string, Float32Array>();
   // Check presence and shapes of everything before reading any data.
+  const quantOf = new Map<PlanEntry, { qweight: string; scheme: string; loraA?: string; loraB?: string }>();
   const resolved: Array<[PlanEntry, string | undefined]> = plan.map((e) => {
     const full = resolve(e.source);
+    const qc = opts.quantization;
+    if (full === undefined && qc && e.source.endsWith(".weight") && e.shape.length === 2) {
+      const stem = e.source.slice(0, -".weight".length);
+      const qweight = resolve(stem + ".qweight");
+      if (qweight !== undefined) {
+        if (e.emit || !src.readRaw) throw new TersorError("E_FORMAT", `${src.where}: tensor "${qweight}" is quantized, which this architecture's loader does not support for it`);
+        const key = qweight.slice(0, -".qweight".length);
+        const scheme = qc.modules?.[key]?.scheme ?? qc.modules?.[stem]?.scheme ?? qc.scheme;
+        const rb = native().quantRowBytes(scheme, e.shape[1]!);
+        const shape = src.shape(qweight)!;
+        if (shape.length !== 2 || shape[0] !== e.shape[0] || shape[1] !== rb) {
+          throw new TersorError("E_SHAPE", `${src.where}: tensor "${qweight}" has shape ${shapeText(shape)}, but ${scheme} rows of ${shapeText(e.shape)} need ${shapeText([e.shape[0]!, rb])}`);
+        }
+        const loraA = resolve(stem + ".lora_a");
+        const loraB = resolve(stem + ".lora_b");
+        if ((loraA === undefined) !== (loraB === undefined)) throw new TersorError("E_FORMAT", `${src.where}: ${key} has only one of lora_a / lora_b`);
+        consumed.add(qweight);
+        if (loraA !== undefined) {
+          consumed.add(loraA);
+          consumed.add(loraB!);
+        }
+        quantOf.set(e, { qweight, scheme, ...(loraA !== undefined ? { loraA, loraB: loraB! } : {}) });
+        return [e, qweight];
+      }
+    }
     if (full === undefined) {
       if (e.optional) return [e, undefined];
       const shown = e.source === "lm_head.weight" ? e.source : used + e.source;
@@ -331,6 +373,31 @@ export async function loadWeights(
         continue;
       }
       if (e.optional === "ignore") {
+        bar.tick();
+        continue;
+      }
+      const quant = quantOf.get(e);
+      if (quant) {
+        const raw = await src.readRaw!(full);
+        if (raw.dtype.toLowerCase() !== "u8") throw new TersorError("E_DTYPE", `${src.where}: tensor "${full}" must be U8, got ${raw.dtype}`);
+        const a = quant.loraA !== undefined ? toF32(await src.read(quant.loraA)) : null;
+        const b = quant.loraB !== undefined ? toF32(await src.read(quant.loraB)) : null;
+        const [rows, cols] = e.shape as [number, number];
+        if (sink.setQuantizedWeight) {
+          sink.setQuantizedWeight(e.target!, raw.bytes, quant.scheme, a, b);
+        } else {
+          // a sink without quantized weights gets W = dequantize(Q) + B A
+          const w = await native().dequantizeTensor(raw.bytes, rows, cols, quant.scheme);
+          if (a && b) {
+            const rank = a.length / cols;
+            for (let o = 0; o < rows; o++)
+              for (let k = 0; k < rank; k++) {
+                const bk = b[o * rank + k]!;
+                for (let i = 0; i < cols; i++) w[o * cols + i]! += bk * a[k * cols + i]!;
+              }
+          }
+          sink.setWeight(e.target!, w, "f32", [rows, cols]);
+        }
         bar.tick();
         continue;
       }
