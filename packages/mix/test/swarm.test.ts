@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { train } from "@tersor/model";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { DoReMi, doremiMixer, fitMixture, onlineWeightsCallback, readRunTables, runSwarm, trainOnMixture, uniformMixture } from "../src/index.js";
+import { AioliController, DoReMi, OnlineDataMixing, aioliMixer, doremiMixer, odmMixer, fitMixture, onlineWeightsCallback, readRunTables, runSwarm, trainOnMixture, uniformMixture } from "../src/index.js";
 
 const SOURCES = ["corpus:sotu", "corpus:moby", "corpus:wordnet", "corpus:email-ham"];
 const TRAIN = { proxy: "ref-tiny-shape", tokens: 24 * 1024, batchTokens: 1024, lr: 1e-2, evalTokens: 2048, seed: 1, threads: 1 } as const;
@@ -85,5 +85,36 @@ describe("online mixing through the trainer", () => {
     }
     // Every step's batch was drawn with the callback's weights: the log counts sequences per domain.
     expect(r.steps.every((s) => s.domainCounts["sotu"]! + s.domainCounts["wordnet"]! > 0)).toBe(true);
+  }, 120_000);
+
+  it("ODM and Aioli drive the trainer deterministically", async () => {
+    const run = async (kind: "odm" | "aioli") => {
+      const domains = ["sotu", "wordnet"];
+      const mixer = kind === "odm" ? odmMixer(new OnlineDataMixing(2, { seed: 4 })) : aioliMixer(new AioliController(2, { sweepSteps: 1, exploitSteps: 1 }));
+      const { callback, history } = onlineWeightsCallback(domains, mixer);
+      await train({
+        model: { arch: "llama", dim: 16, layers: 1, heads: 2, contextLength: 32 },
+        data: ["corpus:sotu", "corpus:wordnet"],
+        weightsCallback: callback,
+        steps: 6,
+        batchTokens: 256,
+        evalEvery: 1,
+        evalTokens: 256,
+        seed: 3,
+        progress: "silent",
+        threads: 1,
+      });
+      return history.map((h) => h.weights);
+    };
+    for (const kind of ["odm", "aioli"] as const) {
+      const a = await run(kind);
+      expect(a).toHaveLength(6);
+      for (const w of a) expect(w.reduce((x, y) => x + y, 0)).toBeCloseTo(1, 12);
+      expect(await run(kind)).toEqual(a);
+    }
+    // Aioli sweeps the perturbed mixtures (1 - δ) p + δ e_j first: more weight on sotu, then on wordnet.
+    const aioli = await run("aioli");
+    expect(aioli[0]![0]!).toBeCloseTo(0.75, 12);
+    expect(aioli[1]![1]!).toBeCloseTo(0.75, 12);
   }, 120_000);
 });
