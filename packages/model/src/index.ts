@@ -23,6 +23,7 @@ export {
   asScorer,
   type GenerateChunk,
   type GenerateOptions,
+  type KvScoringOptions,
   type HiddenStatesOptions,
   type LinearCapture,
   type ModelParts,

@@ -2,7 +2,8 @@
 import { randomBytes } from "node:crypto";
 
 import { Rng, Tensor, TersorError } from "@tersor/core";
-import type { NativeTransformer, TransformerConfig } from "@tersor/native";
+import { type KvOptions, type KvOptionsInput, checkKvForContext, parseKvOptions } from "@tersor/kv";
+import type { NativeKvCache, NativeTransformer, TransformerConfig } from "@tersor/native";
 
 import type { ModelArchitecture } from "./config.js";
 import { type SamplingOptions, checkSampling, sampleToken } from "./sampling.js";
@@ -49,6 +50,19 @@ export interface GenerateOptions {
   stop?: string[];
   /** Token ids that end generation (default: the model's EOS ids). Pass [] to never stop on EOS. */
   eosTokenIds?: number[];
+  /** A compressed KV cache (@tersor/kv), e.g. `{ method: "kivi", bits: 2, group: 32, residual: 128 }`. */
+  kv?: KvOptionsInput;
+}
+
+/** Options of scoring with a compressed KV cache ({@link Model.logprobs}, {@link Model.scoreWindows}, {@link Model.scorer}). */
+export interface KvScoringOptions {
+  /** The compressed cache (@tersor/kv options). Without it, scoring uses the runtime's exact batched path. */
+  kv?: KvOptionsInput;
+  /**
+   * Tokens per forward through the compressed cache (default 16): each chunk attends to the
+   * compressed past plus itself, as decoding does (1 = token-by-token decoding).
+   */
+  chunk?: number;
 }
 
 /** One streamed step of {@link Model.generate}. */
@@ -184,7 +198,12 @@ export class Model {
    * Log-probabilities (natural log) of each token given the ones before it: element i is
    * log p(tokens[i+1] | tokens[0..i]), so the result has tokens.length − 1 entries.
    */
-  async logprobs(tokens: Tokens): Promise<Float64Array> {
+  async logprobs(tokens: Tokens, options: KvScoringOptions = {}): Promise<Float64Array> {
+    if (options.kv) {
+      const ids = toInt32(tokens, this.vocabSize);
+      this.checkLength(ids.length, "logprobs");
+      return this.kvLogprobs(ids, parseKvOptions(options.kv), options.chunk ?? 16);
+    }
     const logits = await this.forward(tokens);
     const V = this.vocabSize;
     const T = logits.shape[0]!;
@@ -223,7 +242,7 @@ export class Model {
     if (maxTokens === 0) return;
     const rng = new Rng(options.seed ?? randomBytes(6).readUIntLE(0, 6));
     const capacity = Math.min(this.maxLength, ids.length + maxTokens);
-    const cache = this.runtime.createCache(capacity);
+    const cache = this.createKvCache(capacity, options.kv);
     const stream = new StreamDecoder(this.tokenizer, promptIds);
     let text = ""; // decoded, not yet emitted (held back for stop strings)
     let r = await this.runtime.forward(ids, { cache, logits: "last" });
@@ -361,8 +380,22 @@ export class Model {
    * in nats, batched through the runtime's `scoreSequences`. The model reads
    * `context ++ continuation` without its last token, so that may be as long as `maxLength`.
    */
-  async scoreWindows(windows: { context: number[]; continuation: number[] }[]): Promise<number[]> {
+  async scoreWindows(windows: { context: number[]; continuation: number[] }[], options: KvScoringOptions = {}): Promise<number[]> {
     if (windows.length === 0) return [];
+    if (options.kv) {
+      const kv = parseKvOptions(options.kv);
+      const out: number[] = [];
+      for (const [i, w] of windows.entries()) {
+        if (w.context.length === 0) throw new TersorError("E_RANGE", `window ${i}: the context must hold at least one token (the first token has nothing to be predicted from)`);
+        const all = toInt32([...w.context, ...w.continuation], this.vocabSize, "window tokens");
+        if (all.length - 1 > this.maxLength) throw new TersorError("E_RANGE", `window ${i}: ${all.length - 1} input tokens exceed the model's maximum length ${this.maxLength}`);
+        const lp = all.length > 1 ? await this.kvLogprobs(all, kv, options.chunk ?? 16) : new Float64Array(0);
+        let s = 0;
+        for (let t = w.context.length - 1; t < lp.length; t++) s += lp[t]!;
+        out.push(s);
+      }
+      return out;
+    }
     let total = 0;
     for (const [i, w] of windows.entries()) {
       if (w.context.length === 0) throw new TersorError("E_RANGE", `window ${i}: the context must hold at least one token (the first token has nothing to be predicted from)`);
@@ -388,9 +421,41 @@ export class Model {
     return Array.from(r.logprob);
   }
 
-  /** This model as a perplexity scorer (@tersor/eval's `LanguageModelScorer`). */
-  scorer(): ModelScorer {
-    return asScorer(this);
+  /** This model as a perplexity scorer (@tersor/eval's `LanguageModelScorer`), optionally through a compressed KV cache. */
+  scorer(options: KvScoringOptions = {}): ModelScorer {
+    return asScorer(this, options);
+  }
+
+  /** A native cache: f32, or compressed with `kv` (validated with @tersor/kv's schema, then natively). */
+  createKvCache(capacity: number, kv?: KvOptionsInput): NativeKvCache {
+    if (!kv) return this.runtime.createCache(capacity);
+    const o = parseKvOptions(kv);
+    checkKvForContext(o, capacity);
+    return this.runtime.createCache(capacity, o);
+  }
+
+  /** log p(tokens[i+1] | tokens[0..i]) reading `ids` in chunks through a compressed cache. */
+  private async kvLogprobs(ids: Int32Array, kv: KvOptions, chunk: number): Promise<Float64Array> {
+    if (!Number.isInteger(chunk) || chunk < 1) throw new TersorError("E_RANGE", `chunk must be a positive integer, got ${chunk}`);
+    const n = ids.length - 1; // the last token is only a target
+    const out = new Float64Array(Math.max(0, n));
+    if (n <= 0) return out;
+    const cache = this.createKvCache(n, kv);
+    const V = this.vocabSize;
+    for (let t0 = 0; t0 < n; t0 += chunk) {
+      const m = Math.min(chunk, n - t0);
+      const r = await this.runtime.forward(ids.subarray(t0, t0 + m), { cache, logits: "all" });
+      const logits = r.logits!;
+      for (let j = 0; j < m; j++) {
+        const row = logits.subarray(j * V, (j + 1) * V);
+        let max = -Infinity;
+        for (let i = 0; i < V; i++) if (row[i]! > max) max = row[i]!;
+        let z = 0;
+        for (let i = 0; i < V; i++) z += Math.exp(row[i]! - max);
+        out[t0 + j] = row[ids[t0 + j + 1]!]! - max - Math.log(z);
+      }
+    }
+    return out;
   }
 }
 
@@ -399,12 +464,12 @@ export class Model {
  * not import @tersor/eval): `encode` without special tokens, lm-eval's prefix token, the context
  * length, and batched window scoring.
  */
-export function asScorer(model: Model): ModelScorer {
+export function asScorer(model: Model, options: KvScoringOptions = {}): ModelScorer {
   return {
     encode: (text) => model.encode(text),
     prefixToken: model.prefixToken,
     maxLength: model.maxLength,
-    scoreWindows: (windows) => model.scoreWindows(windows),
+    scoreWindows: (windows) => model.scoreWindows(windows, options),
   };
 }
 

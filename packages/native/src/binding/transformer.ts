@@ -16,6 +16,7 @@
  * nn.Linear: loaders transpose GPT-2's Conv1D weights and split its fused c_attn before handing
  * them over. Weights are copied into native memory as f32 at `setWeight`.
  */
+import type { NativeKvOptions, NativeKvStats } from "./kv.js";
 export interface TransformerConfig {
   /** Normalisation: RMSNorm (Llama family) or LayerNorm with bias (GPT-2). */
   norm: "rmsnorm" | "layernorm";
@@ -75,8 +76,10 @@ export interface NativeKvCache {
   /** Tokens held. */
   readonly length: number;
   readonly capacity: number;
-  /** Bytes of K/V storage. */
+  /** Bytes of K/V storage (compressed caches: the exact compressed bytes). */
   bytes(): number;
+  /** Byte accounting of a compressed cache (null for a plain f32 cache). */
+  kvStats(): NativeKvStats | null;
   /** Drops tokens from the end, keeping the first `length` (for speculative rollback / reuse). */
   truncate(length: number): void;
   clear(): void;
@@ -131,7 +134,8 @@ export interface NativeTransformer {
   missingWeights(): string[];
   /** Parameters (elements of all weights, tied ones once). */
   parameterCount(): number;
-  createCache(capacity: number): NativeKvCache;
+  /** An f32 cache, or with `kv` a compressed one (native/kv; E_RANGE for bad options). */
+  createCache(capacity: number, kv?: NativeKvOptions): NativeKvCache;
   /** Capture of linear inputs restricted to `layers` (all when absent). */
   createCapture(mode: "gram" | "raw", layers?: number[]): NativeCapture;
   /** Runs `tokens` (int32 ids) through the model. Rejects with E_FORMAT when weights are missing, E_RANGE for bad ids or a cache without room. */
