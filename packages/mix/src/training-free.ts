@@ -157,3 +157,32 @@ export async function entropyMixture(
   for (const d of names) entropies.push(await domainEntropy(d, domains[d]!, options));
   return { domains: names, weights: normalize(entropies, "domain entropies"), entropies };
 }
+
+/** The scoring surface of a language model (structurally @tersor/model's `ModelScorer`). */
+export interface EntropyScorer {
+  encode(text: string): number[];
+  readonly prefixToken: number;
+  readonly maxLength: number;
+  scoreWindows(windows: { context: number[]; continuation: number[] }[]): Promise<number[]>;
+}
+
+/**
+ * Cross-entropy of texts under a small model, in bits per UTF-8 byte (BiMix's model-based entropy
+ * measure; pass it as `modelEntropy`): each text's tokens are scored in consecutive windows of at most
+ * `maxLength` tokens, the first conditioned on the prefix token and each later one on the token
+ * before it; `−Σ log p / ln 2 / bytes`.
+ */
+export async function modelBitsPerByte(scorer: EntropyScorer, texts: readonly string[]): Promise<number> {
+  let nats = 0;
+  let bytes = 0;
+  const span = Math.max(1, scorer.maxLength - 1);
+  for (const t of texts) {
+    const ids = scorer.encode(t);
+    bytes += Buffer.byteLength(t, "utf8");
+    const windows: { context: number[]; continuation: number[] }[] = [];
+    for (let i = 0; i < ids.length; i += span) windows.push({ context: [i === 0 ? scorer.prefixToken : ids[i - 1]!], continuation: ids.slice(i, i + span) });
+    for (const s of await scorer.scoreWindows(windows)) nats -= s;
+  }
+  if (bytes === 0) throw new TersorError("E_RANGE", "cannot score empty texts");
+  return nats / Math.LN2 / bytes;
+}

@@ -2,7 +2,7 @@ import { Rng } from "@tersor/core";
 import { corpus } from "@tersor/corpora";
 import { describe, expect, it } from "vitest";
 
-import { bigramEntropy, conditionalEntropy, domainEntropy, entropyMixture, gzipRatio, unigramEntropy } from "../src/index.js";
+import { bigramEntropy, conditionalEntropy, domainEntropy, entropyMixture, gzipRatio, modelBitsPerByte, unigramEntropy } from "../src/index.js";
 
 describe("BiMix entropy measures", () => {
   it("unigram, bigram and conditional entropies follow their definitions on a known sequence", () => {
@@ -45,5 +45,25 @@ describe("BiMix entropy measures", () => {
     expect(byModel.weights).toEqual([0.25, 0.75]);
     await expect(domainEntropy("x", ["a"], { measure: "model" })).rejects.toThrow(/modelEntropy/);
     await expect(domainEntropy("x", [])).rejects.toThrow(/no texts/);
+  });
+});
+
+describe("model-based entropy", () => {
+  it("a uniform byte model scores exactly 8 bits per byte, over window boundaries", async () => {
+    const calls: number[] = [];
+    const scorer = {
+      encode: (t: string) => Array.from(Buffer.from(t, "utf8")),
+      prefixToken: 256,
+      maxLength: 5,
+      scoreWindows: async (ws: { context: number[]; continuation: number[] }[]) => {
+        calls.push(ws.length);
+        for (const w of ws) expect(w.context.length + w.continuation.length - 1).toBeLessThanOrEqual(5);
+        return ws.map((w) => -w.continuation.length * Math.log(256));
+      },
+    };
+    expect(await modelBitsPerByte(scorer, ["hello world", "é"])).toBeCloseTo(8, 12);
+    expect(calls).toEqual([3, 1]); // 11 tokens in windows of 4; 2 bytes in one
+    const m = await entropyMixture({ a: ["abc"], b: ["abcdef"] }, { measure: "model", modelEntropy: (_d, t) => modelBitsPerByte(scorer, t) });
+    expect(m.weights).toEqual([0.5, 0.5]);
   });
 });
