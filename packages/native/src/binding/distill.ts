@@ -4,7 +4,7 @@
 export type DistillLossName = "fkl" | "rkl" | "gkd" | "tv" | "ttm" | "wttm" | "mixce" | "ce";
 
 /**
- * The teacher of a {@link DistillBinding.distillLoss} call, for `rows` positions:
+ * The teacher of a `distillLoss` call, for `rows` positions:
  * - `dense`: `[rows, vocab]` logits (softened by the loss's temperature);
  * - `logprobs`: `k` (id, log-probability) pairs per row (id `-1` pads), the rest of the
  *   distribution given by `tail`: `zero` (renormalised over the listed ids) or `uniform` (the remaining
