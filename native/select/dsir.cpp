@@ -4,7 +4,8 @@
 #include <omp.h>
 
 #include <string>
-#include <unordered_map>
+#include <algorithm>
+#include <cstring>
 
 #include "tersor/error.hpp"
 #include "tersor/select.hpp"
@@ -19,18 +20,42 @@ uint32_t dsir_bucket(std::string_view ngram, uint32_t num_buckets) {
 }
 
 namespace {
-/// Per-thread memo of n-gram -> bucket (text is Zipfian: most n-grams repeat). Keyed by the
-/// xxHash64 of the n-gram with the bytes kept to rule out collisions.
+/// Per-thread memo of n-gram -> bucket (text is Zipfian: most n-grams repeat): an open-addressing
+/// table keyed by xxHash64 of the n-gram, the bytes kept in an arena and compared on a hit, so a
+/// hash collision can never change a bucket. Cleared when half full.
 struct BucketCache {
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t offset = 0, len = 0, bucket = 0, used = 0;
+  };
+  static constexpr size_t kSlots = size_t{1} << 16;
   uint32_t num_buckets = 0;
-  std::unordered_map<uint64_t, std::pair<std::string, uint32_t>> map;
+  std::vector<Slot> slots = std::vector<Slot>(kSlots);
+  std::string arena;
+  size_t filled = 0;
+  void clear() {
+    std::fill(slots.begin(), slots.end(), Slot{});
+    arena.clear();
+    filled = 0;
+  }
   uint32_t get(std::string_view g) {
     const uint64_t h = xxhash64(g.data(), g.size(), 0x5eed);
-    auto it = map.find(h);
-    if (it != map.end() && it->second.first == g) return it->second.second;
+    size_t i = h & (kSlots - 1);
+    for (;;) {
+      Slot& s = slots[i];
+      if (!s.used) break;
+      if (s.hash == h && s.len == g.size() && std::memcmp(arena.data() + s.offset, g.data(), g.size()) == 0) return s.bucket;
+      i = (i + 1) & (kSlots - 1);
+    }
     const uint32_t b = dsir_bucket(g, num_buckets);
-    if (map.size() > (1u << 20)) map.clear();
-    map[h] = {std::string(g), b};
+    if (filled >= kSlots / 2 || arena.size() + g.size() > (size_t{1} << 31)) {
+      clear();
+      i = h & (kSlots - 1);
+    }
+    Slot& s = slots[i];
+    s = {h, static_cast<uint32_t>(arena.size()), static_cast<uint32_t>(g.size()), b, 1};
+    arena.append(g);
+    ++filled;
     return b;
   }
 };
@@ -41,7 +66,7 @@ void for_each_feature(std::string_view text, uint32_t num_buckets, size_t ngrams
   thread_local std::vector<std::string_view> toks;
   thread_local BucketCache cache;
   if (cache.num_buckets != num_buckets) {
-    cache.map.clear();
+    cache.clear();
     cache.num_buckets = num_buckets;
   }
   wordpunct_tokens(text, lowered, toks);

@@ -325,7 +325,8 @@ void wordpunct_tokens(std::string_view text, std::string& lowered, std::vector<s
   tokens.clear();
   lowered.reserve(text.size());
   // First pass: lower-case and remember each code point's class by byte position.
-  std::vector<std::pair<uint32_t, CharClass>> marks;  // (start byte in lowered, class)
+  thread_local std::vector<std::pair<uint32_t, CharClass>> marks;  // (start byte in lowered, class)
+  marks.clear();
   marks.reserve(text.size());
   size_t i = 0;
   while (i < text.size()) {
