@@ -178,7 +178,7 @@ export async function runSwarm(options: SwarmOptions): Promise<SwarmResult> {
     maxConcentration: config.maxConcentration,
     minWeight: config.minWeight,
     seed: config.seed,
-  }).map((w) => w.map((v) => Math.round(v * 1e6) / 1e6)).map((w) => normalize(w));
+  });
   const lossCols = domains.map(lossColumn);
   const done = new Map<number, { weights: number[]; losses: number[] }>();
   if (existsSync(lossesPath) && existsSync(mixturesPath)) {
