@@ -13,6 +13,7 @@ import { join } from "node:path";
 
 import type { Command } from "commander";
 import { TersorError, setNumThreads, writeFileAtomic } from "@tersor/core";
+import { corpus } from "@tersor/corpora";
 import { writePlot } from "@tersor/eval";
 import { FIT_METHODS, type FitMethod, type FitReport, domainOfSource, fitMixture, mixtureFromRecord, alignMixture, readRunTables, runSwarm, trainOnMixture, uniformMixture } from "@tersor/mix";
 
@@ -118,6 +119,18 @@ async function readMixture(v: string): Promise<Record<string, number>> {
   return rec as Record<string, number>;
 }
 
+/** `--prior`: undefined for uniform, else the training-split UTF-8 bytes of each corpus. */
+async function priorOf(kind: string, sources: string[]): Promise<number[] | undefined> {
+  if (kind === "uniform") return undefined;
+  if (kind !== "tokens") throw new TersorError("E_RANGE", `--prior must be uniform or tokens, got "${kind}"`);
+  const out: number[] = [];
+  for (const s of sources) {
+    if (!s.startsWith("corpus:")) throw new TersorError("E_RANGE", `--prior tokens needs corpus: sources (byte counts), got "${s}"`);
+    out.push((await corpus(domainOfSource(s)).stats({ split: "train" })).bytes);
+  }
+  return out;
+}
+
 /** Registers `tersor mix swarm|fit|eval`. */
 export function registerMix(program: Command): void {
   const cmd = program.command("mix").description("data mixing: proxy swarms, RegMix / mixing-law / BiMix fits, evaluation against stratified sampling");
@@ -133,13 +146,19 @@ export function registerMix(program: Command): void {
     .option("--batch-tokens <n>", "tokens per step", "2048")
     .option("--lr <x>", "learning rate", "0.003")
     .option("--eval-tokens <n>", "validation tokens per domain", "4096")
+    .option("--prior <kind>", "mixture generator prior: uniform, or tokens (training-split bytes of each corpus, RegMix's token prior)", "uniform")
+    .option("--temperature <x>", "exponent on the prior (RegMix: 0.5 flattens it)", "1")
     .option("--min-weight <x>", "zero proportions below this", "0")
     .option("--seed <n>", "seed of the mixtures, models and data", "0")
     .option("--json", "print the summary as JSON")
     .action(async (o: Record<string, string | boolean | undefined>, c: Command) => {
       const threads = applyThreads(c);
+      const sources = sourcesOf(o["domains"] as string);
+      const prior = await priorOf(o["prior"] as string, sources);
       const res = await runSwarm({
-        sources: sourcesOf(o["domains"] as string),
+        sources,
+        ...(prior ? { prior } : {}),
+        temperature: numOpt(o["temperature"] as string, "temperature")!,
         out: o["out"] as string,
         runs: intOpt(o["runs"] as string, "runs", 1)!,
         proxy: o["proxy"] as string,
