@@ -107,9 +107,7 @@ TERSOR_NAPI(LshCandidatePairs) {
     return run_async(
         env,
         [sigs, out, n, k, bands, rows] {
-          std::vector<uint64_t> keys(n * bands);
-          sel::lsh_band_keys(sigs->data, n, k, bands, rows, keys.data());
-          const auto pairs = sel::lsh_candidate_pairs(keys.data(), n, bands);
+          const auto pairs = sel::lsh_candidate_pairs_from_signatures(sigs->data, n, k, bands, rows);
           out->reserve(pairs.size() * 2);
           for (auto [i, j] : pairs) out->push_back(i), out->push_back(j);
         },

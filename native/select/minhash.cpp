@@ -205,6 +205,28 @@ std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs(const uint64_t* k
   return pairs;
 }
 
+std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(const uint32_t* sigs, size_t n, size_t num_perm,
+                                                                              size_t bands, size_t rows) {
+  require(bands >= 1 && rows >= 1 && bands * rows <= num_perm, ErrorCode::Range, "bands x rows must be >= 1 and <= num_perm");
+  require(n < 0xFFFFFFFFull, ErrorCode::Range, "too many documents for one LSH pass");
+  std::vector<std::pair<uint32_t, uint32_t>> pairs;
+  std::vector<std::pair<uint64_t, uint32_t>> col(n);
+  for (size_t bnd = 0; bnd < bands; ++bnd) {
+    for (size_t i = 0; i < n; ++i)
+      col[i] = {xxhash64(sigs + i * num_perm + bnd * rows, rows * sizeof(uint32_t), bnd), static_cast<uint32_t>(i)};
+    std::sort(col.begin(), col.end());
+    for (size_t i = 0; i < n;) {
+      size_t j = i + 1;
+      while (j < n && col[j].first == col[i].first) pairs.emplace_back(col[j++].second, col[i].second);
+      i = j;
+    }
+    // Keep the pair list compact as bands accumulate.
+    std::sort(pairs.begin(), pairs.end());
+    pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
+  }
+  return pairs;
+}
+
 namespace {
 /// Adaptive Gauss-Kronrod (7-15) integration, as scipy's quad (QUADPACK qags) to ~1e-12.
 template <class F>

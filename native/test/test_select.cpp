@@ -231,6 +231,7 @@ TEST_CASE("select LSH bands find planted near duplicates and union-find keeps th
   std::vector<uint64_t> keys(5 * 14);
   lsh_band_keys(sigs.data(), 5, 112, 14, 8, keys.data());
   const auto pairs = lsh_candidate_pairs(keys.data(), 5, 14);
+  CHECK(lsh_candidate_pairs_from_signatures(sigs.data(), 5, 112, 14, 8) == pairs);
   UnionFind uf(5);
   for (auto [i, j] : pairs) uf.unite(i, j);
   CHECK(uf.find(2) == 0);

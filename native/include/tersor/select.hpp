@@ -126,6 +126,11 @@ void lsh_band_keys(const uint32_t* sigs, size_t n, size_t num_perm, size_t bands
 /// of its bucket. Pairs (i, j) with j < i, each pair once, sorted.
 std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs(const uint64_t* keys, size_t n, size_t bands);
 
+/// The same pairs straight from signatures, one band at a time (peak memory 16 bytes per document
+/// plus the pairs, instead of the n x bands key matrix).
+std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(const uint32_t* sigs, size_t n, size_t num_perm,
+                                                                              size_t bands, size_t rows);
+
 /// Weighted false-positive and false-negative areas of datasketch's `_optimal_param`:
 /// ∫_0^t 1 − (1 − s^r)^b ds and ∫_t^1 (1 − s^r)^b ds.
 double lsh_false_positive_area(double threshold, size_t b, size_t r);
