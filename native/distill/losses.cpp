@@ -522,20 +522,26 @@ void sample_weights(const float* logits, size_t rows, size_t vocab, size_t sampl
       // Teacher log p at T, proposal log r ∝ log p / τ, both normalised.
       double m = kNegInf;
       for (size_t j = 0; j < vocab; ++j) m = std::max(m, static_cast<double>(x[j]) / temperature);
-      double z = 0;
-      for (size_t j = 0; j < vocab; ++j) z += std::exp(static_cast<double>(x[j]) / temperature - m);
-      const double lse = m + std::log(z);
-      for (size_t j = 0; j < vocab; ++j) lp[j] = static_cast<double>(x[j]) / temperature - lse;
       const double it = 1.0 / proposal_temperature;
       double acc = 0, lzr = 0;
+      double lse = 0;
       if (proposal_temperature == 1.0) {
-        // The proposal is the teacher: the CDF of p itself (weights are count / K).
+        // The proposal is the teacher: one exp pass builds the (unnormalised) CDF of p itself;
+        // log p is only needed for the ids drawn (weights are count / K · p / p).
         for (size_t j = 0; j < vocab; ++j) {
-          acc += std::exp(lp[j]);
+          const double v = static_cast<double>(x[j]) / temperature - m;
+          lp[j] = v;
+          acc += std::exp(v);
           cdf[j] = acc;
         }
-        lzr = std::log(acc);
+        lse = m + std::log(acc);
+        for (size_t j = 0; j < vocab; ++j) lp[j] -= lse - m;
+        lzr = 0;  // lp is normalised: the proposal's log-normaliser is 0
       } else {
+        double z = 0;
+        for (size_t j = 0; j < vocab; ++j) z += std::exp(static_cast<double>(x[j]) / temperature - m);
+        lse = m + std::log(z);
+        for (size_t j = 0; j < vocab; ++j) lp[j] = static_cast<double>(x[j]) / temperature - lse;
         double mr = kNegInf;
         for (size_t j = 0; j < vocab; ++j) mr = std::max(mr, lp[j] * it);
         for (size_t j = 0; j < vocab; ++j) {
