@@ -192,7 +192,8 @@ float search_asym(const float* x, const float* w, int n, int nmax, float rmin, f
   if (mn > 0) mn = 0;
   if (mx <= mn) { *m_out = mn; return 0.0f; }
   alignas(32) float is[kCand];
-  for (int k = 0; k < kCand; ++k) is[k] = (static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)) / (mx - mn);
+  const float inv = 1.0f / (mx - mn);
+  for (int k = 0; k < kCand; ++k) is[k] = (static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)) * inv;
   V sl[3], sll[3], slx[3];
   for (int c = 0; c < 3; ++c) sl[c] = sll[c] = slx[c] = V::set1(0.0f);
   const V i0 = V::load(is), i1 = V::load(is + 8), i2 = V::load(is + 16);
@@ -236,40 +237,40 @@ float search_asym(const float* x, const float* w, int n, int nmax, float rmin, f
 }
 
 // Symmetric search: codes l in [-nmax, nmax-1], value = s*l (s may be negative, as in ggml).
-template <class V>
+// NV vectors of 8 candidates.
+template <class V, int NV = 3>
 float search_sym(const float* x, const float* w, int n, int nmax, float rmin, float rdelta) {
-  float amax = 0, mx = 0;
-  for (int i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    if (a > amax) { amax = a; mx = x[i]; }
-  }
+  constexpr int NC = 8 * NV;
+  float hi = 0, lo = 0;  // branch-free; the signed extreme of largest magnitude (+ on a tie)
+  for (int i = 0; i < n; ++i) { hi = std::max(hi, x[i]); lo = std::min(lo, x[i]); }
+  const float mx = hi >= -lo ? hi : lo, amax = std::fabs(mx);
   if (amax < 1e-30f) return 0.0f;
-  alignas(32) float is[kCand];
-  for (int k = 0; k < kCand; ++k) is[k] = -(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)) / mx;
-  V sll[3], slx[3];
-  for (int c = 0; c < 3; ++c) sll[c] = slx[c] = V::set1(0.0f);
-  const V i0 = V::load(is), i1 = V::load(is + 8), i2 = V::load(is + 16);
-  const float lo = -static_cast<float>(nmax), hi = static_cast<float>(nmax - 1);
+  alignas(32) float is[NC];
+  const float inv = -1.0f / mx;
+  for (int k = 0; k < NC; ++k) is[k] = (static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)) * inv;
+  V sll[NV], slx[NV], iv[NV];
+  for (int c = 0; c < NV; ++c) { sll[c] = slx[c] = V::set1(0.0f); iv[c] = V::load(is + 8 * c); }
+  const float clo = -static_cast<float>(nmax), chi = static_cast<float>(nmax - 1);
   for (int i = 0; i < n; ++i) {
     const V xv = V::set1(x[i]), wv = V::set1(w[i]);
-    V l0 = V::clamp(V::round(xv * i0), lo, hi);
-    V l1 = V::clamp(V::round(xv * i1), lo, hi);
-    V l2 = V::clamp(V::round(xv * i2), lo, hi);
-    V w0 = wv * l0, w1 = wv * l1, w2 = wv * l2;
-    sll[0] = V::fma(w0, l0, sll[0]); sll[1] = V::fma(w1, l1, sll[1]); sll[2] = V::fma(w2, l2, sll[2]);
-    slx[0] = V::fma(w0, xv, slx[0]); slx[1] = V::fma(w1, xv, slx[1]); slx[2] = V::fma(w2, xv, slx[2]);
+    for (int c = 0; c < NV; ++c) {
+      const V l = V::clamp(V::round(xv * iv[c]), clo, chi);
+      const V wl = wv * l;
+      sll[c] = V::fma(wl, l, sll[c]);
+      slx[c] = V::fma(wl, xv, slx[c]);
+    }
   }
   // error = Sxx - Slx^2 / Sll at the least-squares scale s = Slx / Sll
-  alignas(32) float a_g[kCand], a_s[kCand];
+  alignas(32) float a_g[NC], a_s[NC];
   const V zero = V::set1(0.0f), one = V::set1(1.0f);
-  for (int c = 0; c < 3; ++c) {
+  for (int c = 0; c < NV; ++c) {
     const V den = V::sel_gt(sll[c], zero, sll[c], one);
-    const V s = slx[c] / den;
-    const V g = V::sel_gt(sll[c], zero, s * slx[c], V::set1(-1.0f));
-    g.store(a_g + 8 * c); s.store(a_s + 8 * c);
+    const V sc = slx[c] / den;
+    const V g = V::sel_gt(sll[c], zero, sc * slx[c], V::set1(-1.0f));
+    g.store(a_g + 8 * c); sc.store(a_s + 8 * c);
   }
   float best = -0.5f, s = -mx / static_cast<float>(nmax);
-  for (int k = 0; k < kCand; ++k)
+  for (int k = 0; k < NC; ++k)
     if (a_g[k] > best) { best = a_g[k]; s = a_s[k]; }
   return s;
 }
@@ -312,11 +313,27 @@ void q8_0_row(const float* x, uint8_t* y, size_t n) {
 template <bool Fast>
 void q4_0_row(const float* x, uint8_t* y, size_t n) {
   for (size_t b = 0; b < n / 32; ++b, x += 32, y += 18) {
-    float amax = 0, mx = 0;
-    for (int j = 0; j < 32; ++j) {
-      const float a = std::fabs(x[j]);
-      if (a > amax) { amax = a; mx = x[j]; }
+    // the signed value of largest magnitude (ggml's rule; on a tie between +a and -a, +a)
+    float hi = 0, lo = 0;
+    if constexpr (Fast) {
+      __m256 vh = _mm256_setzero_ps(), vl = _mm256_setzero_ps();
+      for (int j = 0; j < 32; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j);
+        vh = _mm256_max_ps(vh, v);
+        vl = _mm256_min_ps(vl, v);
+      }
+      __m128 h = _mm_max_ps(_mm256_castps256_ps128(vh), _mm256_extractf128_ps(vh, 1));
+      h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_max_ss(h, _mm_movehdup_ps(h));
+      __m128 l = _mm_min_ps(_mm256_castps256_ps128(vl), _mm256_extractf128_ps(vl, 1));
+      l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+      l = _mm_min_ss(l, _mm_movehdup_ps(l));
+      hi = _mm_cvtss_f32(h);
+      lo = _mm_cvtss_f32(l);
+    } else {
+      for (int j = 0; j < 32; ++j) { hi = std::max(hi, x[j]); lo = std::min(lo, x[j]); }
     }
+    const float mx = hi >= -lo ? hi : lo;
     const float d = mx / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     f2h(y, d);
     uint8_t* q = y + 2;
@@ -516,7 +533,7 @@ void q6_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
     if (imp) std::memcpy(w, imp, sizeof w); else kweights(x, nullptr, 16, WKind::Sq, 0, w);
     float sc[16], max_s = 0, amax = 0;
     for (int j = 0; j < 16; ++j) {
-      sc[j] = search_sym<V>(x + 16 * j, w + 16 * j, 16, 32, -1.1f, 0.1f);
+      sc[j] = search_sym<V, 2>(x + 16 * j, w + 16 * j, 16, 32, -1.1f, 0.15f);
       if (std::fabs(sc[j]) > amax) { amax = std::fabs(sc[j]); max_s = sc[j]; }
     }
     std::memset(y, 0, 210);
@@ -526,11 +543,19 @@ void q6_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
     int8_t* scales = reinterpret_cast<int8_t*>(y + 192);
     for (int j = 0; j < 16; ++j) scales[j] = static_cast<int8_t>(std::min(127, nearest(iscale * sc[j])));
     const float d = h2f(y + 208);
-    for (int j = 0; j < 16; ++j) {
-      const float dj = d * scales[j];
-      requant<Fast>(x + 16 * j, 16, dj, 0.0f, -32, 31, L + 16 * j);
-      for (int l = 0; l < 16; ++l) L[16 * j + l] += 32;
-    }
+    for (int j = 0; j < 16; ++j) requant<Fast>(x + 16 * j, 16, d * scales[j], 0.0f, -32, 31, L + 16 * j);
+    // (ours) least-squares refit of the super-block scale for the chosen codes: d = sum(s q x) / sum((s q)^2)
+    float axq[8] = {0}, aqq[8] = {0};  // 8 lanes (vectorises identically in both paths)
+    for (int i = 0; i < 256; i += 8)
+      for (int l = 0; l < 8; ++l) {
+        const float sq = static_cast<float>(scales[(i + l) / 16] * L[i + l]);
+        axq[l] = axq[l] + sq * x[i + l];
+        aqq[l] = aqq[l] + sq * sq;
+      }
+    float sxq = 0, sqq = 0;
+    for (int l = 0; l < 8; ++l) { sxq += axq[l]; sqq += aqq[l]; }
+    if (sqq > 0) f2h(y + 208, sxq / sqq);
+    for (int i = 0; i < 256; ++i) L[i] += 32;
     uint8_t* ql = y;
     uint8_t* qh = y + 128;
     for (size_t j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
@@ -817,8 +842,16 @@ void kmeans_row(const QuantScheme& s, const float* x, uint8_t* y, size_t n, cons
 
 void check_row(const QuantScheme& s, const float* x, size_t n) {
   scheme_row_bytes(s, n);
-  for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) fail(ErrorCode::Range, "quantize: non-finite value at index " + std::to_string(i));
+  // branch-free scan (vectorises): exponent bits all ones = Inf or NaN
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+  }
+  if (bad)
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(x[i])) fail(ErrorCode::Range, "quantize: non-finite value at index " + std::to_string(i));
 }
 
 template <bool Fast>
