@@ -17,6 +17,7 @@ import {
   type DomainData,
   ModelShapeSchema,
   PackedLoader,
+  type TrainBatch,
   type TrainOptions,
   type TrainResult,
   loadDomains,
@@ -25,7 +26,7 @@ import {
   train,
   transformerConfigOf,
 } from "@tersor/model";
-import type { DistillTeacher, TransformerConfig } from "@tersor/native";
+import type { DistillTeacher, TrainTargets, TransformerConfig } from "@tersor/native";
 import { z } from "zod";
 
 import { type CacheTeacher, TeacherCache } from "./cache.js";
@@ -50,6 +51,11 @@ export type DistillTrainOptions = Omit<TrainOptions, "targets" | "lossGrad" | "r
     cache?: string | TeacherCache;
     /** A teacher model run on the fly on the student's windows. */
     teacher?: CacheTeacher;
+    /**
+     * Forward KL at T = 1 from a sampled (proposal = teacher) or zero-tail top-k cache goes through
+     * the trainer's fused sparse soft-target step (default true); false forces the loss hook.
+     */
+    sparseFastPath?: boolean;
   };
 
 /** CRC32 of each domain's train token stream: ties a cache to the data it was written for. */
@@ -76,8 +82,8 @@ export async function studentConfig(model: TrainOptions["model"]): Promise<Trans
  * stream layout (documents followed by EOS; `tersor distill cache` writes it so). Teacher and
  * student vocabularies must match (`E_SHAPE` naming both).
  */
-export async function distillTrain(options: DistillTrainOptions): Promise<TrainResult & { distill: { loss: string; temperature: number; alpha: number; source: "cache" | "teacher" } }> {
-  const { cache: cacheOpt, teacher, loss: lossOpt, temperature: tOpt, alpha: aOpt, tail: tailOpt, ...trainOpts } = options;
+export async function distillTrain(options: DistillTrainOptions): Promise<TrainResult & { distill: { loss: string; temperature: number; alpha: number; source: "cache" | "teacher"; path: "sparse-targets" | "loss-hook" } }> {
+  const { cache: cacheOpt, teacher, sparseFastPath: _fastOpt, loss: lossOpt, temperature: tOpt, alpha: aOpt, tail: tailOpt, ...trainOpts } = options;
   const spec = DistillSpecSchema.safeParse({ loss: lossOpt, temperature: tOpt, alpha: aOpt, tail: tailOpt });
   if (!spec.success) throw new TersorError("E_RANGE", `invalid distillation options: ${z.prettifyError(spec.error)}`);
   const { loss, temperature, alpha, tail } = spec.data;
@@ -125,50 +131,92 @@ export async function distillTrain(options: DistillTrainOptions): Promise<TrainR
     }
 
     const kdOptions = { loss: lossSpec, temperature, kdWeight: alpha, ceWeight: 1 - alpha, grad: true } as const;
-    const result = await train({
-      ...trainOpts,
-      lossGrad: async (tb, logits) => {
-        const rows = tb.batch * tb.seqLen;
-        let target: DistillTeacher;
-        if (cache) {
-          const b = shadow!.next(tb.batch, weights!);
-          if (b.tokens.length !== tb.tokens.length || b.tokens.some((t, i) => t !== tb.tokens[i])) {
-            throw new TersorError("E_NATIVE", `distillation: the cache lookup lost step with the trainer's loader at step ${tb.step + 1}`);
+    /** The cache's targets of a micro-batch's `[batch, seqLen]` next tokens. */
+    const cacheTargets = async (tb: TrainBatch) => {
+      const c = cache!;
+      const rows = tb.batch * tb.seqLen;
+      const b = shadow!.next(tb.batch, weights!);
+      if (b.tokens.length !== tb.tokens.length || b.tokens.some((t, i) => t !== tb.tokens[i])) {
+        throw new TersorError("E_NATIVE", `distillation: the cache lookup lost step with the trainer's loader at step ${tb.step + 1}`);
+      }
+      const k = c.k;
+      const ids = new Int32Array(rows * k).fill(-1);
+      const values = new Float32Array(rows * k);
+      const tailLogMass = c.mode === "topk" ? new Float32Array(rows) : undefined;
+      for (let s = 0; s < tb.batch; s++) {
+        let w = 0; // window index of the segment's first token; targets are window tokens 1 … seqLen
+        for (const seg of b.segments[s]!) {
+          const lo = Math.max(w, 1);
+          const hi = w + seg.length;
+          if (lo < hi) {
+            const doc = firstDoc[b.domains[s]!]! + seg.doc;
+            const sl = await c.read(doc, seg.offset + (lo - w), hi - lo);
+            const row = s * tb.seqLen + lo - 1;
+            ids.set(sl.ids, row * k);
+            values.set(sl.values, row * k);
+            if (tailLogMass) tailLogMass.set(sl.tailLogMass!, row);
           }
-          const k = cache.k;
-          const ids = new Int32Array(rows * k).fill(-1);
-          const values = new Float32Array(rows * k);
-          const tailLogMass = cache.mode === "topk" ? new Float32Array(rows) : undefined;
-          for (let s = 0; s < tb.batch; s++) {
-            let w = 0; // window index of the segment's first token; targets are window tokens 1 … seqLen
-            for (const seg of b.segments[s]!) {
-              const lo = Math.max(w, 1);
-              const hi = w + seg.length;
-              if (lo < hi) {
-                const doc = firstDoc[b.domains[s]!]! + seg.doc;
-                const sl = await cache.read(doc, seg.offset + (lo - w), hi - lo);
-                const row = s * tb.seqLen + lo - 1;
-                ids.set(sl.ids, row * k);
-                values.set(sl.values, row * k);
-                if (tailLogMass) tailLogMass.set(sl.tailLogMass!, row);
-              }
-              w = hi;
-            }
-          }
-          target = tailLogMass ? { kind: "logprobs", k, ids, logprobs: values, tail, tailLogMass } : { kind: "weights", k, ids, weights: values };
-        } else {
-          const dense = new Float32Array(rows * V);
-          for (let s = 0; s < tb.batch; s++) {
-            const out = await teacher!.forward(tb.tokens.subarray(s * tb.seqLen, (s + 1) * tb.seqLen));
-            dense.set(out.data, s * tb.seqLen * V);
-          }
-          target = { kind: "dense", logits: dense };
+          w = hi;
         }
-        const r = await kdLoss(logits, rows, V, target, tb.targets, kdOptions);
-        return { loss: r.loss, count: r.count, dlogits: r.dlogits! };
-      },
-    });
-    return { ...result, distill: { loss, temperature, alpha, source: cache ? "cache" : "teacher" } };
+      }
+      return { k, ids, values, tailLogMass };
+    };
+    // Forward KL at T = 1 from sparse targets whose weights sum to 1 (sampled from the teacher
+    // itself, or top-k renormalised) is the trainer's own sparse soft-target loss: the targets go
+    // straight to its fused step, with the CE share as one more (label, 1 − alpha) pair.
+    const fast =
+      cache !== undefined &&
+      options.sparseFastPath !== false &&
+      temperature === 1 &&
+      (lossSpec.loss === "fkl" || (lossSpec.loss === "gkd" && lossSpec.param === 0)) &&
+      ((cache.mode === "sample" && cache.manifest.proposalTemperature === 1) || (cache.mode === "topk" && tail === "zero"));
+    const result = fast
+      ? await train({
+          ...trainOpts,
+          targets: async (tb): Promise<TrainTargets> => {
+            const t = await cacheTargets(tb);
+            const rows = tb.batch * tb.seqLen;
+            const k1 = t.k + 1;
+            const ids = new Int32Array(rows * k1).fill(-1);
+            const w = new Float32Array(rows * k1);
+            for (let r = 0; r < rows; r++) {
+              let z = 0;
+              for (let i = 0; i < t.k; i++) if (t.ids[r * t.k + i]! >= 0) z += t.tailLogMass ? Math.exp(t.values[r * t.k + i]!) : t.values[r * t.k + i]!;
+              for (let i = 0; i < t.k; i++) {
+                const id = t.ids[r * t.k + i]!;
+                if (id < 0 || z <= 0) continue;
+                ids[r * k1 + i] = id;
+                w[r * k1 + i] = (alpha * (t.tailLogMass ? Math.exp(t.values[r * t.k + i]!) : t.values[r * t.k + i]!)) / z;
+              }
+              if (alpha < 1 && tb.targets[r]! >= 0) {
+                ids[r * k1 + t.k] = tb.targets[r]!;
+                w[r * k1 + t.k] = 1 - alpha;
+              }
+            }
+            return { kind: "sparse", k: k1, ids, weights: w };
+          },
+        })
+      : await train({
+          ...trainOpts,
+          lossGrad: async (tb, logits) => {
+            const rows = tb.batch * tb.seqLen;
+            let target: DistillTeacher;
+            if (cache) {
+              const t = await cacheTargets(tb);
+              target = t.tailLogMass ? { kind: "logprobs", k: t.k, ids: t.ids, logprobs: t.values, tail, tailLogMass: t.tailLogMass } : { kind: "weights", k: t.k, ids: t.ids, weights: t.values };
+            } else {
+              const dense = new Float32Array(rows * V);
+              for (let s = 0; s < tb.batch; s++) {
+                const out = await teacher!.forward(tb.tokens.subarray(s * tb.seqLen, (s + 1) * tb.seqLen));
+                dense.set(out.data, s * tb.seqLen * V);
+              }
+              target = { kind: "dense", logits: dense };
+            }
+            const r = await kdLoss(logits, rows, V, target, tb.targets, kdOptions);
+            return { loss: r.loss, count: r.count, dlogits: r.dlogits! };
+          },
+        });
+    return { ...result, distill: { loss, temperature, alpha, source: cache ? "cache" : "teacher", path: fast ? "sparse-targets" : "loss-hook" } };
   } finally {
     if (ownCache) await cache!.close();
   }

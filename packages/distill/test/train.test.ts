@@ -46,7 +46,16 @@ describe("distillTrain", () => {
     await expect(distillTrain({ ...common, cache: join(root, "sample"), loss: "rkl" })).rejects.toMatchObject({ code: "E_RANGE", message: expect.stringMatching(/forward KL/) });
     // The online teacher path runs.
     const r = await distillTrain({ ...common, teacher, loss: "gkd:0.5", temperature: 2, alpha: 0.7 });
-    expect(r.distill).toEqual({ loss: "gkd:0.5", temperature: 2, alpha: 0.7, source: "teacher" });
+    expect(r.distill).toEqual({ loss: "gkd:0.5", temperature: 2, alpha: 0.7, source: "teacher", path: "loss-hook" });
     expect(Number.isFinite(r.steps[0]!.loss)).toBe(true);
+  });
+
+  it("forward KL from a sampled cache through the trainer's sparse targets equals the fused loss hook", async () => {
+    const common = { model: { arch: "llama" as const, dim: 16, layers: 1, heads: 2, contextLength: CTX }, data, steps: 3, batchTokens: 128, lr: 3e-3, seed: 4, progress: "silent" as const };
+    const a = await distillTrain({ ...common, cache: join(root, "sample"), loss: "fkl", alpha: 0.6 });
+    const b = await distillTrain({ ...common, cache: join(root, "sample"), loss: "fkl", alpha: 0.6, sparseFastPath: false });
+    expect(a.distill.path).toBe("sparse-targets");
+    expect(b.distill.path).toBe("loss-hook");
+    a.steps.forEach((s, i) => expect(s.loss).toBeCloseTo(b.steps[i]!.loss, 4));
   });
 });
