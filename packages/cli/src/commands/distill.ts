@@ -260,6 +260,7 @@ export function registerDistill(program: Command): void {
         alpha,
         temperature,
         source: kd.distill.source,
+        path: kd.distill.path,
         steps: kd.step,
         parameters: kd.parameterCount,
         evalSplit: split,
