@@ -1,0 +1,244 @@
+// GPTQ (Frantar et al. 2022), RTN and the calibration output error; see tersor/quant_methods.hpp.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include <Eigen/Dense>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "tersor/error.hpp"
+#include "tersor/gemm.hpp"
+#include "tersor/linalg.hpp"
+#include "tersor/parallel.hpp"
+#include "tersor/quant_methods.hpp"
+
+namespace tersor {
+
+size_t codec_row_bytes(const BlockCodec& c, size_t row_len) {
+  require(c.block > 0 && row_len % c.block == 0, ErrorCode::Shape,
+          "codec " + c.name + ": row length " + std::to_string(row_len) + " is not a multiple of the block " + std::to_string(c.block));
+  return row_len / c.block * c.block_bytes;
+}
+
+namespace {
+
+void check_finite(const float* w, size_t n, const char* what) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(w[i])) fail(ErrorCode::Range, std::string(what) + " holds a non-finite value (NaN or Inf) at element " + std::to_string(i));
+}
+
+void check_gram(const double* g, size_t cols) {
+  for (size_t i = 0; i < cols * cols; ++i)
+    if (!std::isfinite(g[i])) fail(ErrorCode::Range, "the Gram matrix holds a non-finite value at element " + std::to_string(i));
+  for (size_t j = 0; j < cols; ++j)
+    if (g[j * cols + j] < 0) fail(ErrorCode::Range, "the Gram matrix has a negative diagonal entry at " + std::to_string(j));
+}
+
+struct Prepared {
+  std::vector<int32_t> order;  // processing order of the original columns
+  std::vector<float> u;        // upper Cholesky factor of H^-1 in processing order, cols x cols
+  std::vector<float> w;        // W (rows x cols, original order) with dead columns zeroed
+  size_t dead = 0;
+};
+
+Prepared prepare(const float* w, size_t rows, size_t cols, const double* gram, size_t n_samples, const GptqOptions& opt) {
+  require(rows > 0 && cols > 0, ErrorCode::Shape, "gptq: empty weight");
+  require(n_samples > 0, ErrorCode::Range, "gptq: n_samples must be positive");
+  require(opt.damp >= 0 && std::isfinite(opt.damp), ErrorCode::Range, "gptq: damp must be a finite non-negative number");
+  require(opt.block_size > 0, ErrorCode::Range, "gptq: block_size must be positive");
+  check_finite(w, rows * cols, "gptq: the weight");
+  check_gram(gram, cols);
+  Prepared p;
+  p.w.assign(w, w + rows * cols);
+  std::vector<double> diag(cols);
+  const double sc = 2.0 / static_cast<double>(n_samples);
+  std::vector<char> dead(cols, 0);
+  for (size_t j = 0; j < cols; ++j) {
+    diag[j] = sc * gram[j * cols + j];
+    if (diag[j] == 0) {
+      dead[j] = 1;
+      ++p.dead;
+      diag[j] = 1;
+      for (size_t r = 0; r < rows; ++r) p.w[r * cols + j] = 0.f;
+    }
+  }
+  p.order.resize(cols);
+  std::iota(p.order.begin(), p.order.end(), 0);
+  if (opt.act_order) std::stable_sort(p.order.begin(), p.order.end(), [&](int32_t a, int32_t b) { return diag[a] > diag[b]; });
+  std::vector<float> hp(cols * cols);
+  for (size_t a = 0; a < cols; ++a) {
+    const size_t oa = static_cast<size_t>(p.order[a]);
+    for (size_t b = 0; b < cols; ++b) {
+      const size_t ob = static_cast<size_t>(p.order[b]);
+      double v = (dead[oa] || dead[ob]) ? 0.0 : sc * gram[oa * cols + ob];
+      if (oa == ob) v = diag[oa];
+      hp[a * cols + b] = static_cast<float>(v);
+    }
+  }
+  p.u = cholesky_inverse<float>(hp.data(), cols, cols, opt.damp);
+  return p;
+}
+
+/// Whether block parameters are chosen up front, and the lazy-batch width.
+void plan(const BlockCodec& c, size_t cols, const GptqOptions& opt, bool& fixed, size_t& bs) {
+  fixed = opt.static_groups || opt.act_order || c.block >= cols;
+  bs = opt.block_size;
+  if (!fixed && bs % c.block != 0) bs = (bs + c.block - 1) / c.block * c.block;
+  bs = std::min(bs, cols);
+}
+
+}  // namespace
+
+std::vector<uint8_t> rtn_quantize(const BlockCodec& c, const float* w, size_t rows, size_t cols, const float* importance) {
+  const size_t rb = codec_row_bytes(c, cols);
+  check_finite(w, rows * cols, "rtn: the weight");
+  std::vector<uint8_t> q(rows * rb);
+  const size_t nb = cols / c.block;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (long long r = 0; r < static_cast<long long>(rows); ++r)
+    for (size_t b = 0; b < nb; ++b)
+      c.quantize(w + static_cast<size_t>(r) * cols + b * c.block, q.data() + static_cast<size_t>(r) * rb + b * c.block_bytes,
+                 importance ? importance + b * c.block : nullptr);
+  return q;
+}
+
+std::vector<float> dequantize_rows(const BlockCodec& c, const uint8_t* q, size_t rows, size_t cols) {
+  const size_t rb = codec_row_bytes(c, cols);
+  std::vector<float> y(rows * cols);
+  const size_t nb = cols / c.block;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+  for (long long r = 0; r < static_cast<long long>(rows); ++r)
+    for (size_t b = 0; b < nb; ++b) c.dequantize(q + static_cast<size_t>(r) * rb + b * c.block_bytes, y.data() + static_cast<size_t>(r) * cols + b * c.block);
+  return y;
+}
+
+double output_error(const float* w, const float* v, size_t rows, size_t cols, const double* gram) {
+  using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  Mat d(rows, cols);
+  for (size_t i = 0; i < rows * cols; ++i) d.data()[i] = static_cast<double>(w[i]) - static_cast<double>(v[i]);
+  Eigen::Map<const Mat> g(gram, cols, cols);
+  Mat dg = d * g;
+  return (d.array() * dg.array()).sum();
+}
+
+GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, const double* gram, size_t n_samples,
+                const GptqOptions& opt) {
+  const size_t rb = codec_row_bytes(c, cols);
+  Prepared p = prepare(w, rows, cols, gram, n_samples, opt);
+  bool fixed = false;
+  size_t bs = 0;
+  plan(c, cols, opt, fixed, bs);
+  GptqResult res;
+  res.dead = p.dead;
+  res.order = p.order;
+  res.q.assign(rows * rb, 0);
+  if (fixed) res.q = rtn_quantize(c, p.w.data(), rows, cols);
+  // Wt: columns in processing order, each contiguous over rows.
+  std::vector<float> wt(cols * rows);
+  for (size_t a = 0; a < cols; ++a) {
+    const size_t oa = static_cast<size_t>(p.order[a]);
+    for (size_t r = 0; r < rows; ++r) wt[a * rows + r] = p.w[r * cols + oa];
+  }
+  std::vector<float> err(bs * rows);
+  const int nt = num_threads();
+  std::vector<double> loss_t(static_cast<size_t>(nt), 0.0);
+  const float* u = p.u.data();
+  for (size_t i1 = 0; i1 < cols; i1 += bs) {
+    const size_t i2 = std::min(cols, i1 + bs);
+    // Row-independent inside a batch: each thread takes a slice of rows through all its columns.
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+      const int t = 0, T = 1;
+#endif
+      const size_t chunk = (rows + static_cast<size_t>(T) - 1) / static_cast<size_t>(T);
+      const size_t r0 = std::min(rows, chunk * static_cast<size_t>(t)), r1 = std::min(rows, r0 + chunk);
+      std::vector<float> tmp(c.block);
+      double loss = 0;
+      for (size_t a = i1; a < i2 && r0 < r1; ++a) {
+        const size_t oa = static_cast<size_t>(p.order[a]);
+        if (!fixed && oa % c.block == 0) {
+          for (size_t r = r0; r < r1; ++r) {
+            for (size_t k = 0; k < c.block; ++k) tmp[k] = wt[(a + k) * rows + r];
+            c.quantize(tmp.data(), res.q.data() + r * rb + oa / c.block * c.block_bytes, nullptr);
+          }
+        }
+        const float d = u[a * cols + a];
+        float* col = wt.data() + a * rows;
+        float* e = err.data() + (a - i1) * rows;
+        uint8_t* blk0 = res.q.data() + oa / c.block * c.block_bytes;
+        const size_t idx = oa % c.block;
+        for (size_t r = r0; r < r1; ++r) {
+          const float x = col[r];
+          const float qv = c.snap(blk0 + r * rb, idx, x);
+          const float ev = (x - qv) / d;
+          e[r] = ev;
+          loss += 0.5 * static_cast<double>(x - qv) * static_cast<double>(x - qv) / (static_cast<double>(d) * d);
+        }
+        for (size_t k = a + 1; k < i2; ++k) {
+          const float h = u[a * cols + k];
+          float* dst = wt.data() + k * rows;
+          for (size_t r = r0; r < r1; ++r) dst[r] -= h * e[r];
+        }
+      }
+      loss_t[static_cast<size_t>(t)] += loss;
+    }
+    if (i2 < cols)
+      sgemm(Trans::Yes, Trans::No, cols - i2, rows, i2 - i1, -1.f, u + i1 * cols + i2, cols, err.data(), rows, 1.f,
+            wt.data() + i2 * rows, rows);
+  }
+  for (double l : loss_t) res.loss += l;
+  res.deq = dequantize_rows(c, res.q.data(), rows, cols);
+  return res;
+}
+
+GptqResult gptq_reference(const BlockCodec& c, const float* w, size_t rows, size_t cols, const double* gram, size_t n_samples,
+                          const GptqOptions& opt) {
+  const size_t rb = codec_row_bytes(c, cols);
+  Prepared p = prepare(w, rows, cols, gram, n_samples, opt);
+  bool fixed = false;
+  size_t bs = 0;
+  plan(c, cols, opt, fixed, bs);
+  GptqResult res;
+  res.dead = p.dead;
+  res.order = p.order;
+  res.q.assign(rows * rb, 0);
+  if (fixed) res.q = rtn_quantize(c, p.w.data(), rows, cols);
+  // Row-major W in processing order; every column's error goes to all later columns at once.
+  std::vector<float> wp(rows * cols);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t a = 0; a < cols; ++a) wp[r * cols + a] = p.w[r * cols + static_cast<size_t>(p.order[a])];
+  const float* u = p.u.data();
+  double loss = 0;
+#pragma omp parallel for schedule(static) reduction(+ : loss) num_threads(num_threads())
+  for (long long rr = 0; rr < static_cast<long long>(rows); ++rr) {
+    const size_t r = static_cast<size_t>(rr);
+    float* row = wp.data() + r * cols;
+    std::vector<float> tmp(c.block);
+    for (size_t a = 0; a < cols; ++a) {
+      const size_t oa = static_cast<size_t>(p.order[a]);
+      uint8_t* blk = res.q.data() + r * rb + oa / c.block * c.block_bytes;
+      if (!fixed && oa % c.block == 0) {
+        for (size_t k = 0; k < c.block; ++k) tmp[k] = row[a + k];
+        c.quantize(tmp.data(), blk, nullptr);
+      }
+      const float d = u[a * cols + a];
+      const float x = row[a];
+      const float qv = c.snap(blk, oa % c.block, x);
+      const float ev = (x - qv) / d;
+      loss += 0.5 * static_cast<double>(x - qv) * static_cast<double>(x - qv) / (static_cast<double>(d) * d);
+      for (size_t k = a + 1; k < cols; ++k) row[k] -= ev * u[a * cols + k];
+    }
+  }
+  res.loss = loss;
+  res.deq = dequantize_rows(c, res.q.data(), rows, cols);
+  return res;
+}
+
+}  // namespace tersor
