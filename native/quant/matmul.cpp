@@ -5,10 +5,11 @@
 // activation rows are processed per pass over a weight row).
 //
 // Kernels:
-//  * Q8_0 and Q4_0: X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale, round
+//  * Q8_0, Q4_0 and Q4_K: X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale, round
 //    half to even, as llama.cpp does for these formats) and the block dot products are integer (AVX2 maddubs with the sign trick, as in ggml),
 //    scaled by d_w * d_x in f32.
-//  * Q4_K and Q6_K: fused dequantize-and-FMA in f32 per 32 (16) weights, using
+//    (Q4_K: d*sc*dx * sum(l q) - dmin*m*dx * sum(q) per 32-block);
+//  * Q6_K, and Q4_K with f32 activations: fused dequantize-and-FMA in f32 per 32 (16) weights, using
 //    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
 //  * NF4 and INT4: fused nibble decode (NF4 table by AVX2 permutes) and FMA on X split into even /
 //    odd elements (rows_nibble);
@@ -56,6 +57,7 @@ inline float dot_f32(const float* a, const float* b, size_t n) {
 struct Q8Act {
   std::vector<float> d;     // [batch, nb]
   std::vector<int8_t> q;    // [batch, nb * 32]
+  std::vector<float> dsum;  // [batch, nb]: d * sum of the block's codes (Q4_K's min term)
 };
 // Exactly quantize_row(q8_0) of each activation row (f16 scale, round half to even), unpacked.
 Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
@@ -65,12 +67,16 @@ Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
   Q8Act a;
   a.d.resize(batch * nb);
   a.q.resize(batch * cols);
+  a.dsum.resize(batch * nb);
   std::vector<uint8_t> tmp(nb * 34);
   for (size_t b = 0; b < batch; ++b) {
     quantize_row(q8, x + b * cols, tmp.data(), cols);
     for (size_t k = 0; k < nb; ++k) {
       a.d[b * nb + k] = h2f(&tmp[k * 34]);
       std::memcpy(&a.q[b * cols + 32 * k], &tmp[k * 34 + 2], 32);
+      int t = 0;
+      for (int j = 0; j < 32; ++j) t += a.q[b * cols + 32 * k + j];
+      a.dsum[b * nb + k] = a.d[b * nb + k] * static_cast<float>(t);
     }
   }
   return a;
@@ -110,6 +116,50 @@ void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1
       }
     }
     for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
+  }
+}
+
+// Q4_K with Q8_0 activations: per 32-block, d*sc*dx * sum(l q) (integer maddubs) - dmin*m * dx * sum(q).
+void rows_q4_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a, size_t b0,
+                   size_t nbatch, size_t rows, float* y) {
+  const size_t nsb = cols / 256, nb = cols / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    __m256 acc[kMaxB];
+    float mins[kMaxB] = {0};
+    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+    for (size_t s = 0; s < nsb; ++s) {
+      const uint8_t* blk = row + s * 144;
+      const float d = h2f(blk), dmin = h2f(blk + 2);
+      const uint8_t* sc = blk + 4;
+      const uint8_t* q = blk + 16;
+      float dj[8], mj[8];
+      for (int j = 0; j < 8; ++j) {
+        int sa, m;
+        if (j < 4) { sa = sc[j] & 63; m = sc[j + 4] & 63; }
+        else { sa = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4); m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4); }
+        dj[j] = d * sa; mj[j] = dmin * m;
+      }
+      for (int c = 0; c < 4; ++c) {
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        const size_t k0 = s * 8 + 2 * c;  // 32-block index of the low half
+        for (size_t b = 0; b < nbatch; ++b) {
+          const size_t bi = b0 + b;
+          const int8_t* xq = &a.q[bi * cols + 32 * k0];
+          const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+          const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+          const __m256 pl = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), ones));
+          const __m256 ph = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), ones));
+          const float dl = a.d[bi * nb + k0], dh = a.d[bi * nb + k0 + 1];
+          acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c] * dl), pl, acc[b]);
+          acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c + 1] * dh), ph, acc[b]);
+          mins[b] += mj[2 * c] * a.dsum[bi * nb + k0] + mj[2 * c + 1] * a.dsum[bi * nb + k0 + 1];
+        }
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]) - mins[b];
   }
 }
 
@@ -332,9 +382,10 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
   const size_t rb = scheme_row_bytes(s, cols);
   Q8Act act;
   std::vector<float> xsum;
-  const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0);
+  const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 ||
+                                           s.format == QuantFormat::Q4_K);
   if (q8path) act = quantize_act(x, batch, cols);
-  if (s.format == QuantFormat::Q4_K) {
+  if (s.format == QuantFormat::Q4_K && !q8path) {
     const size_t n32 = cols / 32;
     xsum.resize(batch * n32);
     for (size_t b = 0; b < batch; ++b)
@@ -361,7 +412,10 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
           if (q8path) rows_q8_0_q4_0(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, nbt, rows, y);
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
-        case QuantFormat::Q4_K: rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y); break;
+        case QuantFormat::Q4_K:
+          if (q8path) rows_q4_k_int(w, rb, r0, r1, cols, act, b0, nbt, rows, y);
+          else rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y);
+          break;
         case QuantFormat::Q6_K: rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
         case QuantFormat::NF4:
           if (nf4_fast) rows_nibble<true>(s, w, rb, r0, r1, cols, sx, b0, nbt, rows, y);

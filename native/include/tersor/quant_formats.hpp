@@ -104,9 +104,9 @@ float snap_to_block(const QuantScheme&, void* block, size_t index, float x);
 
 /// Y[b, r] = sum_k W[r, k] X[b, k] for a quantized W [rows, cols] (rows * scheme_row_bytes(cols)
 /// bytes) and f32 X [batch, cols]; Y is [batch, rows]. Dequantizes on the fly (AVX2), rows in
-/// parallel on tersor::num_threads(). Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 and the K-quants quantize X to 8-bit
-/// blocks (ggml's Q8_0 / Q8_K activations, as llama.cpp does) and use integer dot products; every
-/// other format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
+/// parallel on tersor::num_threads(). Q8_0, Q4_0 and Q4_K quantize X to Q8_0 blocks (8-bit
+/// activations, as llama.cpp does; exactly quantize_row(q8_0) of each row) and use integer dot
+/// products; every other format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
 /// for every format (the product then equals the f32 product with the dequantized weights up to
 /// f32 summation rounding; the transformer runtime uses it).
 void quant_matmul(const QuantScheme&, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y,
