@@ -68,14 +68,43 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
   const float* lut = p.nonuniform ? layer_lut : nullptr;
   float S[256], Z[256], CS[256];
   if (p.axis == QPart::PerChannel) {
-    for (size_t c = 0; c < D; ++c) {
-      S[c] = f32h(p.scale[c]);
-      Z[c] = f32h(p.zero[c]);
-    }
+    f16_to_f32(p.scale.data(), S, D);
+    f16_to_f32(p.zero.data(), Z, D);
   }
   const bool cs = !p.cscale.empty();
   if (cs) f16_to_f32(p.cscale.data(), CS, D);
   const size_t ng = p.axis == QPart::PerToken ? D / p.cgroup : 0;
+  if (!lut && p.bits >= 1 && p.bits <= 4 && !cs) {
+    // fused unpack + affine for uniform codes of <= 4 bits (KIVI, GEAR): no intermediate row
+    const int b = p.bits;
+    const size_t rb = row_bytes(D, b);
+    const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b));
+    const __m256i mk = _mm256_set1_epi32(static_cast<int>((1u << b) - 1u));
+    thread_local std::vector<float> ST, ZT;
+    if (p.axis == QPart::PerToken) {
+      ST.resize(n * ng + 8);
+      ZT.resize(n * ng + 8);
+      f16_to_f32(p.scale.data(), ST.data(), n * ng);
+      f16_to_f32(p.zero.data(), ZT.data(), n * ng);
+    }
+    for (size_t t = 0; t < n; ++t) {
+      const uint8_t* src = p.codes.data() + t * rb;
+      float* o = out + t * D;
+      for (size_t c = 0; c < D; c += 8) {
+        uint32_t w;
+        std::memcpy(&w, src + (c / 8) * static_cast<size_t>(b), 4);
+        const __m256 x = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+        __m256 y;
+        if (p.axis == QPart::PerChannel) {
+          y = _mm256_fmadd_ps(x, _mm256_loadu_ps(S + c), _mm256_loadu_ps(Z + c));
+        } else {
+          const size_t gi = t * ng + c / p.cgroup;
+          y = _mm256_fmadd_ps(x, _mm256_set1_ps(ST[gi]), _mm256_set1_ps(ZT[gi]));
+        }
+        _mm256_storeu_ps(o + c, y);
+      }
+    }
+  } else
   for (size_t t = 0; t < n; ++t) {
     const int b = p.bits ? p.bits : p.tbits[t];
     const uint8_t* src = p.codes.data() + (p.bits ? t * row_bytes(D, b) : p.off[t]);
@@ -788,7 +817,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<float> kt(T * D), vt(T * D), s(T), acc(rows * D), mrow(rows), lrow(rows);
+    std::vector<float> kt(T * D), vt(T * D), s(T + 8), acc(rows * D), mrow(rows), lrow(rows);
     std::vector<int32_t> pt(T);
 #pragma omp for schedule(static)
     for (std::ptrdiff_t hi = 0; hi < static_cast<std::ptrdiff_t>(KV); ++hi) {
@@ -811,21 +840,27 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
           }
           if (mt == -std::numeric_limits<float>::infinity()) continue;
           const float mn = std::max(mrow[r], mt), corr = std::exp(mrow[r] - mn);
+          // p = exp(s - mn) 8 lanes at a time (masked keys -> 0)
+          const size_t n8 = (n + 7) / 8 * 8;
+          for (size_t x = n; x < n8; ++x) s[x] = -std::numeric_limits<float>::infinity();
+          __m256 lsum = _mm256_setzero_ps();
+          const __m256 mv = _mm256_set1_ps(mn), ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+          for (size_t x = 0; x < n8; x += 8) {
+            const __m256 sv = _mm256_loadu_ps(s.data() + x);
+            const __m256 pv = _mm256_andnot_ps(_mm256_cmp_ps(sv, ninf, _CMP_EQ_OQ), simd::exp8(_mm256_sub_ps(sv, mv)));
+            _mm256_storeu_ps(s.data() + x, pv);
+            lsum = _mm256_add_ps(lsum, pv);
+          }
           float* a = acc.data() + r * D;
-          float l = lrow[r] * corr;
           const __m256 cv = _mm256_set1_ps(corr);
-          for (size_t c = 0; c < D; c += 8) _mm256_storeu_ps(a + c, _mm256_mul_ps(_mm256_loadu_ps(a + c), cv));
-          for (size_t x = 0; x < n; ++x) {
-            if (s[x] == -std::numeric_limits<float>::infinity()) continue;
-            const float p = std::exp(s[x] - mn);
-            l += p;
-            const __m256 pv = _mm256_set1_ps(p);
-            const float* vr = vt.data() + x * D;
-            for (size_t c = 0; c < D; c += 8)
-              _mm256_storeu_ps(a + c, _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + c), _mm256_loadu_ps(a + c)));
+          for (size_t c = 0; c < D; c += 8) {
+            __m256 av = _mm256_mul_ps(_mm256_loadu_ps(a + c), cv);
+            const float* vc = vt.data() + c;
+            for (size_t x = 0; x < n; ++x) av = _mm256_fmadd_ps(_mm256_set1_ps(s[x]), _mm256_loadu_ps(vc + x * D), av);
+            _mm256_storeu_ps(a + c, av);
           }
           mrow[r] = mn;
-          lrow[r] = l;
+          lrow[r] = lrow[r] * corr + simd::hsum8(lsum);
         }
       }
       for (size_t r = 0; r < rows; ++r) {
