@@ -63,6 +63,7 @@ describe("tersor distill", () => {
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, { bitsPerByte: number; ece: number }> & { source: string; steps: number };
     expect(j.source).toBe("cache");
+    expect(Number.isFinite((j as unknown as { kdOverheadVsCe: number }).kdOverheadVsCe)).toBe(true);
     expect(j.steps).toBe(4);
     for (const k of ["student", "ce", "teacher"]) {
       expect(Number.isFinite(j[k]!.bitsPerByte)).toBe(true);

@@ -271,8 +271,13 @@ export function registerDistill(program: Command): void {
         const ce = await train({ ...common, progress: "silent" });
         const ceSeconds = (performance.now() - t1) / 1000;
         report["ce"] = { ...evalRow(await evalTrainable(ce)), seconds: ceSeconds };
-        // Wall-clock training time of KD (teacher targets included) over CE-only, same steps.
-        report["kdOverheadVsCe"] = kdSeconds / ceSeconds - 1;
+        // Median optimizer-step time of KD (teacher targets included) over CE-only, same steps and batches.
+        const medianStep = (r: TrainResult) => {
+          const t = r.steps.map((x) => x.tokens / x.tokensPerSecond).sort((x, y) => x - y);
+          return t[Math.floor(t.length / 2)]!;
+        };
+        report["stepSeconds"] = { kd: medianStep(kd), ce: medianStep(ce) };
+        report["kdOverheadVsCe"] = medianStep(kd) / medianStep(ce) - 1;
       }
       let tm = teacherModel;
       if (!tm && str("cache") !== undefined) {
