@@ -17,3 +17,21 @@ export {
   type QuantizationConfig,
   type QuantizeOptions,
 } from "./formats.js";
+export {
+  GptqOptionsSchema,
+  HqqOptionsSchema,
+  awqSearch,
+  difference,
+  eora,
+  gptq,
+  hqq,
+  lorc,
+  lord,
+  lowRankProduct,
+  outputError,
+  rtn,
+  type GptqOptions,
+  type HqqOptions,
+  type LowRankFactors,
+  type QuantizedWeight,
+} from "./methods.js";
