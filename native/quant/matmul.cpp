@@ -5,11 +5,11 @@
 // activation rows are processed per pass over a weight row).
 //
 // Kernels:
-//  * Q8_0, Q4_0 and Q4_K: X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale, round
+//  * Q8_0, Q4_0, Q4_K and Q6_K: X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale, round
 //    half to even, as llama.cpp does for these formats) and the block dot products are integer (AVX2 maddubs with the sign trick, as in ggml),
 //    scaled by d_w * d_x in f32.
 //    (Q4_K: d*sc*dx * sum(l q) - dmin*m*dx * sum(q) per 32-block);
-//  * Q6_K, and Q4_K with f32 activations: fused dequantize-and-FMA in f32 per 32 (16) weights, using
+//  * Q4_K and Q6_K with f32 activations: fused dequantize-and-FMA in f32 per 32 (16) weights, using
 //    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
 //  * NF4 and INT4: fused nibble decode (NF4 table by AVX2 permutes) and FMA on X split into even /
 //    odd elements (rows_nibble);
@@ -215,6 +215,49 @@ void rows_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
   }
 }
 
+// Q6_K with Q8_0 activations: per 32 weights (two 16-sub-blocks) integer dot of (l - 32) with the
+// activation codes (sign trick), scaled per 16 by d * sc * dx.
+void rows_q6_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a, size_t b0,
+                   size_t nbatch, size_t rows, float* y) {
+  const size_t nsb = cols / 256, nb = cols / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    __m256 acc[kMaxB];
+    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+    for (size_t s = 0; s < nsb; ++s) {
+      const uint8_t* blk = row + s * 210;
+      const float d = h2f(blk + 208);
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = blk + 64 * h;
+        const uint8_t* qh = blk + 128 + 32 * h;
+        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        for (int t = 0; t < 4; ++t) {
+          const __m256i v = _mm256_sub_epi8(q[t], c32);
+          const float s0 = d * sc[8 * h + 2 * t], s1 = d * sc[8 * h + 2 * t + 1];
+          const size_t k = s * 8 + 4 * h + t;
+          for (size_t b = 0; b < nbatch; ++b) {
+            const size_t bi = b0 + b;
+            const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
+            const float dx = a.d[bi * nb + k];
+            const __m256 f = _mm256_setr_ps(s0 * dx, s0 * dx, s0 * dx, s0 * dx, s1 * dx, s1 * dx, s1 * dx, s1 * dx);
+            acc[b] = _mm256_fmadd_ps(f, dot_i8(v, xq), acc[b]);
+          }
+        }
+      }
+    }
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
+  }
+}
+
 // Q6_K: per 16 weights d*sc * sum (l - 32) x
 void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x, size_t b0, size_t nbatch,
                size_t rows, float* y) {
@@ -383,7 +426,7 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
   Q8Act act;
   std::vector<float> xsum;
   const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 ||
-                                           s.format == QuantFormat::Q4_K);
+                                           s.format == QuantFormat::Q4_K || s.format == QuantFormat::Q6_K);
   if (q8path) act = quantize_act(x, batch, cols);
   if (s.format == QuantFormat::Q4_K && !q8path) {
     const size_t n32 = cols / 32;
@@ -416,7 +459,10 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
           if (q8path) rows_q4_k_int(w, rb, r0, r1, cols, act, b0, nbt, rows, y);
           else rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y);
           break;
-        case QuantFormat::Q6_K: rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
+        case QuantFormat::Q6_K:
+          if (q8path) rows_q6_k_int(w, rb, r0, r1, cols, act, b0, nbt, rows, y);
+          else rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          break;
         case QuantFormat::NF4:
           if (nf4_fast) rows_nibble<true>(s, w, rb, r0, r1, cols, sx, b0, nbt, rows, y);
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);

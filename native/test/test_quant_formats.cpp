@@ -407,9 +407,10 @@ TEST_CASE("quant matmul matches the dequantized reference") {
       const QuantScheme s = parse_quant_scheme(name);
       std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
       quantize_matrix(s, w.data(), rows, cols, q.data());
-      // Q8_0, Q4_0 and Q4_K quantize the activations to Q8_0: the reference sees the same activations.
+      // Q8_0, Q4_0, Q4_K and Q6_K quantize the activations to Q8_0: the reference sees the same activations.
       std::vector<float> xr = x;
-      if (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 || s.format == QuantFormat::Q4_K) {
+      if (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 || s.format == QuantFormat::Q4_K ||
+          s.format == QuantFormat::Q6_K) {
         const QuantScheme q8 = parse_quant_scheme("q8_0");
         std::vector<uint8_t> t(scheme_row_bytes(q8, cols));
         for (size_t b = 0; b < batch; ++b) {

@@ -104,7 +104,7 @@ float snap_to_block(const QuantScheme&, void* block, size_t index, float x);
 
 /// Y[b, r] = sum_k W[r, k] X[b, k] for a quantized W [rows, cols] (rows * scheme_row_bytes(cols)
 /// bytes) and f32 X [batch, cols]; Y is [batch, rows]. Dequantizes on the fly (AVX2), rows in
-/// parallel on tersor::num_threads(). Q8_0, Q4_0 and Q4_K quantize X to Q8_0 blocks (8-bit
+/// parallel on tersor::num_threads(). Q8_0, Q4_0, Q4_K and Q6_K quantize X to Q8_0 blocks (8-bit
 /// activations, as llama.cpp does; exactly quantize_row(q8_0) of each row) and use integer dot
 /// products; every other format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
 /// for every format (the product then equals the f32 product with the dequantized weights up to
