@@ -92,17 +92,20 @@ describe("quantization formats", () => {
     const batch = 3;
     const w = gaussian(rows * cols, 11);
     const x = gaussian(batch * cols, 12);
-    for (const scheme of ["q4_k", "q6_k", "nf4", "int4-g128"]) {
+    // q8_0/q4_0/q4_k/q6_k multiply 8-bit activations (Q8_0 blocks, as llama.cpp): the reference uses them too
+    const x8 = await dequantizeTensor(await quantizeTensor(x, batch, cols, "q8_0"), batch, cols, "q8_0");
+    for (const scheme of ["q4_k", "q6_k", "q8_0", "nf4", "int4-g128", "q5_k"]) {
       const q = await quantizeTensor(w, rows, cols, scheme);
       const deq = await dequantizeTensor(q, rows, cols, scheme);
       const y = await quantMatmul(q, rows, cols, scheme, x, batch);
+      const xr = ["q8_0", "q4_0", "q4_k", "q6_k"].includes(scheme) ? x8 : x;
       for (let b = 0; b < batch; b++) {
         for (let r = 0; r < rows; r++) {
           let ref = 0;
           let mag = 0;
           for (let k = 0; k < cols; k++) {
-            ref += deq[r * cols + k]! * x[b * cols + k]!;
-            mag += Math.abs(deq[r * cols + k]! * x[b * cols + k]!);
+            ref += deq[r * cols + k]! * xr[b * cols + k]!;
+            mag += Math.abs(deq[r * cols + k]! * xr[b * cols + k]!);
           }
           expect(Math.abs(y[b * rows + r]! - ref)).toBeLessThanOrEqual(2 * cols * 2 ** -24 * mag);
         }
