@@ -817,7 +817,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<float> kt(T * D), vt(T * D), s(T + 8), acc(rows * D), mrow(rows), lrow(rows);
+    std::vector<float> kt(T * D), vt(T * D), s(8 * (T + 8)), acc(rows * D), mrow(rows), lrow(rows);
     std::vector<int32_t> pt(T);
 #pragma omp for schedule(static)
     for (std::ptrdiff_t hi = 0; hi < static_cast<std::ptrdiff_t>(KV); ++hi) {
@@ -830,38 +830,71 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
       for (size_t i = 0; i < ntiles; ++i) {
         size_t n = 0;
         tile(layer, hd, i, kt.data(), vt.data(), pt.data(), n);
-        for (size_t r = 0; r < rows; ++r) {
-          const size_t t = r / g, j = r % g;
-          const float* qr = q + (t * H + h * g + j) * D;
-          float mt = -std::numeric_limits<float>::infinity();
-          for (size_t x = 0; x < n; ++x) {
-            s[x] = visible(pt[x], qpos[t], window) ? scale * dot(qr, kt.data() + x * D, D) : -std::numeric_limits<float>::infinity();
-            mt = std::max(mt, s[x]);
+        // One query token's g heads at a time: each K and V row of the tile is loaded once for the
+        // whole group (GQA), up to 8 heads in registers per pass.
+        for (size_t t = 0; t < n_q; ++t)
+          for (size_t j0 = 0; j0 < g; j0 += 8) {
+            const size_t gj = std::min<size_t>(8, g - j0);
+            const float* q0 = q + (t * H + h * g + j0) * D;
+            // scores s[jj * (T + 8) + x]
+            for (size_t x = 0; x < n; ++x) {
+              const bool vis = visible(pt[x], qpos[t], window);
+              if (!vis) {
+                for (size_t jj = 0; jj < gj; ++jj) s[jj * (T + 8) + x] = -std::numeric_limits<float>::infinity();
+                continue;
+              }
+              __m256 a8[8];
+              for (size_t jj = 0; jj < gj; ++jj) a8[jj] = _mm256_setzero_ps();
+              const float* kr = kt.data() + x * D;
+              for (size_t c = 0; c < D; c += 8) {
+                const __m256 kv = _mm256_loadu_ps(kr + c);
+                for (size_t jj = 0; jj < gj; ++jj) a8[jj] = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + jj * D + c), kv, a8[jj]);
+              }
+              for (size_t jj = 0; jj < gj; ++jj) s[jj * (T + 8) + x] = scale * simd::hsum8(a8[jj]);
+            }
+            // online softmax update per head
+            float corr[8];
+            bool live[8];
+            const size_t n8 = (n + 7) / 8 * 8;
+            const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+            for (size_t jj = 0; jj < gj; ++jj) {
+              const size_t r = t * g + j0 + jj;
+              float* sr = s.data() + jj * (T + 8);
+              float mt = -std::numeric_limits<float>::infinity();
+              for (size_t x = 0; x < n; ++x) mt = std::max(mt, sr[x]);
+              live[jj] = mt != -std::numeric_limits<float>::infinity();
+              for (size_t x = n; x < n8; ++x) sr[x] = -std::numeric_limits<float>::infinity();
+              if (!live[jj]) {
+                corr[jj] = 1.f;
+                for (size_t x = 0; x < n8; ++x) sr[x] = 0.f;
+                continue;
+              }
+              const float mn = std::max(mrow[r], mt);
+              corr[jj] = std::exp(mrow[r] - mn);
+              const __m256 mv = _mm256_set1_ps(mn);
+              __m256 lsum = _mm256_setzero_ps();
+              for (size_t x = 0; x < n8; x += 8) {
+                const __m256 sv = _mm256_loadu_ps(sr + x);
+                const __m256 pv = _mm256_andnot_ps(_mm256_cmp_ps(sv, ninf, _CMP_EQ_OQ), simd::exp8(_mm256_sub_ps(sv, mv)));
+                _mm256_storeu_ps(sr + x, pv);
+                lsum = _mm256_add_ps(lsum, pv);
+              }
+              mrow[r] = mn;
+              lrow[r] = lrow[r] * corr[jj] + simd::hsum8(lsum);
+            }
+            // P V, each V row loaded once for the group
+            for (size_t c = 0; c < D; c += 8) {
+              __m256 a8[8];
+              for (size_t jj = 0; jj < gj; ++jj)
+                a8[jj] = _mm256_mul_ps(_mm256_loadu_ps(acc.data() + (t * g + j0 + jj) * D + c), _mm256_set1_ps(corr[jj]));
+              const float* vc = vt.data() + c;
+              for (size_t x = 0; x < n; ++x) {
+                const __m256 vv = _mm256_loadu_ps(vc + x * D);
+                for (size_t jj = 0; jj < gj; ++jj) a8[jj] = _mm256_fmadd_ps(_mm256_set1_ps(s[jj * (T + 8) + x]), vv, a8[jj]);
+              }
+              for (size_t jj = 0; jj < gj; ++jj) _mm256_storeu_ps(acc.data() + (t * g + j0 + jj) * D + c, a8[jj]);
+            }
           }
-          if (mt == -std::numeric_limits<float>::infinity()) continue;
-          const float mn = std::max(mrow[r], mt), corr = std::exp(mrow[r] - mn);
-          // p = exp(s - mn) 8 lanes at a time (masked keys -> 0)
-          const size_t n8 = (n + 7) / 8 * 8;
-          for (size_t x = n; x < n8; ++x) s[x] = -std::numeric_limits<float>::infinity();
-          __m256 lsum = _mm256_setzero_ps();
-          const __m256 mv = _mm256_set1_ps(mn), ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-          for (size_t x = 0; x < n8; x += 8) {
-            const __m256 sv = _mm256_loadu_ps(s.data() + x);
-            const __m256 pv = _mm256_andnot_ps(_mm256_cmp_ps(sv, ninf, _CMP_EQ_OQ), simd::exp8(_mm256_sub_ps(sv, mv)));
-            _mm256_storeu_ps(s.data() + x, pv);
-            lsum = _mm256_add_ps(lsum, pv);
-          }
-          float* a = acc.data() + r * D;
-          const __m256 cv = _mm256_set1_ps(corr);
-          for (size_t c = 0; c < D; c += 8) {
-            __m256 av = _mm256_mul_ps(_mm256_loadu_ps(a + c), cv);
-            const float* vc = vt.data() + c;
-            for (size_t x = 0; x < n; ++x) av = _mm256_fmadd_ps(_mm256_set1_ps(s[x]), _mm256_loadu_ps(vc + x * D), av);
-            _mm256_storeu_ps(a + c, av);
-          }
-          mrow[r] = mn;
-          lrow[r] = lrow[r] * corr + simd::hsum8(lsum);
-        }
       }
       for (size_t r = 0; r < rows; ++r) {
         const size_t t = r / g, j = r % g;
