@@ -35,3 +35,11 @@ export {
   type LowRankFactors,
   type QuantizedWeight,
 } from "./methods.js";
+export {
+  QuantizeModelOptionsSchema,
+  quantizeModel,
+  reportMarkdown,
+  type LinearReport,
+  type QuantizeModelOptions,
+  type QuantizeModelReport,
+} from "./driver.js";
