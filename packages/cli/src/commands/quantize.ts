@@ -86,10 +86,10 @@ export function registerQuantize(program: Command): void {
       if (existsSync(out)) throw new TersorError("E_IO", `quantize: ${out} already exists; choose a new output directory`);
       const calib = corpusName(String(opts["calib"]), "--calib");
       const samples = positiveInt(String(opts["samples"]), "--samples");
-      const seqLen = positiveInt(String(opts["seq-len"]), "--seq-len");
+      const seqLen = positiveInt(String(opts["seqLen"]), "--seq-len");
       const seed = Number(opts["seed"]);
       if (!Number.isSafeInteger(seed) || seed < 0) throw new TersorError("E_RANGE", `--seed must be a non-negative integer`);
-      const evalChars = Number(opts["eval-chars"]);
+      const evalChars = Number(opts["evalChars"]);
       let path = modelArg;
       if (isReferenceModelName(modelArg)) {
         const p = referenceModelPath(modelArg);
@@ -104,10 +104,10 @@ export function registerQuantize(program: Command): void {
         scheme: String(opts["scheme"]),
         method: String(opts["method"]) as "rtn",
         ...(opts["fallback"] ? { fallback: String(opts["fallback"]) } : {}),
-        ...(opts["eora-rank"] ? { eoraRank: positiveInt(String(opts["eora-rank"]), "--eora-rank") } : {}),
-        ...(opts["lorc-rank"] ? { lorcRank: positiveInt(String(opts["lorc-rank"]), "--lorc-rank") } : {}),
+        ...(opts["eoraRank"] ? { eoraRank: positiveInt(String(opts["eoraRank"]), "--eora-rank") } : {}),
+        ...(opts["lorcRank"] ? { lorcRank: positiveInt(String(opts["lorcRank"]), "--lorc-rank") } : {}),
         rotate: String(opts["rotate"]) as "none",
-        actOrder: Boolean(opts["act-order"]),
+        actOrder: Boolean(opts["actOrder"]),
         progress,
       });
       const after = evalChars > 0 ? await bitsPerByte(await loadModel(out, { progress }), calib, evalChars, progress) : undefined;
