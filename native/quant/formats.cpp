@@ -228,8 +228,11 @@ float search_asym(const float* x, const float* w, int n, int nmax, float rmin, f
   }
   int best = -1;
   float best_e = std::numeric_limits<float>::infinity();
-  for (int k = 0; k < kCand; ++k)
-    if (a_e[k] < best_e) { best_e = a_e[k]; best = k; }
+  for (int k = 0; k < kCand; ++k) {  // branch-free first minimum
+    const bool better = a_e[k] < best_e;
+    best_e = better ? a_e[k] : best_e;
+    best = better ? k : best;
+  }
   float best_s = (mx - mn) / fn, best_m = mn;
   if (best >= 0) { best_s = a_s[best]; best_m = a_m[best]; }
   *m_out = best_m;
@@ -270,8 +273,11 @@ float search_sym(const float* x, const float* w, int n, int nmax, float rmin, fl
     g.store(a_g + 8 * c); sc.store(a_s + 8 * c);
   }
   float best = -0.5f, s = -mx / static_cast<float>(nmax);
-  for (int k = 0; k < NC; ++k)
-    if (a_g[k] > best) { best = a_g[k]; s = a_s[k]; }
+  for (int k = 0; k < NC; ++k) {  // branch-free first maximum
+    const bool better = a_g[k] > best;
+    best = better ? a_g[k] : best;
+    s = better ? a_s[k] : s;
+  }
   return s;
 }
 
@@ -546,12 +552,14 @@ void q6_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
     for (int j = 0; j < 16; ++j) requant<Fast>(x + 16 * j, 16, d * scales[j], 0.0f, -32, 31, L + 16 * j);
     // (ours) least-squares refit of the super-block scale for the chosen codes: d = sum(s q x) / sum((s q)^2)
     float axq[8] = {0}, aqq[8] = {0};  // 8 lanes (vectorises identically in both paths)
-    for (int i = 0; i < 256; i += 8)
+    for (int i = 0; i < 256; i += 8) {
+      const float scf = static_cast<float>(scales[i / 16]);  // exact: small integers
       for (int l = 0; l < 8; ++l) {
-        const float sq = static_cast<float>(scales[(i + l) / 16] * L[i + l]);
+        const float sq = scf * static_cast<float>(L[i + l]);
         axq[l] = axq[l] + sq * x[i + l];
         aqq[l] = aqq[l] + sq * sq;
       }
+    }
     float sxq = 0, sqq = 0;
     for (int l = 0; l < 8; ++l) { sxq += axq[l]; sqq += aqq[l]; }
     if (sqq > 0) f2h(y + 208, sxq / sqq);
