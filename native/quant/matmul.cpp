@@ -32,7 +32,8 @@ namespace {
 
 constexpr size_t kMaxB = 8;
 
-inline float h2f(const uint8_t* p) { uint16_t h; std::memcpy(&h, p, 2); return f16_to_f32_scalar(h); }
+// F16C conversion (exact, same value as f16_to_f32_scalar)
+inline float h2f(const uint8_t* p) { uint16_t h; std::memcpy(&h, p, 2); return _cvtsh_ss(h); }
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
