@@ -15,3 +15,4 @@ export * from "./matmul.js";
 export * from "./linalg.js";
 // linalg exports
 export * from "./formats/index.js";
+export { openGgufWriter, type GgufStreamWriter, type GgufTensorDecl } from "./formats/gguf-write.js";
