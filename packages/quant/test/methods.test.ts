@@ -49,6 +49,19 @@ describe("layer methods", () => {
     }
   });
 
+  it("GPTQ (plain and act-order) beats RTN for the ggml, NF4, FP8 and FP4 formats through snap_to_block", async () => {
+    const c2 = 256;
+    const w2 = new Tensor("f32", [8, c2], normal(rng, 8 * c2, 0.05));
+    const g2 = calib(rng, 300, c2);
+    for (const scheme of ["q8_0", "q4_0", "q4_1", "q5_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "nf4", "fp8", "mxfp4", "nvfp4"]) {
+      const e0 = await outputError(w2, (await rtn(w2, scheme)).values, g2);
+      for (const actOrder of [false, true]) {
+        const e1 = await outputError(w2, (await gptq(w2, g2, 300, scheme, { actOrder })).values, g2);
+        expect(e1, `${scheme} actOrder ${actOrder}`).toBeLessThan(e0);
+      }
+    }
+  });
+
   it("EoRA's activation-weighted error is at most LoRC's at every rank", async () => {
     const r = await rtn(w, "int3-g32");
     const e = difference(w, r.values);
