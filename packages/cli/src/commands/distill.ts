@@ -25,20 +25,9 @@ import {
   writeTeacherCache,
 } from "@tersor/distill";
 import { BYTE_EOS, BYTE_VOCAB_SIZE, type DataSource, type Model, type TrainOptions, type TrainResult, loadDomains, loadModel, train } from "@tersor/model";
+import { intOpt, numOpt } from "../options.js";
 
-function intOpt(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new TersorError("E_RANGE", `--${name} must be an integer ≥ ${min}, got "${v}"`);
-  return n;
-}
 
-function numOpt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new TersorError("E_RANGE", `--${name} must be a number, got "${v}"`);
-  return n;
-}
 
 function temperatureOpt(v: string | undefined, name = "temperature"): number | undefined {
   const t = numOpt(v, name);

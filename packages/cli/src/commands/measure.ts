@@ -37,22 +37,11 @@ import {
   writePlot,
 } from "@tersor/eval";
 import { type LoadModelOptions, loadModel } from "@tersor/model";
+import { intOpt, numOpt } from "../options.js";
 
 // ---- option parsing ---------------------------------------------------------------------------
 
-function intOpt(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isInteger(n) || n < min) throw new TersorError("E_RANGE", `--${name} must be an integer ≥ ${min}, got "${v}"`);
-  return n;
-}
 
-function numOpt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new TersorError("E_RANGE", `--${name} must be a number, got "${v}"`);
-  return n;
-}
 
 function listOpt(v: string | undefined, name: string): number[] | undefined {
   if (v === undefined) return undefined;

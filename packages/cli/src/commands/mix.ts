@@ -16,20 +16,9 @@ import { TersorError, setNumThreads, writeFileAtomic } from "@tersor/core";
 import { corpus } from "@tersor/corpora";
 import { writePlot } from "@tersor/eval";
 import { FIT_METHODS, type FitMethod, type FitReport, domainOfSource, fitMixture, mixtureFromRecord, alignMixture, readRunTables, runSwarm, trainOnMixture, uniformMixture } from "@tersor/mix";
+import { intOpt, numOpt } from "../options.js";
 
-function intOpt(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isInteger(n) || n < min) throw new TersorError("E_RANGE", `--${name} must be an integer ≥ ${min}, got "${v}"`);
-  return n;
-}
 
-function numOpt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new TersorError("E_RANGE", `--${name} must be a number, got "${v}"`);
-  return n;
-}
 
 /** `2M`, `200k`, `1.5G` or a plain integer. */
 export function parseTokens(v: string, name = "tokens"): number {

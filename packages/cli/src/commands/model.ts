@@ -6,6 +6,7 @@ import { TersorError, progress, readJsonl, setNumThreads, writeJsonl } from "@te
 import { CORPUS_NAMES, checkSplit, corpus } from "@tersor/corpora";
 import { type EvalDocument, type PerplexityResult, evaluatePerplexity } from "@tersor/eval";
 import { type LoadModelOptions, type Model, loadModel } from "@tersor/model";
+import { intOpt, numOpt } from "../options.js";
 
 /** Options every model command takes. */
 interface ModelOpts {
@@ -13,19 +14,7 @@ interface ModelOpts {
   dtype?: string;
 }
 
-function intOpt(v: string | undefined, name: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new TersorError("E_RANGE", `--${name} must be an integer ≥ ${min}, got "${v}"`);
-  return n;
-}
 
-function numOpt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new TersorError("E_RANGE", `--${name} must be a number, got "${v}"`);
-  return n;
-}
 
 function applyThreads(cmd: Command): void {
   const t = cmd.optsWithGlobals<{ threads?: string }>().threads;
