@@ -36,7 +36,8 @@ Svd<T> svd(const T* a, size_t m, size_t n, bool full = false);
 
 struct TruncatedSvdOptions {
   /// Convergence: every one of the k residuals ||A^T u_i - s_i v_i|| (A v_i = s_i u_i holds by
-  /// construction) is at most tol * s_1. 0 = default: 1e-5 for float, 1e-12 for double.
+  /// construction) is at most tol * s_1. 0 = default: 1e-5 for float, 1e-11 for double (about the
+  /// floor a cluster of equal singular values wider than the block reaches).
   double tol = 0;
   /// Maximum number of restarts (each costs about 2 * depth products with A). 0 = default: 300.
   size_t max_iter = 0;
