@@ -63,7 +63,7 @@ export type SvdOptions = z.infer<typeof SvdOptionsSchema>;
 /** Options of {@link truncatedSvd}. */
 export const TruncatedSvdOptionsSchema = z
   .object({
-    /** Stop when every `‖Aᵀuᵢ − sᵢvᵢ‖ ≤ tol · s₁` (i < k). Default 1e-5 (f32), 1e-12 (f64). */
+    /** Stop when every `‖Aᵀuᵢ − sᵢvᵢ‖ ≤ tol · s₁` (i < k). Default 1e-5 (f32), 1e-11 (f64). */
     tol: z.number().positive().lt(1).optional(),
     /** Maximum restarts. Default 300. */
     maxIter: z.number().int().positive().max(1_000_000).optional(),
