@@ -62,15 +62,17 @@ export function progress(opts: ProgressOptions): Progress {
       stop: () => emit(true),
     };
   }
+  // The bar shows the throughput in the task's unit and the last tick's numeric details (e.g. the loss).
+  const unit = opts.unit ?? "items";
   const bar = new cliProgress.SingleBar(
-    { format: `${opts.label} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted}`, stream, hideCursor: true, clearOnComplete: false },
+    { format: `${opts.label} [{bar}] {percentage}% | {value}/{total} | {rate} | ETA {eta_formatted}{details}`, stream, hideCursor: true, clearOnComplete: false },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0);
+  bar.start(total, 0, { rate: `0 ${unit}/s`, details: "" });
   return {
-    tick: (n = 1) => {
+    tick: (n = 1, info) => {
       done += n;
-      bar.update(done);
+      bar.update(done, { rate: formatRate(done, (Date.now() - started) / 1000, unit), details: formatDetails(info) });
     },
     setTotal: (t) => {
       total = t;
@@ -78,4 +80,22 @@ export function progress(opts: ProgressOptions): Progress {
     },
     stop: () => bar.stop(),
   };
+}
+
+/** Units per second, with a k/M suffix. */
+export function formatRate(done: number, seconds: number, unit: string): string {
+  const r = seconds > 0 ? done / seconds : 0;
+  const v = r >= 1e6 ? `${(r / 1e6).toFixed(2)}M` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(r >= 10 ? 0 : 1);
+  return `${v} ${unit}/s`;
+}
+
+/** ` | key value …` for the finite numbers of a tick's info (strings too), nothing when empty. */
+export function formatDetails(info?: Record<string, unknown>): string {
+  if (!info) return "";
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(info)) {
+    if (typeof v === "number" && Number.isFinite(v)) parts.push(`${k} ${Number.isInteger(v) ? v : v.toPrecision(4)}`);
+    else if (typeof v === "string") parts.push(`${k} ${v}`);
+  }
+  return parts.length ? ` | ${parts.join(" ")}` : "";
 }
