@@ -217,6 +217,72 @@ TERSOR_NAPI(NgramOverlap) {
   });
 }
 
+// lshSpillRun(path, sigs, exactHashes, n, firstId, numPerm, bands, rows) -> Promise<undefined>
+// sigs: n x numPerm Uint32Array, or an empty one for exact-only runs; exactHashes: (low, high) x n.
+TERSOR_NAPI(LshSpillRun) {
+  Napi::Env env = info.Env();
+  return guard_async(env, [&]() -> Napi::Value {
+    const std::string path = arg_string(info, 0, "path");
+    auto sigs = std::make_shared<ArgArray<uint32_t>>(arg_array<uint32_t>(info, 1, "signatures", true));
+    auto exact = std::make_shared<ArgArray<uint32_t>>(arg_array<uint32_t>(info, 2, "exactHashes", true));
+    const size_t n = arg_size(info, 3, "n"), first = arg_size(info, 4, "firstId"), k = arg_size(info, 5, "numPerm"),
+                 bands = arg_size(info, 6, "bands"), rows = arg_size(info, 7, "rows");
+    if (exact->size != 2 * n) fail(ErrorCode::Shape, "exactHashes must hold 2 x n words");
+    const bool with_sigs = sigs->size != 0;
+    if (with_sigs && sigs->size != n * k) fail(ErrorCode::Shape, "signatures has " + std::to_string(sigs->size) + " values, expected n x numPerm");
+    if (with_sigs && (bands < 1 || rows < 1 || bands * rows > k))
+      fail(ErrorCode::Range, "bands x rows must be >= 1 and <= numPerm (" + std::to_string(k) + ")");
+    if (first + n >= 0xFFFFFFFFull) fail(ErrorCode::Range, "document ids must stay below 2^32 - 1");
+    return run_async(
+        env,
+        [path, sigs, exact, n, first, k, bands, rows, with_sigs] {
+          std::vector<uint64_t> ex(n);
+          for (size_t i = 0; i < n; ++i) ex[i] = (static_cast<uint64_t>(exact->data[2 * i + 1]) << 32) | exact->data[2 * i];
+          sel::lsh_spill_run(path, with_sigs ? sigs->data : nullptr, ex.data(), n, static_cast<uint32_t>(first), k, bands, rows);
+        },
+        [](Napi::Env e) { return e.Undefined(); }, std::move(sigs->keep), std::move(exact->keep));
+  });
+}
+
+// lshMergeRuns(paths, sigPath, numPerm, threshold) -> Promise<{ exact, lsh, above }>; sigPath "" skips the precision count.
+TERSOR_NAPI(LshMergeRuns) {
+  Napi::Env env = info.Env();
+  return guard_async(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsArray()) fail(ErrorCode::Range, "paths must be an array of strings");
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<std::string> paths;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value v = arr.Get(i);
+      if (!v.IsString()) fail(ErrorCode::Range, "paths must be an array of strings");
+      paths.push_back(v.As<Napi::String>().Utf8Value());
+    }
+    const std::string sig_path = arg_string(info, 1, "sigPath");
+    const size_t k = arg_size(info, 2, "numPerm");
+    const double thr = arg_number(info, 3, "threshold");
+    auto res = std::make_shared<sel::SpilledPairs>();
+    auto above = std::make_shared<size_t>(0);
+    return run_async(
+        env,
+        [paths, sig_path, k, thr, res, above] {
+          *res = sel::lsh_merge_runs(paths);
+          if (!sig_path.empty()) *above = sel::spilled_pairs_above(sig_path, k, res->lsh, thr);
+        },
+        [res, above](Napi::Env e) -> Napi::Value {
+          auto flat = [](const std::vector<std::pair<uint32_t, uint32_t>>& p) {
+            std::vector<uint32_t> v;
+            v.reserve(2 * p.size());
+            for (auto [i, j] : p) v.push_back(i), v.push_back(j);
+            return v;
+          };
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("exact", to_typed_array(e, flat(res->exact)));
+          o.Set("lsh", to_typed_array(e, flat(res->lsh)));
+          o.Set("above", static_cast<double>(*above));
+          return o;
+        });
+  });
+}
+
 // greedySetCover(elems, offsets, maxSets) -> Uint32Array of picked set indices
 TERSOR_NAPI(GreedySetCover) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -246,6 +312,8 @@ void init_select(Napi::Env env, Napi::Object exports) {
   exports.Set("selectGzipSize", Napi::Function::New(env, GzipSize, "selectGzipSize"));
   exports.Set("selectNcd", Napi::Function::New(env, Ncd, "selectNcd"));
   exports.Set("selectNgramOverlap", Napi::Function::New(env, NgramOverlap, "selectNgramOverlap"));
+  exports.Set("selectLshSpillRun", Napi::Function::New(env, LshSpillRun, "selectLshSpillRun"));
+  exports.Set("selectLshMergeRuns", Napi::Function::New(env, LshMergeRuns, "selectLshMergeRuns"));
   exports.Set("selectGreedySetCover", Napi::Function::New(env, GreedySetCover, "selectGreedySetCover"));
 }
 

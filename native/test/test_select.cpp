@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <unistd.h>
 #include <set>
 #include <string>
 #include <vector>
@@ -289,4 +291,66 @@ TEST_CASE("select decontamination counts shared word n-grams") {
   ngram_overlap_counts(docs.view(), targets.view(), 3, c.data());
   CHECK(c[0] == 4);  // what is the / is the capital / the capital of / capital of france
   CHECK(c[1] == 1);  // the capital of
+}
+
+TEST_CASE("select spilled LSH runs give the in-memory candidate pairs") {
+  // 300 documents: random signatures, with planted near copies (some bands equal) and exact copies.
+  tersor::Rng rng(11);
+  const size_t n = 300, k = 64, bands = 8, rows = 8;
+  std::vector<uint32_t> sigs(n * k);
+  std::vector<uint64_t> exact(n);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < k; ++j) sigs[i * k + j] = rng.next_u32();
+    exact[i] = u64(rng);
+    if (i >= 10 && i % 7 == 0) {
+      const size_t src = rng.next_u32() % i;
+      const size_t keep_bands = 1 + rng.next_u32() % bands;  // copy the first keep_bands bands
+      std::copy(sigs.begin() + static_cast<std::ptrdiff_t>(src * k), sigs.begin() + static_cast<std::ptrdiff_t>(src * k + keep_bands * rows),
+                sigs.begin() + static_cast<std::ptrdiff_t>(i * k));
+      if (i % 3 == 0) exact[i] = exact[src];
+    }
+  }
+  const auto want = lsh_candidate_pairs_from_signatures(sigs.data(), n, k, bands, rows);
+  std::vector<std::pair<uint32_t, uint32_t>> want_exact;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (exact[j] == exact[i]) {
+        want_exact.emplace_back(static_cast<uint32_t>(i), static_cast<uint32_t>(j));
+        break;
+      }
+  REQUIRE(want.size() > 20);
+  REQUIRE(want_exact.size() > 5);
+  const std::string dir = "/tmp/tersor_test_lsh_spill_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  for (size_t per_run : {size_t{1}, size_t{17}, size_t{300}}) {
+    std::vector<std::string> paths;
+    for (size_t s = 0; s < n; s += per_run) {
+      const size_t m = std::min(per_run, n - s);
+      paths.push_back(dir + "/run" + std::to_string(paths.size()));
+      lsh_spill_run(paths.back(), sigs.data() + s * k, exact.data() + s, m, static_cast<uint32_t>(s), k, bands, rows);
+    }
+    const SpilledPairs got = lsh_merge_runs(paths);
+    CHECK(got.sections == 1 + bands);
+    CHECK(got.lsh == want);
+    CHECK(got.exact == want_exact);
+    // Precision counts from the signature file equal those from memory.
+    const std::string sp = dir + "/sigs";
+    {
+      FILE* f = std::fopen(sp.c_str(), "wb");
+      REQUIRE(f);
+      std::fwrite(sigs.data(), 4, sigs.size(), f);
+      std::fclose(f);
+    }
+    size_t good = 0;
+    for (auto [i, j] : want) good += minhash_jaccard(sigs.data() + i * k, sigs.data() + j * k, k) >= 0.5 ? 1 : 0;
+    CHECK(spilled_pairs_above(sp, k, got.lsh, 0.5) == good);
+  }
+  // Exact-only runs have one section; a file that is not a run is E_FORMAT.
+  lsh_spill_run(dir + "/x0", nullptr, exact.data(), n, 0, k, bands, rows);
+  CHECK(lsh_merge_runs({dir + "/x0"}).exact == want_exact);
+  CHECK(lsh_merge_runs({dir + "/x0"}).lsh.empty());
+  CHECK_THROWS_AS(lsh_merge_runs({dir + "/sigs"}), tersor::Error);
+  // The same run twice repeats ids: E_FORMAT.
+  CHECK_THROWS_AS(lsh_merge_runs({dir + "/x0", dir + "/x0"}), tersor::Error);
+  std::filesystem::remove_all(dir);
 }

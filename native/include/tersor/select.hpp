@@ -131,6 +131,37 @@ std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs(const uint64_t* k
 std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(const uint32_t* sigs, size_t n, size_t num_perm,
                                                                               size_t bands, size_t rows);
 
+// ---- external-memory LSH (sorted runs on disk) -------------------------------------------------
+
+/// Writes one sorted run: for each of `sections` key columns of `keys` (n x sections, row-major),
+/// the records (key, first_id + i) sorted by (key, id), as packed little-endian (u64, u32) after a
+/// header (magic, section count, per-section record counts). E_IO when the file cannot be written.
+void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size_t sections, uint32_t first_id);
+
+/// One run of a streaming dedup: section 0 holds the exact-text keys `exact` (n values), sections
+/// 1..bands the LSH band keys of `sigs` (n x num_perm; null for exact-only dedup: no band sections).
+/// Document ids are first_id .. first_id + n − 1.
+void lsh_spill_run(const std::string& path, const uint32_t* sigs, const uint64_t* exact, size_t n, uint32_t first_id, size_t num_perm,
+                   size_t bands, size_t rows);
+
+struct SpilledPairs {
+  size_t sections = 0;
+  /// Documents sharing an exact key with a lower id: (id, lowest id of the key), sorted by id.
+  std::vector<std::pair<uint32_t, uint32_t>> exact;
+  /// LSH candidate pairs (i, j), j < i, each once, sorted: the same set lsh_candidate_pairs gives.
+  std::vector<std::pair<uint32_t, uint32_t>> lsh;
+};
+
+/// k-way merges the runs section by section (a heap over buffered readers: memory is
+/// O(runs) buffers plus the pairs) and links each record to the lowest id of its equal-key group.
+/// E_FORMAT for a file that is not a run, runs with different section counts, or a repeated id.
+SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths);
+
+/// How many pairs have a MinHash Jaccard estimate >= threshold, reading the two rows of each pair
+/// from a file of `num_perm` uint32 per document (document id = row).
+size_t spilled_pairs_above(const std::string& sig_path, size_t num_perm, const std::vector<std::pair<uint32_t, uint32_t>>& pairs,
+                           double threshold);
+
 /// Weighted false-positive and false-negative areas of datasketch's `_optimal_param`:
 /// ∫_0^t 1 − (1 − s^r)^b ds and ∫_t^1 (1 − s^r)^b ds.
 double lsh_false_positive_area(double threshold, size_t b, size_t r);

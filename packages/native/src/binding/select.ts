@@ -37,6 +37,19 @@ export interface SelectBinding {
   selectNcd(x: string, y: string, level: number): number;
   /** Per document, how many of its word `n`-grams occur in the targets (decontamination). */
   selectNgramOverlap(bytes: Uint8Array, offsets: Uint32Array, targetBytes: Uint8Array, targetOffsets: Uint32Array, n: number): Promise<Uint32Array>;
+  /**
+   * Writes one sorted LSH run file for documents `firstId .. firstId + n − 1`: section 0 their exact
+   * keys (`exactHashes`, (low, high) words per document), sections 1..bands their band keys
+   * (`signatures` n × numPerm, or empty for exact-only dedup). `E_IO` when the file cannot be written.
+   */
+  selectLshSpillRun(path: string, signatures: Uint32Array, exactHashes: Uint32Array, n: number, firstId: number, numPerm: number, bands: number, rows: number): Promise<void>;
+  /**
+   * k-way merges run files: `exact` holds (id, lowest id with the same exact key) pairs, `lsh` the
+   * LSH candidate pairs (i, j), j < i, flattened, sorted (the same set as `selectLshCandidatePairs`);
+   * `above` counts LSH pairs whose MinHash Jaccard (rows read from the `sigPath` file of numPerm
+   * uint32 per document) is at least `threshold` (0 when `sigPath` is "").
+   */
+  selectLshMergeRuns(paths: string[], sigPath: string, numPerm: number, threshold: number): Promise<{ exact: Uint32Array; lsh: Uint32Array; above: number }>;
   /** Greedy set cover / max coverage: the picked set indices in order (set `i` is `elements[offsets[i], offsets[i+1])`). */
   selectGreedySetCover(elements: Uint32Array, offsets: Uint32Array, maxSets: number): Uint32Array;
 }

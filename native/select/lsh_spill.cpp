@@ -1,0 +1,208 @@
+// External-memory MinHash-LSH bucketing: (key, document id) records written to sorted run files
+// under a memory budget, then k-way merged per section (the exact-text key, then each LSH band)
+// to emit the candidate pairs, as in the "signatures and buckets spilled to disk in sorted runs"
+// design of large-scale near-duplicate detection (Leskovec, Rajaraman & Ullman, "Mining of Massive
+// Datasets", ch. 3 and 2.2 on external sorting). Gives exactly the pairs of the in-memory path.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <queue>
+#include <string>
+#include <tuple>
+
+#include "tersor/error.hpp"
+#include "tersor/select.hpp"
+
+namespace tersor::select {
+namespace {
+
+constexpr char kRunMagic[8] = {'T', 'S', 'L', 'S', 'H', 'R', 'N', '1'};
+constexpr size_t kRecordBytes = 12;  // u64 key, u32 id, little-endian, packed
+
+struct File {
+  FILE* f = nullptr;
+  explicit File(FILE* fp) : f(fp) {}
+  ~File() {
+    if (f) std::fclose(f);
+  }
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+};
+
+inline void put_record(unsigned char* p, uint64_t key, uint32_t id) {
+  std::memcpy(p, &key, 8);
+  std::memcpy(p + 8, &id, 4);
+}
+
+void write_all(FILE* f, const void* p, size_t bytes, const std::string& path) {
+  if (bytes && std::fwrite(p, 1, bytes, f) != bytes) fail(ErrorCode::IO, "cannot write the LSH run " + path);
+}
+
+void read_all(FILE* f, void* p, size_t bytes, const std::string& path) {
+  if (bytes && std::fread(p, 1, bytes, f) != bytes) fail(ErrorCode::Format, path + ": truncated LSH run file");
+}
+
+struct RunHeader {
+  uint32_t sections = 0;
+  std::vector<uint64_t> counts;
+  size_t data_offset = 0;
+};
+
+RunHeader read_header(FILE* f, const std::string& path) {
+  char magic[8];
+  read_all(f, magic, 8, path);
+  if (std::memcmp(magic, kRunMagic, 8) != 0) fail(ErrorCode::Format, path + ": not an LSH run file");
+  RunHeader h;
+  uint32_t reserved = 0;
+  read_all(f, &h.sections, 4, path);
+  read_all(f, &reserved, 4, path);
+  if (h.sections == 0 || h.sections > 4097) fail(ErrorCode::Format, path + ": bad section count");
+  h.counts.resize(h.sections);
+  read_all(f, h.counts.data(), 8 * h.sections, path);
+  h.data_offset = 16 + 8 * h.sections;
+  return h;
+}
+
+/// Sequential buffered reader of one section of one run.
+class SectionReader {
+ public:
+  SectionReader(const std::string& path, size_t offset, uint64_t count) : path_(path), file_(std::fopen(path.c_str(), "rb")), left_(count) {
+    if (!file_.f) fail(ErrorCode::IO, "cannot open the LSH run " + path);
+    if (std::fseek(file_.f, static_cast<long>(offset), SEEK_SET) != 0) fail(ErrorCode::IO, "cannot seek in " + path);
+  }
+  /// Next record; false at the end of the section.
+  bool next(uint64_t& key, uint32_t& id) {
+    if (pos_ == buf_.size()) {
+      if (left_ == 0) return false;
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(left_, 4096));
+      buf_.resize(take * kRecordBytes);
+      read_all(file_.f, buf_.data(), buf_.size(), path_);
+      left_ -= take;
+      pos_ = 0;
+    }
+    std::memcpy(&key, buf_.data() + pos_, 8);
+    std::memcpy(&id, buf_.data() + pos_ + 8, 4);
+    pos_ += kRecordBytes;
+    return true;
+  }
+
+ private:
+  std::string path_;
+  File file_;
+  uint64_t left_;
+  std::vector<unsigned char> buf_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size_t sections, uint32_t first_id) {
+  require(sections >= 1 && sections <= 4097, ErrorCode::Range, "an LSH run needs 1 to 4097 sections");
+  require(static_cast<uint64_t>(first_id) + n <= 0xFFFFFFFFull, ErrorCode::Range, "document ids must stay below 2^32 - 1");
+  File out(std::fopen(path.c_str(), "wb"));
+  if (!out.f) fail(ErrorCode::IO, "cannot create the LSH run " + path);
+  write_all(out.f, kRunMagic, 8, path);
+  const uint32_t s32 = static_cast<uint32_t>(sections), reserved = 0;
+  write_all(out.f, &s32, 4, path);
+  write_all(out.f, &reserved, 4, path);
+  const std::vector<uint64_t> counts(sections, n);
+  write_all(out.f, counts.data(), 8 * sections, path);
+  std::vector<std::pair<uint64_t, uint32_t>> col(n);
+  std::vector<unsigned char> buf(n * kRecordBytes);
+  for (size_t s = 0; s < sections; ++s) {
+    for (size_t i = 0; i < n; ++i) col[i] = {keys[i * sections + s], first_id + static_cast<uint32_t>(i)};
+    std::sort(col.begin(), col.end());
+    for (size_t i = 0; i < n; ++i) put_record(buf.data() + i * kRecordBytes, col[i].first, col[i].second);
+    write_all(out.f, buf.data(), buf.size(), path);
+  }
+  if (std::fflush(out.f) != 0 || std::ferror(out.f)) fail(ErrorCode::IO, "cannot write the LSH run " + path);
+}
+
+void lsh_spill_run(const std::string& path, const uint32_t* sigs, const uint64_t* exact, size_t n, uint32_t first_id, size_t num_perm,
+                   size_t bands, size_t rows) {
+  const size_t sections = 1 + (sigs ? bands : 0);
+  std::vector<uint64_t> keys(n * sections);
+  if (sigs) {
+    std::vector<uint64_t> bk(n * bands);
+    lsh_band_keys(sigs, n, num_perm, bands, rows, bk.data());
+    for (size_t i = 0; i < n; ++i) std::copy(bk.begin() + static_cast<std::ptrdiff_t>(i * bands), bk.begin() + static_cast<std::ptrdiff_t>((i + 1) * bands), keys.begin() + static_cast<std::ptrdiff_t>(i * sections + 1));
+  }
+  for (size_t i = 0; i < n; ++i) keys[i * sections] = exact[i];
+  lsh_write_run(path, keys.data(), n, sections, first_id);
+}
+
+SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths) {
+  SpilledPairs out;
+  if (paths.empty()) return out;
+  std::vector<RunHeader> heads;
+  for (const auto& p : paths) {
+    File f(std::fopen(p.c_str(), "rb"));
+    if (!f.f) fail(ErrorCode::IO, "cannot open the LSH run " + p);
+    heads.push_back(read_header(f.f, p));
+    if (heads.back().sections != heads.front().sections) fail(ErrorCode::Format, p + ": runs disagree on the number of sections");
+  }
+  const size_t sections = heads.front().sections;
+  out.sections = sections;
+  using Item = std::tuple<uint64_t, uint32_t, size_t>;  // key, id, run
+  for (size_t s = 0; s < sections; ++s) {
+    std::vector<std::unique_ptr<SectionReader>> readers;
+    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
+    for (size_t r = 0; r < paths.size(); ++r) {
+      size_t offset = heads[r].data_offset;
+      for (size_t q = 0; q < s; ++q) offset += heads[r].counts[q] * kRecordBytes;
+      readers.push_back(std::make_unique<SectionReader>(paths[r], offset, heads[r].counts[s]));
+      uint64_t k;
+      uint32_t id;
+      if (readers.back()->next(k, id)) heap.emplace(k, id, r);
+    }
+    auto& pairs = s == 0 ? out.exact : out.lsh;
+    bool have = false;
+    uint64_t cur = 0;
+    uint32_t first = 0, last = 0;
+    while (!heap.empty()) {
+      const auto [k, id, r] = heap.top();
+      heap.pop();
+      if (have && k == cur) {
+        if (id <= last) fail(ErrorCode::Format, "LSH runs overlap: document " + std::to_string(id) + " appears twice");
+        pairs.emplace_back(id, first);
+      } else {
+        have = true;
+        cur = k;
+        first = id;
+      }
+      last = id;
+      uint64_t nk;
+      uint32_t nid;
+      if (readers[r]->next(nk, nid)) heap.emplace(nk, nid, r);
+    }
+    if (s > 0) {
+      std::sort(out.lsh.begin(), out.lsh.end());
+      out.lsh.erase(std::unique(out.lsh.begin(), out.lsh.end()), out.lsh.end());
+    }
+  }
+  std::sort(out.exact.begin(), out.exact.end());
+  return out;
+}
+
+size_t spilled_pairs_above(const std::string& sig_path, size_t num_perm, const std::vector<std::pair<uint32_t, uint32_t>>& pairs,
+                           double threshold) {
+  require(num_perm >= 1, ErrorCode::Range, "num_perm must be at least 1");
+  File f(std::fopen(sig_path.c_str(), "rb"));
+  if (!f.f) fail(ErrorCode::IO, "cannot open the signature file " + sig_path);
+  std::vector<uint32_t> a(num_perm), b(num_perm);
+  const size_t row = num_perm * 4;
+  auto load = [&](uint32_t id, std::vector<uint32_t>& v) {
+    if (std::fseek(f.f, static_cast<long>(static_cast<uint64_t>(id) * row), SEEK_SET) != 0) fail(ErrorCode::IO, "cannot seek in " + sig_path);
+    read_all(f.f, v.data(), row, sig_path);
+  };
+  size_t good = 0;
+  for (const auto& [i, j] : pairs) {
+    load(i, a);
+    load(j, b);
+    if (minhash_jaccard(a.data(), b.data(), num_perm) >= threshold) ++good;
+  }
+  return good;
+}
+
+}  // namespace tersor::select
