@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -56,6 +56,19 @@ describe("tersor dedup", () => {
     const side = (await readFile(join(dir, "kept.sidecar.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
     expect(side[1]).toMatchObject({ id: "doc-1", keep: false, cluster: 0, reason: "near-duplicate" });
     expect(await readFile(join(dir, "dedup.html"), "utf8")).toContain("<svg");
+  });
+
+  it("a tiny --memory budget (many sorted runs) writes the same output and leaves no run files", async () => {
+    const a = join(dir, "mem-default.jsonl");
+    const b = join(dir, "mem-tiny.jsonl");
+    expect((await tersor("dedup", corpusPath, "--out", a)).code).toBe(0);
+    const r = await tersor("dedup", corpusPath, "--out", b, "--memory", "2KB", "--work-dir", join(dir, "work"));
+    expect(r.code).toBe(0);
+    expect(await readFile(b, "utf8")).toBe(await readFile(a, "utf8"));
+    expect(await readFile(join(dir, "mem-tiny.sidecar.jsonl"), "utf8")).toBe(await readFile(join(dir, "mem-default.sidecar.jsonl"), "utf8"));
+    expect((await readdir(dir)).filter((f) => f.includes("work"))).toEqual([]);
+    const bad = await tersor("dedup", corpusPath, "--out", b, "--memory", "lots");
+    expect(bad.stderr).toMatch(/memory budget/);
   });
 
   it("decontaminates against a target", async () => {

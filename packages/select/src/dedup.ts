@@ -10,7 +10,9 @@
  * {@link mergeSignatureShards} joins them in input order, and {@link clusterSignatures} gives the
  * same clusters as a single process.
  */
-import { readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, readdir, rm, truncate } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import { TersorError, writeFileAtomic } from "@tersor/core";
 import { native } from "@tersor/native";
@@ -173,6 +175,11 @@ export async function clusterSignatures(
     }
     precision = candidatePairs ? good / candidatePairs : 1;
   }
+  return decide(n, uf, exactTwin, { candidatePairs, estimatedPrecision: precision, bands, rows });
+}
+
+/** Decisions from the components: each keeps its lowest index; the others are exact or near duplicates. */
+function decide(n: number, uf: UnionFind, exactTwin: Uint8Array, lsh: { candidatePairs: number; estimatedPrecision: number; bands: number; rows: number }): DedupResult {
   const size = new Map<number, number>();
   for (let i = 0; i < n; i++) size.set(uf.find(i), (size.get(uf.find(i)) ?? 0) + 1);
   const clusterOf = new Map<number, number>();
@@ -194,7 +201,7 @@ export async function clusterSignatures(
     }
   }
   const clusterSizes = [...size.values()].filter((s) => s > 1).sort((a, b) => b - a);
-  return { decisions, documents: n, kept, exactDuplicates: exact, nearDuplicates: near, clusters: kept, clusterSizes, candidatePairs, estimatedPrecision: precision, bands, rows };
+  return { decisions, documents: n, kept, exactDuplicates: exact, nearDuplicates: near, clusters: kept, clusterSizes, ...lsh };
 }
 
 /** Deduplicates documents held in memory. */
@@ -360,4 +367,139 @@ export async function dedupStream(docs: AsyncIterable<SelectDoc>, inputKey: stri
     at += b.indices.length;
   }
   return clusterSignatures(keys, mode === "minhash" ? sigs : null, mh);
+}
+
+// ---- constant memory: sorted runs on disk ---------------------------------------------------------
+
+/** Parses a memory budget: bytes, or a number with KB/MB/GB (powers of 1024), e.g. "256MB". */
+export function parseMemory(spec: string | number): number {
+  if (typeof spec === "number") {
+    if (!Number.isFinite(spec) || spec < 1) throw new TersorError("E_RANGE", `memory budget must be a positive number of bytes, got ${spec}`);
+    return Math.floor(spec);
+  }
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|KIB|MB|MIB|GB|GIB)?\s*$/i.exec(spec);
+  if (!m) throw new TersorError("E_RANGE", `memory budget must look like 256MB, 1GB or a byte count, got "${spec}"`);
+  const unit = (m[2] ?? "B").toUpperCase().replace("I", "");
+  const mult = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[unit as "B" | "KB" | "MB" | "GB"];
+  const v = Math.floor(Number(m[1]) * mult);
+  if (v < 1) throw new TersorError("E_RANGE", `memory budget must be positive, got "${spec}"`);
+  return v;
+}
+
+export interface SpilledDedupOptions {
+  minhash?: MinhashOptions & { mode?: "exact" | "minhash" };
+  /** Memory budget for the in-memory part of a run (texts, signatures, band records): bytes or "256MB". Default 256 MiB. */
+  memory?: string | number;
+  /**
+   * Work directory for the run files and the signature file. Default: a fresh directory under the
+   * OS temp dir. A directory given here that holds the manifest of an interrupted run with the same
+   * `inputKey` and options is resumed (its complete runs are kept, their documents skipped).
+   * The directory is removed at the end, also on error.
+   */
+  workDir?: string;
+  /** Identifies the input for resuming (e.g. its path). */
+  inputKey?: string;
+  /** Progress: documents done so far. */
+  onProgress?: (done: number) => void;
+}
+
+interface SpillManifest {
+  header: string;
+  runs: { file: string; first: number; n: number }[];
+}
+
+/**
+ * Constant-memory dedup: streams the documents in runs bounded by the memory budget; per run, the
+ * MinHash signatures are appended to a signature file and the (key, document) records of the exact
+ * key and of every LSH band are sorted and written to a run file (native `selectLshSpillRun`). The
+ * runs are then k-way merged per band (`selectLshMergeRuns`): adjacent equal keys are the candidate
+ * pairs, joined in a union-find over document positions (4 bytes each; texts and signatures are
+ * never all in memory). Gives exactly the clusters of {@link dedupDocs} on the same documents
+ * (positions are the streaming order).
+ */
+export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<SelectDoc>, o: SpilledDedupOptions = {}): Promise<DedupResult> {
+  const mh = o.minhash ?? {};
+  const { mode = "minhash", ...rest } = mh;
+  const parsed = MinhashOptionsSchema.parse(rest);
+  const { bands, rows } = mode === "minhash" ? lshParams(parsed) : { bands: 0, rows: 0 };
+  const budget = parseMemory(o.memory ?? "256MB");
+  const k = parsed.numPerm;
+  const perDoc = mode === "minhash" ? 4 * k + 2 * 12 * (1 + bands) : 2 * 12;
+  let dir: string;
+  if (o.workDir) {
+    dir = o.workDir;
+    await mkdir(dir, { recursive: true });
+  } else dir = await mkdtemp(join(tmpdir(), "tersor-dedup-"));
+  const manifestPath = join(dir, "manifest.json");
+  const sigPath = join(dir, "signatures.u32");
+  const header = JSON.stringify({ format: "tersor-dedup-runs/1", input: o.inputKey ?? null, options: mh, memory: budget });
+  try {
+    let manifest: SpillManifest = { header, runs: [] };
+    try {
+      const m = JSON.parse(await readFile(manifestPath, "utf8")) as SpillManifest;
+      if (m.header === header) manifest = m;
+    } catch {
+      // no manifest: a fresh run
+    }
+    if (manifest.runs.length === 0) for (const f of await readdir(dir)) await rm(join(dir, f), { force: true });
+    let done = manifest.runs.reduce((a, r) => a + r.n, 0);
+    // The signature file holds exactly the documents of the complete runs.
+    const sigFile = await open(sigPath, "a");
+    await sigFile.close();
+    await truncate(sigPath, mode === "minhash" ? done * k * 4 : 0);
+    const skip = done;
+    let seen = 0;
+    let pending: string[] = [];
+    let bytes = 0;
+    const flush = async () => {
+      if (!pending.length) return;
+      const first = done;
+      const { bytes: b, offsets } = packTexts(pending);
+      const hashes = native().selectNormalisedHashes(b, offsets);
+      const sigs = mode === "minhash" ? await minhashSignatures(pending, rest) : new Uint32Array(0);
+      const file = `run-${String(manifest.runs.length).padStart(6, "0")}.bin`;
+      await native().selectLshSpillRun(join(dir, file), sigs, hashes, pending.length, first, k, bands || 1, rows || 1);
+      if (sigs.length) {
+        const fh = await open(sigPath, "a");
+        try {
+          await fh.write(new Uint8Array(sigs.buffer, sigs.byteOffset, sigs.byteLength));
+        } finally {
+          await fh.close();
+        }
+      }
+      done += pending.length;
+      manifest.runs.push({ file, first, n: pending.length });
+      await writeFileAtomic(manifestPath, JSON.stringify(manifest));
+      pending = [];
+      bytes = 0;
+      o.onProgress?.(done);
+    };
+    for await (const d of docs) {
+      if (seen++ < skip) continue;
+      pending.push(d.text);
+      bytes += 3 * d.text.length + perDoc;
+      if (bytes >= budget) await flush();
+    }
+    await flush();
+    const n = done;
+    if (seen !== n) throw new TersorError("E_IO", `the input changed since the interrupted run (${n} documents spilled, ${seen} read)`);
+    const uf = new UnionFind(n);
+    const exactTwin = new Uint8Array(n);
+    let candidatePairs = 0;
+    let precision = 1;
+    if (n > 0) {
+      const thr = o.minhash?.precisionThreshold ?? parsed.threshold ?? (bands ? Math.pow(1 / bands, 1 / rows) : 1);
+      const merged = await native().selectLshMergeRuns(manifest.runs.map((r) => join(dir, r.file)), mode === "minhash" ? sigPath : "", k, thr);
+      for (let p = 0; p < merged.exact.length; p += 2) {
+        uf.union(merged.exact[p]!, merged.exact[p + 1]!);
+        exactTwin[merged.exact[p]!] = 1;
+      }
+      for (let p = 0; p < merged.lsh.length; p += 2) uf.union(merged.lsh[p]!, merged.lsh[p + 1]!);
+      candidatePairs = merged.lsh.length / 2;
+      precision = candidatePairs ? merged.above / candidatePairs : 1;
+    }
+    return decide(n, uf, exactTwin, { candidatePairs, estimatedPrecision: precision, bands, rows });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -12,6 +12,8 @@ import {
   clusterSignatures,
   cosineSimilarity,
   dedupDocs,
+  dedupSpilled,
+  parseMemory,
   exactKeys,
   gopherFailures,
   hashedFeatures,
@@ -108,6 +110,35 @@ describe("dedup", () => {
     expect(m.indices).toEqual(all.map((d) => d.index));
     const merged = await clusterSignatures(m.keys, m.signatures, m.options);
     expect(merged.decisions).toEqual(single.decisions);
+  });
+
+  it("the spilled path (many sorted runs on disk) gives the in-memory clusters and removes its files", async () => {
+    const { texts } = planted();
+    // Exact copies too, so both sections of the runs are exercised.
+    const all = docs([...texts, texts[3]!.toUpperCase(), texts[30]!]);
+    for (const mode of ["minhash", "exact"] as const) {
+      const single = await dedupDocs(all, { mode });
+      const work = join(dir, `spill-${mode}`);
+      let runs = 0;
+      const r = await dedupSpilled(all, { minhash: { mode }, memory: 4096, workDir: work, onProgress: () => runs++ });
+      expect(runs).toBeGreaterThan(10); // a 4 KiB budget forces a run every document or two
+      expect(r.decisions).toEqual(single.decisions);
+      expect(r.candidatePairs).toBe(single.candidatePairs);
+      expect(r.estimatedPrecision).toBeCloseTo(single.estimatedPrecision, 12);
+      expect(r.exactDuplicates).toBe(2);
+      await expect(readdir(work)).rejects.toThrow(); // the work directory is gone
+    }
+    // A default temp directory is removed too, also when the input fails midway.
+    async function* bad(): AsyncIterable<SelectDoc> {
+      yield all[0]!;
+      throw new Error("input broke");
+    }
+    const work = join(dir, "spill-bad");
+    await expect(dedupSpilled(bad(), { memory: 1, workDir: work })).rejects.toThrow(/input broke/);
+    await expect(readdir(work)).rejects.toThrow();
+    expect(parseMemory("256MB")).toBe(256 * 1024 * 1024);
+    expect(parseMemory("1.5KB")).toBe(1536);
+    expect(() => parseMemory("lots")).toThrow(/memory budget/);
   });
 
   it("decontamination finds shared 13-grams", async () => {

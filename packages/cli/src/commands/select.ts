@@ -3,7 +3,7 @@
  *
  *   tersor dedup <input> --out kept.jsonl [--mode exact|minhash] [--ngram 5] [--num-perm 112]
  *         [--bands 14 --rows 8 | --threshold 0.7] [--decontaminate target.jsonl --decontam-ngram 13]
- *         [--shard i/N --signatures shard.json] [--report r.html]
+ *         [--memory 256MB] [--work-dir dir] [--shard i/N --signatures shard.json] [--report r.html]
  *   tersor dedup merge <shard.json...> --input <input> --out kept.jsonl
  *   tersor select <input> --method random|stratified|dsir|zipfit|gio|rds|novelselect|perplexity|quests|kcenter|facility-location|coverage|gopher
  *         --budget 10%|N [--target t.jsonl|corpus:name] [--seed 0] [--optimizer naive|lazy|stochastic]
@@ -14,7 +14,7 @@
  * --on-bad-line skip|error. Outputs keep input order; a sidecar `<out>.sidecar.jsonl` holds each
  * input document's id, score, cluster and reason.
  */
-import { readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 
 import type { Command } from "commander";
 import { TersorError, openAtomic, progress } from "@tersor/core";
@@ -24,11 +24,12 @@ import {
   type SelectDoc,
   SELECT_METHODS,
   clusterSignatures,
-  dedupStream,
+  dedupSpilled,
   diversity,
   mergeSignatureShards,
   minhashShard,
   ngramOverlap,
+  parseMemory,
   parseShard,
   readAllDocs,
   readDocs,
@@ -175,6 +176,8 @@ export function registerSelect(program: Command): void {
     .option("--threshold <t>", "Jaccard threshold: bands x rows by datasketch's optimal_param")
     .option("--seed <s>", "permutation seed (numpy RandomState)", "1")
     .option("--layout <l>", "datatrove | datasketch permutation order", "datatrove")
+    .option("--memory <size>", "memory budget of a sorted run of signatures and band records (e.g. 256MB)", "256MB")
+    .option("--work-dir <dir>", "run files (removed at the end; default <out>.dedup-work, resumed after an interruption)")
     .option("--decontaminate <target>", "also drop documents sharing an n-gram with this target")
     .option("--decontam-ngram <n>", "n-gram size for decontamination", "13")
     .option("--shard <i/N>", "process documents i, i+N, ... and write --signatures for `dedup merge`")
@@ -208,13 +211,16 @@ export function registerSelect(program: Command): void {
       const out = o["out"] as string;
       const target = o["decontaminate"] ? (await loadTarget(o["decontaminate"] as string, o))! : null;
       const decontamN = intOpt(o["decontamNgram"] as string, "decontam-ngram", 1)!;
-      // Pass 1: signatures spilled to disk in batches (resumable); texts are not kept.
-      const spill = out + ".dedup-spill.jsonl";
+      // Pass 1: signatures and LSH band records spilled to disk in sorted runs under --memory, merged
+      // per band into a union-find (constant memory in the corpus size; an interrupted run resumes
+      // from the complete runs in <out>.dedup-work/); texts are not kept.
       const bar1 = progress({ label: "dedup: signatures", unit: "docs" });
       let done = 0;
-      const r = await dedupStream(readDocs(input, readOptions(o)), input, {
+      const r = await dedupSpilled(readDocs(input, readOptions(o)), {
         minhash: mh,
-        spillPath: spill,
+        memory: parseMemory(o["memory"] as string),
+        workDir: (o["workDir"] as string | undefined) ?? out + ".dedup-work",
+        inputKey: input,
         onProgress: (n) => {
           bar1.tick(n - done);
           done = n;
@@ -266,7 +272,6 @@ export function registerSelect(program: Command): void {
         await side.abort();
         throw e;
       }
-      await rm(spill, { force: true });
       const summary = { ...dedupSummary(r), contaminated: contaminatedCount, written: n };
       if (o["report"]) await writeReport(o["report"] as string, { title: `tersor dedup ${input}`, summary, charts: { "duplicate-cluster sizes": sizeHistogram(r.clusterSizes) } });
       process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
