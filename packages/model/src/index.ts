@@ -59,6 +59,7 @@ export {
   type LoadWeightsResult,
   type LoadedTensor,
   type PlanEntry,
+  type QuantizedCheckpoint,
   type TensorSource,
   type WeightDType,
   type WeightSink,

@@ -18,7 +18,7 @@ export type * from "./gemm.js";
 export type * from "./linalg.js";
 export type * from "./mlp.js";
 export type * from "./model.js";
-export type { QuantBinding } from "./quant.js";
+export type { QuantBinding, QuantSchemeInfo } from "./quant.js";
 export type * from "./stats.js";
 export type * from "./transformer.js";
 export type * from "./train.js";
