@@ -43,3 +43,31 @@ export {
   type QuantizeModelOptions,
   type QuantizeModelReport,
 } from "./driver.js";
+export {
+  RotationOptionsSchema,
+  copyTokenizer,
+  hadamardRotation,
+  openRotatedCheckpoint,
+  rotateModel,
+  rotateOutputs,
+  rotateRows,
+  rotationMatrix,
+  type HadamardRotation,
+  type RotatedCheckpoint,
+  type RotationOptions,
+} from "./rotate.js";
+export {
+  GGUF_FILE_TYPES,
+  GGUF_SCHEMES,
+  GGUF_TOKEN_TYPE,
+  GgufExportOptionsSchema,
+  checkGgufScheme,
+  exportGguf,
+  isGgufScheme,
+  llamaGgufMetadata,
+  permuteRopeRows,
+  type GgufExportOptions,
+  type GgufExportReport,
+  type GgufExportTensor,
+  type GgufScheme,
+} from "./gguf-export.js";
