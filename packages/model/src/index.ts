@@ -17,7 +17,7 @@ export {
   type ModelArchitecture,
   type ModelSpec,
 } from "./config.js";
-export { loadModel, ggufLlamaConfig, isByteLevelTokenizerJson, type LoadModelOptions } from "./load.js";
+export { loadModel, byteLevelGgufTokens, ggufLlamaConfig, isByteLevelGgufTokenizer, isByteLevelTokenizerJson, type LoadModelOptions } from "./load.js";
 export {
   Model,
   asScorer,

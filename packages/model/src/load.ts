@@ -2,14 +2,14 @@
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 
-import { type GgufFile, type GgufValue, type ProgressMode, TersorError, openGguf, openSafetensorsDir } from "@tersor/core";
+import { type GgufFile, type GgufMetadata, type GgufValue, type ProgressMode, TersorError, openGguf, openSafetensorsDir } from "@tersor/core";
 import { type NativeTransformer, type TransformerConfig, native } from "@tersor/native";
 
 import { type ModelSpec, parseHfConfig } from "./config.js";
 import { isFile, readJsonFile } from "./files.js";
 import { Model, type ModelSource } from "./model.js";
 import { resolveModelPath } from "./resolve.js";
-import { type Tokenizer, byteTokenizer, byteTokenizerJson, loadTokenizer } from "./tokenizer.js";
+import { BYTE_VOCAB_SIZE, type Tokenizer, byteTokenizer, byteTokenizerJson, loadTokenizer } from "./tokenizer.js";
 import { type LoadWeightsResult, type QuantizedCheckpoint, type TensorSource, type WeightDType, ggufLlamaPlan, ggufSource, hfPlan, loadWeights, safetensorsSource } from "./weights.js";
 
 export interface LoadModelOptions {
@@ -19,7 +19,7 @@ export interface LoadModelOptions {
    * patterns, without an f32 copy in JavaScript.
    */
   dtype?: WeightDType;
-  /** A tokenizer.json (or a directory holding one), or a tokenizer. Default: the model directory's tokenizer.json; GGUF files: the byte-level tokenizer. */
+  /** A tokenizer.json (or a directory holding one), or a tokenizer. Default: the model directory's tokenizer.json; GGUF files: the byte-level tokenizer (without a warning when the GGUF's own vocabulary is the byte-level one). */
   tokenizer?: string | Tokenizer;
   /** Progress of weight loading (default: a bar on a TTY). */
   progress?: ProgressMode;
@@ -103,6 +103,37 @@ export function isByteLevelTokenizerJson(json: unknown): boolean {
     j["pre_tokenizer"]?.type === "ByteLevel" &&
     specials(j["added_tokens"]) === specials(ref["added_tokens"])
   );
+}
+
+/**
+ * The byte-level tokenizer as a llama.cpp GGUF vocabulary (`tokenizer.ggml.model` "gpt2", a BPE
+ * without merges): token b < 256 is GPT-2's byte-to-unicode character of byte b (as in
+ * {@link byteTokenizerJson}), then `<|bos|>`, `<|eos|>`, `<|pad|>` (256, 257, 258). llama.cpp's
+ * byte-level BPE maps every input byte to that character, and with no merges to apply each
+ * character stays one token: exactly the byte tokenizer's ids.
+ */
+export function byteLevelGgufTokens(): string[] {
+  const j = byteTokenizerJson() as { model: { vocab: Record<string, number> }; added_tokens: { id: number; content: string }[] };
+  const out = new Array<string>(BYTE_VOCAB_SIZE);
+  for (const [s, id] of Object.entries(j.model.vocab)) out[id] = s;
+  for (const t of j.added_tokens) out[t.id] = t.content;
+  return out;
+}
+
+/**
+ * True when a GGUF's `tokenizer.ggml.*` metadata is the byte-level tokenizer: model "gpt2", the
+ * tokens of {@link byteLevelGgufTokens} first (any further ones are vocabulary padding the byte
+ * tokenizer never produces), and no merges.
+ */
+export function isByteLevelGgufTokenizer(md: GgufMetadata): boolean {
+  if (md.get("tokenizer.ggml.model") !== "gpt2") return false;
+  const tokens = md.get("tokenizer.ggml.tokens");
+  if (typeof tokens !== "object" || tokens === null || tokens.itemType !== "string") return false;
+  const vals = tokens.values as readonly string[];
+  const ref = byteLevelGgufTokens();
+  if (vals.length < ref.length || ref.some((t, i) => vals[i] !== t)) return false;
+  const merges = md.get("tokenizer.ggml.merges");
+  return merges === undefined || (typeof merges === "object" && merges.values.length === 0);
 }
 
 /** A tokenizer.json (or a directory holding one): the built-in byte-level tokenizer when it is one, else the Hugging Face tokenizer. */
@@ -266,9 +297,11 @@ async function loadGguf(path: string, options: LoadModelOptions): Promise<Model>
   } finally {
     await src.close();
   }
-  const { tokenizer, warnings: tw } = await tokenizerFor(options, undefined);
+  // A GGUF holding the byte-level vocabulary (as @tersor/quant's GGUF export writes it) gets the byte tokenizer.
+  const byteVocab = options.tokenizer === undefined && isByteLevelGgufTokenizer(g.metadata);
+  const { tokenizer, warnings: tw } = byteVocab ? { tokenizer: byteTokenizer() as Tokenizer, warnings: [] } : await tokenizerFor(options, undefined);
   // The GGUF's own special-token ids index its own vocabulary: meaningless for the byte-level fallback.
-  const own = tokenizer.kind !== "byte";
+  const own = tokenizer.kind !== "byte" || byteVocab;
   const eos = own ? num(g.metadata.get("tokenizer.ggml.eos_token_id")) : undefined;
   const bos = own ? num(g.metadata.get("tokenizer.ggml.bos_token_id")) : undefined;
   const eosIds = eos !== undefined ? [eos] : tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];

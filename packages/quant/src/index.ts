@@ -56,3 +56,18 @@ export {
   type RotatedCheckpoint,
   type RotationOptions,
 } from "./rotate.js";
+export {
+  GGUF_FILE_TYPES,
+  GGUF_SCHEMES,
+  GGUF_TOKEN_TYPE,
+  GgufExportOptionsSchema,
+  checkGgufScheme,
+  exportGguf,
+  isGgufScheme,
+  llamaGgufMetadata,
+  permuteRopeRows,
+  type GgufExportOptions,
+  type GgufExportReport,
+  type GgufExportTensor,
+  type GgufScheme,
+} from "./gguf-export.js";
