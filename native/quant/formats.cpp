@@ -708,11 +708,21 @@ void nvfp4_row(const float* x, uint8_t* y, size_t n) {
 // ---------------------------------------------------------------- INT
 struct IntParams { float d; int z; };  // value = d * (c - z)
 
+// Branch-free (random code bits made the old bit-by-bit branches mispredict on every call).
 inline void put_bits(uint8_t* p, size_t i, int bits, uint32_t c) {
+  if (bits == 8) { p[i] = static_cast<uint8_t>(c); return; }
+  if (bits == 4 || bits == 2) {
+    const size_t per = 8 / static_cast<size_t>(bits);
+    const int sh = static_cast<int>(i % per) * bits;
+    const uint32_t m = ((1u << bits) - 1u) << sh;
+    p[i / per] = static_cast<uint8_t>((p[i / per] & ~m) | ((c << sh) & m));
+    return;
+  }
   size_t bit = i * bits;
-  for (int k = 0; k < bits; ++k, ++bit)
-    if (c >> k & 1) p[bit >> 3] |= static_cast<uint8_t>(1u << (bit & 7));
-    else p[bit >> 3] &= static_cast<uint8_t>(~(1u << (bit & 7)));
+  for (int k = 0; k < bits; ++k, ++bit) {
+    const uint32_t sh = bit & 7, b = (c >> k) & 1u;
+    p[bit >> 3] = static_cast<uint8_t>((p[bit >> 3] & ~(1u << sh)) | (b << sh));
+  }
 }
 inline uint32_t get_bits(const uint8_t* p, size_t i, int bits) {
   if (bits == 8) return p[i];
@@ -724,8 +734,57 @@ inline uint32_t get_bits(const uint8_t* p, size_t i, int bits) {
   return v;
 }
 
+// Weighted squared error of one group under value = d (c - z), c = clamp(round(x / d) + z, 0, qmax).
+// One summation order for both paths: r = d (c - z) - x in f32 (d (c - z) is exact: an f16 times an
+// integer of <= 8 bits), w r^2 added to f32 lane i % 8, the lanes flushed into f64 every 256
+// elements and summed lane 0..7 at the end. The AVX2 path computes exactly these operations, so
+// both pick the same parameters (byte-identical output).
+template <bool Fast>
+double int_group_error(const float* x, size_t g, float d, int z, int qmax, const float* imp) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f, zf = static_cast<float>(z), qf = static_cast<float>(qmax);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  double dacc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  if constexpr (Fast) {
+    __m256 va = _mm256_setzero_ps();
+    __m256d dlo = _mm256_setzero_pd(), dhi = _mm256_setzero_pd();
+    const __m256 vid = _mm256_set1_ps(id), vz = _mm256_set1_ps(zf), vq = _mm256_set1_ps(qf), vd = _mm256_set1_ps(d),
+                 v0 = _mm256_setzero_ps();
+    for (; i + 8 <= g; i += 8) {
+      if (i && i % 256 == 0) {
+        dlo = _mm256_add_pd(dlo, _mm256_cvtps_pd(_mm256_castps256_ps128(va)));
+        dhi = _mm256_add_pd(dhi, _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)));
+        va = _mm256_setzero_ps();
+      }
+      const __m256 xv = _mm256_loadu_ps(x + i);
+      __m256 c = _mm256_round_ps(_mm256_mul_ps(xv, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      c = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c, vz), v0), vq);
+      const __m256 r = _mm256_sub_ps(_mm256_mul_ps(vd, _mm256_sub_ps(c, vz)), xv);
+      __m256 e = _mm256_mul_ps(r, r);
+      if (imp) e = _mm256_mul_ps(_mm256_loadu_ps(imp + i), e);
+      va = _mm256_add_ps(va, e);
+    }
+    _mm256_storeu_ps(acc, va);
+    _mm256_storeu_pd(dacc, dlo);
+    _mm256_storeu_pd(dacc + 4, dhi);
+  }
+  for (; i < g; ++i) {
+    if (i && i % 256 == 0)
+      for (int l = 0; l < 8; ++l) { dacc[l] += static_cast<double>(acc[l]); acc[l] = 0.0f; }
+    const float c = std::min(std::max(std::nearbyint(x[i] * id) + zf, 0.0f), qf);
+    const float r = d * (c - zf) - x[i];
+    float e = r * r;
+    if (imp) e = imp[i] * e;
+    acc[i % 8] += e;
+  }
+  double sum = 0;
+  for (int l = 0; l < 8; ++l) sum += dacc[l] + static_cast<double>(acc[l]);
+  return sum;
+}
+
 // Best parameters for one group (range shrink grid when clip search is on). The parameters are
 // rounded to their stored precision (f16 scale, u8 zero) before they are scored.
+template <bool Fast>
 IntParams int_params(const QuantScheme& s, const float* x, size_t g, const float* imp) {
   const int qmax = (1 << s.bits) - 1, half = 1 << (s.bits - 1);
   float mn = x[0], mx = x[0], amax = 0, smax = 0;
@@ -743,16 +802,7 @@ IntParams int_params(const QuantScheme& s, const float* x, size_t g, const float
     int z = d != 0.0f ? clampi(nearest(-lo / d), 0, qmax) : 0;
     return {d, z};
   };
-  auto err = [&](IntParams p) {
-    double e = 0;
-    const float id = p.d != 0.0f ? 1.0f / p.d : 0.0f;
-    for (size_t i = 0; i < g; ++i) {
-      const int c = clampi(nearest(x[i] * id) + p.z, 0, qmax);
-      const double r = static_cast<double>(p.d) * (c - p.z) - x[i];
-      e += (imp ? imp[i] : 1.0f) * r * r;
-    }
-    return e;
-  };
+  auto err = [&](IntParams p) { return int_group_error<Fast>(x, g, p.d, p.z, qmax, imp); };
   IntParams best = make(1.0f);
   if (!s.clip_search || amax == 0.0f) return best;
   double be = err(best);
@@ -886,7 +936,7 @@ void quantize_any(const QuantScheme& s, const float* x, void* out, size_t n, con
     case QuantFormat::INT: {
       const size_t g = s.group ? s.group : n, gb = scheme_block_bytes(s, n);
       for (size_t b = 0; b < n / g; ++b)
-        int_encode_group(s, x + b * g, g, int_params(s, x + b * g, g, imp ? imp + b * g : nullptr), y + b * gb);
+        int_encode_group(s, x + b * g, g, int_params<Fast>(s, x + b * g, g, imp ? imp + b * g : nullptr), y + b * gb);
       return;
     }
   }
@@ -1288,9 +1338,10 @@ size_t scheme_block_bytes(const QuantScheme& s, size_t n) {
 size_t scheme_row_bytes(const QuantScheme& s, size_t n) {
   check_scheme(s);
   const size_t b = scheme_block(s);
-  require(n > 0, ErrorCode::Shape, "quantize: a row needs at least one element");
-  if (b) require(n % b == 0, ErrorCode::Shape, "quantize: row length " + std::to_string(n) + " is not a multiple of the " +
-                                                   quant_scheme_name(s) + " block size " + std::to_string(b));
+  if (n == 0) fail(ErrorCode::Shape, "quantize: a row needs at least one element");
+  if (b && n % b != 0)
+    fail(ErrorCode::Shape, "quantize: row length " + std::to_string(n) + " is not a multiple of the " + quant_scheme_name(s) +
+                               " block size " + std::to_string(b));
   if (!b) return scheme_block_bytes(s, n);
   size_t bytes = (n / b) * scheme_block_bytes(s, n);
   if (s.format == QuantFormat::NF4 && s.double_quant) bytes += 8 * ((n / b + 255) / 256);
@@ -1327,7 +1378,7 @@ void quantize_matrix(const QuantScheme& s, const float* x, size_t rows, size_t c
     std::vector<float> wimp;
     if (imp) { wimp.resize(rows * cols); for (size_t r = 0; r < rows; ++r) std::memcpy(&wimp[r * cols], imp, cols * 4); }
     QuantScheme pc = s; pc.per_tensor = false; pc.group = 0;
-    const IntParams p = int_params(pc, flat.data(), rows * cols, imp ? wimp.data() : nullptr);
+    const IntParams p = int_params<true>(pc, flat.data(), rows * cols, imp ? wimp.data() : nullptr);
 #pragma omp parallel for schedule(static) num_threads(num_threads())
     for (long r = 0; r < static_cast<long>(rows); ++r) int_encode_group(pc, x + r * cols, cols, p, y + r * rb);
     return;
@@ -1347,8 +1398,9 @@ void dequantize_matrix(const QuantScheme& s, const void* in, size_t rows, size_t
 float snap_to_block(const QuantScheme& s, void* blockp, size_t index, float x) {
   uint8_t* p = static_cast<uint8_t*>(blockp);
   const size_t b = scheme_block(s);
-  if (b) require(index < b, ErrorCode::Range, "snap_to_block: index " + std::to_string(index) + " outside the block");
-  require(std::isfinite(x), ErrorCode::Range, "snap_to_block: non-finite value");
+  // Plain branches, not require(): GPTQ calls this once per weight and the messages would be built every time.
+  if (b && index >= b) fail(ErrorCode::Range, "snap_to_block: index " + std::to_string(index) + " outside the block");
+  if (!std::isfinite(x)) fail(ErrorCode::Range, "snap_to_block: non-finite value");
   // linear formats: value = a * c + off, c in [0, cmax]
   // linear formats: value = a * (c - z) + add for a code c in [0, cmax] (the dequantizer's form)
   auto linear = [&](float a, int z, float add, int cmax, auto&& set) -> float {
@@ -1447,7 +1499,7 @@ float snap_to_block(const QuantScheme& s, void* blockp, size_t index, float x) {
       return kMX[c] * d;
     }
     case QuantFormat::NF4: {
-      require(!s.double_quant, ErrorCode::Range, "snap_to_block: nf4 with double quantization keeps its scale in the row header");
+      if (s.double_quant) fail(ErrorCode::Range, "snap_to_block: nf4 with double quantization keeps its scale in the row header");
       const float a = rd_f32(p);
       const uint8_t c = nf4_index(a > 0 ? x / a : 0.0f);
       nib(p + 4 + j / 2, j & 1, c);

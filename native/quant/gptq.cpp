@@ -70,6 +70,7 @@ Prepared prepare(const float* w, size_t rows, size_t cols, const double* gram, s
   std::iota(p.order.begin(), p.order.end(), 0);
   if (opt.act_order) std::stable_sort(p.order.begin(), p.order.end(), [&](int32_t a, int32_t b) { return diag[a] > diag[b]; });
   std::vector<float> hp(cols * cols);
+#pragma omp parallel for schedule(static) num_threads(num_threads())
   for (size_t a = 0; a < cols; ++a) {
     const size_t oa = static_cast<size_t>(p.order[a]);
     for (size_t b = 0; b < cols; ++b) {
@@ -139,52 +140,70 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
   if (fixed) res.q = rtn_quantize(c, p.w.data(), rows, cols);
   // Wt: columns in processing order, each contiguous over rows.
   std::vector<float> wt(cols * rows);
-  for (size_t a = 0; a < cols; ++a) {
-    const size_t oa = static_cast<size_t>(p.order[a]);
-    for (size_t r = 0; r < rows; ++r) wt[a * rows + r] = p.w[r * cols + oa];
+  {
+    constexpr size_t T = 32;  // tiles of T x T keep both sides of the transpose in cache
+    const size_t ta = (cols + T - 1) / T, tr = (rows + T - 1) / T;
+#pragma omp parallel for schedule(static) num_threads(num_threads())
+    for (long long tt = 0; tt < static_cast<long long>(ta * tr); ++tt) {
+      const size_t a0 = static_cast<size_t>(tt) / tr * T, r0 = static_cast<size_t>(tt) % tr * T;
+      for (size_t a = a0; a < std::min(cols, a0 + T); ++a) {
+        const size_t oa = static_cast<size_t>(p.order[a]);
+        for (size_t r = r0; r < std::min(rows, r0 + T); ++r) wt[a * rows + r] = p.w[r * cols + oa];
+      }
+    }
   }
   std::vector<float> err(bs * rows);
   const int nt = num_threads();
   std::vector<double> loss_t(static_cast<size_t>(nt), 0.0);
   const float* u = p.u.data();
+  // Rows are independent inside a lazy batch, so the batch is walked in chunks of kRowChunk rows, each
+  // chunk through all the batch's columns while its bs x kRowChunk slice of Wt (and of the error)
+  // stays in L1/L2; the rank-1 updates inside the chunk are unit-stride loops over rows (vectorised).
+  // Every element sees the same operations in the same order as the column-at-a-time formulation.
+  constexpr size_t kRowChunk = 64;
+  const size_t n_chunks = (rows + kRowChunk - 1) / kRowChunk;
   for (size_t i1 = 0; i1 < cols; i1 += bs) {
     const size_t i2 = std::min(cols, i1 + bs);
-    // Row-independent inside a batch: each thread takes a slice of rows through all its columns.
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
-      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+      const int t = omp_get_thread_num();
 #else
-      const int t = 0, T = 1;
+      const int t = 0;
 #endif
-      const size_t chunk = (rows + static_cast<size_t>(T) - 1) / static_cast<size_t>(T);
-      const size_t r0 = std::min(rows, chunk * static_cast<size_t>(t)), r1 = std::min(rows, r0 + chunk);
       std::vector<float> tmp(c.block);
       double loss = 0;
-      for (size_t a = i1; a < i2 && r0 < r1; ++a) {
-        const size_t oa = static_cast<size_t>(p.order[a]);
-        if (!fixed && oa % c.block == 0) {
-          for (size_t r = r0; r < r1; ++r) {
-            for (size_t k = 0; k < c.block; ++k) tmp[k] = wt[(a + k) * rows + r];
-            c.quantize(tmp.data(), res.q.data() + r * rb + oa / c.block * c.block_bytes, nullptr);
+#pragma omp for schedule(static)
+      for (long long ch = 0; ch < static_cast<long long>(n_chunks); ++ch) {
+        const size_t r0 = static_cast<size_t>(ch) * kRowChunk, r1 = std::min(rows, r0 + kRowChunk);
+        for (size_t a = i1; a < i2; ++a) {
+          const size_t oa = static_cast<size_t>(p.order[a]);
+          if (!fixed && oa % c.block == 0) {
+            for (size_t r = r0; r < r1; ++r) {
+              for (size_t k = 0; k < c.block; ++k) tmp[k] = wt[(a + k) * rows + r];
+              c.quantize(tmp.data(), res.q.data() + r * rb + oa / c.block * c.block_bytes, nullptr);
+            }
           }
-        }
-        const float d = u[a * cols + a];
-        float* col = wt.data() + a * rows;
-        float* e = err.data() + (a - i1) * rows;
-        uint8_t* blk0 = res.q.data() + oa / c.block * c.block_bytes;
-        const size_t idx = oa % c.block;
-        for (size_t r = r0; r < r1; ++r) {
-          const float x = col[r];
-          const float qv = c.snap(blk0 + r * rb, idx, x);
-          const float ev = (x - qv) / d;
-          e[r] = ev;
-          loss += 0.5 * static_cast<double>(x - qv) * static_cast<double>(x - qv) / (static_cast<double>(d) * d);
-        }
-        for (size_t k = a + 1; k < i2; ++k) {
-          const float h = u[a * cols + k];
-          float* dst = wt.data() + k * rows;
-          for (size_t r = r0; r < r1; ++r) dst[r] -= h * e[r];
+          const float d = u[a * cols + a];
+          float* col = wt.data() + a * rows;
+          float* e = err.data() + (a - i1) * rows;
+          uint8_t* blk0 = res.q.data() + oa / c.block * c.block_bytes;
+          const size_t idx = oa % c.block;
+          for (size_t r = r0; r < r1; ++r) {
+            const float x = col[r];
+            const float qv = c.snap(blk0 + r * rb, idx, x);
+            const float ev = (x - qv) / d;
+            e[r] = ev;
+            loss += 0.5 * static_cast<double>(x - qv) * static_cast<double>(x - qv) / (static_cast<double>(d) * d);
+          }
+          const float* ec = e + r0;
+          const size_t len = r1 - r0;
+          for (size_t k = a + 1; k < i2; ++k) {
+            const float h = u[a * cols + k];
+            float* dst = wt.data() + k * rows + r0;
+#pragma omp simd
+            for (size_t r = 0; r < len; ++r) dst[r] -= h * ec[r];
+          }
         }
       }
       loss_t[static_cast<size_t>(t)] += loss;
