@@ -53,6 +53,7 @@ import { BYTE_VOCAB_SIZE, byteLevelGgufTokens, isByteLevelTokenizerJson, parseHf
 import { native } from "@tersor/native";
 import { z } from "zod";
 
+import type { QuantizeModelReport } from "./driver.js";
 import { QuantizationConfigSchema, quantizeTensor } from "./formats.js";
 
 /** Schemes a GGUF file can hold (each is a ggml type of the same name), float ones first. */
@@ -125,6 +126,8 @@ export interface GgufExportTensor {
   shape: number[];
   type: GgmlTypeName;
   bytes: number;
+  /** Linears converted or quantized here (not stored that way in the source): mean squared error against the source values. */
+  weightMse?: number;
 }
 
 export interface GgufExportReport {
@@ -134,6 +137,8 @@ export interface GgufExportReport {
   fileBytes: number;
   /** `general.file_type`. */
   fileType: number;
+  /** Bytes of the source tensors that were written. */
+  sourceBytes: number;
 }
 
 /** Rows of a `[heads·d, …]` matrix (each row `rowBytes` bytes) reordered from rotate-half to interleaved RoPE order (see the module comment). */
@@ -390,10 +395,13 @@ export async function exportGguf(dir: string, out: string, options: GgufExportOp
 
     const writer = await openGgufWriter(out, md, jobs);
     const bar = progress({ label: "gguf", total: jobs.length, unit: "tensors", ...(o.progress ? { mode: o.progress } : {}) });
+    const mse = new Map<string, number>();
+    let sourceBytes = 0;
     try {
       for (const j of jobs) {
         let bytes: Uint8Array;
         let rowBytes: number;
+        sourceBytes += src.get(j.source)!.byteLength;
         if (j.kind === "quantized") {
           bytes = await src.readBytes(j.source);
           rowBytes = bytes.byteLength / j.shape[0]!;
@@ -401,11 +409,19 @@ export async function exportGguf(dir: string, out: string, options: GgufExportOp
           const tensor = await src.read(j.source);
           const data = tensor.to("f32").data as Float32Array;
           for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) throw new TersorError("E_RANGE", `${dir}: tensor "${j.source}" holds a non-finite value at element ${i}`);
+          let back: Float32Array | undefined;
           if (j.kind === "rtn") {
             bytes = await quantizeTensor(data, j.shape[0]!, j.shape[1]!, j.scheme!);
+            back = await native().dequantizeTensor(bytes, j.shape[0]!, j.shape[1]!, j.scheme!);
           } else {
             const typed = j.type === "f32" ? new Tensor("f32", j.shape, data) : tensor.to(j.type as "f16" | "bf16");
             bytes = typed.bytes();
+            if (j.shape.length === 2 && typed.dtype !== tensor.dtype && j.name.startsWith("blk.")) back = typed.toFloat32Array();
+          }
+          if (back) {
+            let e = 0;
+            for (let i = 0; i < data.length; i++) e += (data[i]! - back[i]!) ** 2;
+            mse.set(j.name, e / data.length);
           }
           rowBytes = bytes.byteLength / j.shape[0]!;
         }
@@ -422,12 +438,45 @@ export async function exportGguf(dir: string, out: string, options: GgufExportOp
     }
     report = {
       path: out,
-      tensors: jobs.map((j) => ({ name: j.name, source: j.source, shape: [...j.shape], type: j.type, bytes: writer.sizes.get(j.name)! })),
+      tensors: jobs.map((j) => ({ name: j.name, source: j.source, shape: [...j.shape], type: j.type, bytes: writer.sizes.get(j.name)!, ...(mse.has(j.name) ? { weightMse: mse.get(j.name)! } : {}) })),
       fileBytes: (await stat(out)).size,
       fileType,
+      sourceBytes,
     };
   } finally {
     await src.close();
   }
   return report;
+}
+
+/**
+ * `tersor quantize`'s report for a GGUF written straight from a float model (`--scheme f16|bf16|f32`:
+ * no calibration, so the calibration output errors are NaN — `null` in JSON): per linear the weight
+ * MSE of the conversion, sizes before (source tensors) and after (the file), bits per linear weight.
+ */
+export function ggufExportReport(r: GgufExportReport, scheme: string, seconds: number): QuantizeModelReport {
+  const linears = r.tensors.filter((t) => /^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$/.test(t.name));
+  const weights = linears.reduce((a, t) => a + t.shape[0]! * t.shape[1]!, 0);
+  return {
+    scheme,
+    method: "none",
+    samples: 0,
+    calibrationTokens: 0,
+    linears: linears.map((t) => ({
+      name: t.source.replace(/\.weight$/, ""),
+      scheme: t.type,
+      rows: t.shape[0]!,
+      cols: t.shape[1]!,
+      bitsPerWeight: (8 * t.bytes) / (t.shape[0]! * t.shape[1]!),
+      weightMse: t.weightMse ?? 0,
+      outputError: Number.NaN,
+      rtnOutputError: Number.NaN,
+      adapterRank: 0,
+    })),
+    bytesBefore: r.sourceBytes,
+    bytesAfter: r.fileBytes,
+    bitsPerWeight: (8 * linears.reduce((a, t) => a + t.bytes, 0)) / weights,
+    peakRssBytes: process.memoryUsage().rss,
+    seconds,
+  };
 }

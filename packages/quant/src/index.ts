@@ -63,6 +63,7 @@ export {
   GgufExportOptionsSchema,
   checkGgufScheme,
   exportGguf,
+  ggufExportReport,
   isGgufScheme,
   llamaGgufMetadata,
   permuteRopeRows,

@@ -7,6 +7,8 @@
  * weight, size before/after and bits per byte before/after on the calibration corpus's test split.
  */
 import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 
 import type { Command } from "commander";
 import { Rng, TersorError, defaultProgressMode, writeFileAtomic } from "@tersor/core";
@@ -14,7 +16,7 @@ import { CORPUS_NAMES, corpus } from "@tersor/corpora";
 import { type VegaLiteSpec, evaluatePerplexity, writePlot } from "@tersor/eval";
 import { type Model, loadModel } from "@tersor/model";
 import { isReferenceModelName, referenceModelPath } from "@tersor/models";
-import { quantizeModel, reportMarkdown } from "@tersor/quant";
+import { checkGgufScheme, exportGguf, ggufExportReport, quantizeModel, reportMarkdown, type QuantizeModelReport } from "@tersor/quant";
 
 function positiveInt(v: string, what: string): number {
   const n = Number(v);
@@ -75,15 +77,20 @@ export function registerQuantize(program: Command): void {
     .option("--samples <n>", "calibration sequences", "128")
     .option("--seq-len <n>", "tokens per calibration sequence", "256")
     .option("--eval-chars <n>", "characters of the test split for bits per byte (0 = skip)", "20000")
-    .requiredOption("--out <dir>", "output Hugging Face directory")
+    .requiredOption("--out <dir|file.gguf>", "output Hugging Face directory, or a GGUF file for llama.cpp (a path ending in .gguf; schemes f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k … q6_k mxfp4 nvfp4)")
     .option("--report <file>", "JSON report (a .md table beside it)")
     .option("--plot <file>", "per-linear output error plot (.svg or .png)")
     .option("--seed <n>", "seed of the calibration sample", "0")
     .action(async (modelArg: string, opts: Record<string, string | boolean | undefined>) => {
       const progress = defaultProgressMode();
       const out = String(opts["out"]);
-      if (out.endsWith(".gguf")) throw new TersorError("E_RANGE", "quantize: GGUF output is not implemented yet; give an output directory");
-      if (existsSync(out)) throw new TersorError("E_IO", `quantize: ${out} already exists; choose a new output directory`);
+      // GGUF output: checked before any work (the scheme needs a ggml type; GGUF has no adapters).
+      const gguf = out.endsWith(".gguf");
+      const scheme = String(opts["scheme"]);
+      const floatGguf = gguf && ["f32", "f16", "bf16"].includes(checkGgufScheme(scheme, "--scheme"));
+      if (gguf && opts["fallback"]) checkGgufScheme(String(opts["fallback"]), "--fallback");
+      if (gguf && (opts["eoraRank"] || opts["lorcRank"])) throw new TersorError("E_RANGE", "quantize: GGUF has no place for low-rank adapters (--eora-rank / --lorc-rank); write a Hugging Face directory for them");
+      if (existsSync(out)) throw new TersorError("E_IO", `quantize: ${out} already exists; choose a new output ${gguf ? "file" : "directory"}`);
       const calib = corpusName(String(opts["calib"]), "--calib");
       const samples = positiveInt(String(opts["samples"]), "--samples");
       const seqLen = positiveInt(String(opts["seqLen"]), "--seq-len");
@@ -98,18 +105,35 @@ export function registerQuantize(program: Command): void {
       }
       const model = await loadModel(path, { progress });
       if (model.source.format !== "huggingface") throw new TersorError("E_FORMAT", "quantize: the input must be a Hugging Face directory");
-      const seqs = await calibrationSequences(model, calib, samples, seqLen, seed);
+      const seqs = floatGguf ? [] : await calibrationSequences(model, calib, samples, seqLen, seed);
       const before = evalChars > 0 ? await bitsPerByte(model, calib, evalChars, progress) : undefined;
-      const report = await quantizeModel(model, model.source.path, seqs, out, {
-        scheme: String(opts["scheme"]),
-        method: String(opts["method"]) as "rtn",
-        ...(opts["fallback"] ? { fallback: String(opts["fallback"]) } : {}),
-        ...(opts["eoraRank"] ? { eoraRank: positiveInt(String(opts["eoraRank"]), "--eora-rank") } : {}),
-        ...(opts["lorcRank"] ? { lorcRank: positiveInt(String(opts["lorcRank"]), "--lorc-rank") } : {}),
-        rotate: String(opts["rotate"]) as "none",
-        actOrder: Boolean(opts["actOrder"]),
-        progress,
-      });
+      // GGUF: the driver's Hugging Face directory goes to a hidden folder beside the file, is streamed into the GGUF and removed.
+      const hfOut = gguf ? join(dirname(out), `.${basename(out)}.${process.pid}.hf`) : out;
+      const t0 = Date.now();
+      let report: QuantizeModelReport;
+      if (floatGguf) {
+        const ex = await exportGguf(model.source.path, out, { type: scheme as "f16", progress, name: basename(path) });
+        report = ggufExportReport(ex, scheme, (Date.now() - t0) / 1000);
+      } else {
+        try {
+          report = await quantizeModel(model, model.source.path, seqs, hfOut, {
+            scheme,
+            method: String(opts["method"]) as "rtn",
+            ...(opts["fallback"] ? { fallback: String(opts["fallback"]) } : {}),
+            ...(opts["eoraRank"] ? { eoraRank: positiveInt(String(opts["eoraRank"]), "--eora-rank") } : {}),
+            ...(opts["lorcRank"] ? { lorcRank: positiveInt(String(opts["lorcRank"]), "--lorc-rank") } : {}),
+            rotate: String(opts["rotate"]) as "none",
+            actOrder: Boolean(opts["actOrder"]),
+            progress,
+          });
+          if (gguf) {
+            const ex = await exportGguf(hfOut, out, { progress, name: basename(path) });
+            report = { ...report, bytesAfter: ex.fileBytes, seconds: (Date.now() - t0) / 1000 };
+          }
+        } finally {
+          if (gguf) await rm(hfOut, { recursive: true, force: true });
+        }
+      }
       const after = evalChars > 0 ? await bitsPerByte(await loadModel(out, { progress }), calib, evalChars, progress) : undefined;
       const full = { model: path, calib: `corpus:${calib}`, seed, bitsPerByteBefore: before ?? null, bitsPerByteAfter: after ?? null, ...report };
       const extra: Record<string, number> = {};
