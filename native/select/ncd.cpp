@@ -3,8 +3,11 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tersor/error.hpp"
 #include "tersor/select.hpp"
@@ -12,16 +15,43 @@
 namespace tersor::select {
 namespace {
 
+/// zlib allocations of one stream, recorded so the window can be cleared between inputs.
+struct Allocs {
+  std::vector<std::pair<void*, size_t>> blocks;  // (pointer, bytes) in allocation order
+};
+
+voidpf record_alloc(voidpf opaque, uInt items, uInt size) {
+  void* p = std::calloc(items, size);
+  if (p) static_cast<Allocs*>(opaque)->blocks.emplace_back(p, static_cast<size_t>(items) * size);
+  return p;
+}
+void record_free(voidpf opaque, voidpf p) {
+  auto& b = static_cast<Allocs*>(opaque)->blocks;
+  b.erase(std::remove_if(b.begin(), b.end(), [p](const auto& x) { return x.first == p; }), b.end());
+  std::free(p);
+}
+
 /// One deflate state per thread and level, reset between inputs (deflateInit allocates ~256 KiB).
+///
+/// deflateReset alone is not enough for sizes independent of what was compressed before: zlib's
+/// longest_match compares up to 258 bytes past the end of the input, and a fresh stream has zeros
+/// there (it clears WIN_INIT bytes above its high-water mark) while a reset stream still holds the
+/// previous input, which can change the match chosen and so the compressed size. The window
+/// (zlib 1.2.x allocates it second, w_size x 2 bytes) is therefore cleared up to the previous
+/// input's length before each input: the stream then behaves exactly as a fresh one (Python's
+/// gzip.compress), at the cost of a memset of the bytes actually used.
 class Deflater {
  public:
   explicit Deflater(int level) : level_(level) {
-    zs_.zalloc = Z_NULL;
-    zs_.zfree = Z_NULL;
-    zs_.opaque = Z_NULL;
+    zs_.zalloc = record_alloc;
+    zs_.zfree = record_free;
+    zs_.opaque = &allocs_;
     // Raw deflate, 32 KiB window, memLevel 8: the stream Python's gzip.compress produces.
     if (deflateInit2(&zs_, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
       fail(ErrorCode::Native, "zlib deflateInit2 failed");
+    // deflate_state, then the window of 2 x 32 KiB: anything else (another zlib) means a fresh
+    // stream per input, always correct.
+    if (allocs_.blocks.size() >= 2 && allocs_.blocks[1].second == 2 * 32768) window_ = static_cast<unsigned char*>(allocs_.blocks[1].first);
   }
   ~Deflater() { deflateEnd(&zs_); }
   Deflater(const Deflater&) = delete;
@@ -30,7 +60,18 @@ class Deflater {
 
   /// Compressed size of the concatenation a + b.
   size_t size(std::string_view a, std::string_view b) {
-    deflateReset(&zs_);
+    if (window_) {
+      deflateReset(&zs_);
+      std::memset(window_, 0, std::min<size_t>(dirty_, 2 * 32768));
+    } else {
+      deflateEnd(&zs_);
+      zs_ = z_stream{};
+      zs_.zalloc = record_alloc;
+      zs_.zfree = record_free;
+      zs_.opaque = &allocs_;
+      if (deflateInit2(&zs_, level_, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) fail(ErrorCode::Native, "zlib deflateInit2 failed");
+    }
+    dirty_ = a.size() + b.size() + 258 + 8;
     const size_t bound = deflateBound(&zs_, a.size() + b.size()) + 64;
     if (buf_.size() < bound) buf_.resize(bound);
     zs_.next_out = buf_.data();
@@ -48,7 +89,10 @@ class Deflater {
   }
 
  private:
+  Allocs allocs_;
   z_stream zs_{};
+  unsigned char* window_ = nullptr;
+  size_t dirty_ = 0;
   int level_;
   std::vector<Bytef> buf_;
 };

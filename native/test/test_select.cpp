@@ -7,6 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <unistd.h>
+#include <zlib.h>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
@@ -353,4 +355,74 @@ TEST_CASE("select spilled LSH runs give the in-memory candidate pairs") {
   // The same run twice repeats ids: E_FORMAT.
   CHECK_THROWS_AS(lsh_merge_runs({dir + "/x0", dir + "/x0"}), tersor::Error);
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+/// len(gzip.compress(s, level)) from a fresh zero-initialised zlib stream per call (the reference).
+size_t fresh_gzip_size(const std::string& s, int level) {
+  z_stream zs{};
+  zs.zalloc = [](voidpf, uInt items, uInt size) -> voidpf { return std::calloc(items, size); };
+  zs.zfree = [](voidpf, voidpf p) { std::free(p); };
+  REQUIRE(deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::vector<Bytef> out(deflateBound(&zs, s.size()) + 64);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(s.data()));
+  zs.avail_in = static_cast<uInt>(s.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  const size_t n = zs.total_out + 18;
+  deflateEnd(&zs);
+  return n;
+}
+}  // namespace
+
+TEST_CASE("select gzip sizes do not depend on what the reused stream compressed before") {
+  // Repetitive texts of many lengths in a shuffled order: a reset stream that kept the previous
+  // input in its window past the end of the current one chose different matches.
+  tersor::Rng rng(5);
+  const char* words[] = {"whale", "sea", "ship", "the", "captain", "harpoon", "of", "ocean", "deck", "sail"};
+  std::vector<std::string> texts;
+  for (int t = 0; t < 120; ++t) {
+    std::string s;
+    const size_t len = 20 + rng.next_u32() % 3000;
+    while (s.size() < len) {
+      s += words[rng.next_u32() % 10];
+      s += ' ';
+    }
+    texts.push_back(s);
+  }
+  // Planted: R1 and R2 share a prefix Q; S = R1 + R2 + Q ends inside a match whose two candidates
+  // (R1, R2) tie on the real bytes. After compressing P = R1 + R2 + R1, the reset window still holds
+  // R1's continuation past the end of S, which made the farther candidate look longer.
+  for (int trial = 0; trial < 40; ++trial) {
+    std::string q, r1, r2;
+    for (int i = 0; i < 300; ++i) q.push_back(static_cast<char>('a' + rng.next_u32() % 26));
+    r1 = q;
+    r2 = q;
+    for (int i = 0; i < 300; ++i) r1.push_back(static_cast<char>('a' + rng.next_u32() % 26));
+    for (int i = 0; i < 300; ++i) r2.push_back(static_cast<char>('a' + rng.next_u32() % 26));
+    const std::string p = r1 + r2 + r1, s = r1 + r2 + q.substr(0, 200 + trial * 2);
+    for (int level : {6, 9}) {
+      gzip_size(p, level);
+      CHECK(gzip_size(s, level) == fresh_gzip_size(s, level));
+    }
+  }
+  for (int level : {1, 6, 9})
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const size_t j = rng.next_u32() % texts.size();
+      CHECK(gzip_size(texts[j], level) == fresh_gzip_size(texts[j], level));
+      CHECK(gzip_size(texts[j] + texts[i], level) == fresh_gzip_size(texts[j] + texts[i], level));
+    }
+  // ZIP-FIT means of a document are the same alone and inside a batch.
+  OwnedBatch all, targets;
+  for (size_t i = 0; i < 40; ++i) all.add(texts[i]);
+  for (size_t i = 100; i < 106; ++i) targets.add(texts[i]);
+  std::vector<double> m(40), one(1);
+  ncd_mean_to_targets(all.view(), targets.view(), 6, m.data());
+  for (size_t i = 0; i < 40; i += 7) {
+    OwnedBatch single;
+    single.add(texts[i]);
+    ncd_mean_to_targets(single.view(), targets.view(), 6, one.data());
+    CHECK(one[0] == doctest::Approx(m[i]).epsilon(1e-12));
+  }
 }

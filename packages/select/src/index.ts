@@ -10,3 +10,4 @@ export * from "./filters.js";
 export * from "./run.js";
 export * from "./report.js";
 export * from "./model.js";
+export * from "./shard.js";

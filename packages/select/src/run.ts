@@ -109,7 +109,7 @@ export async function runSelect(docs: readonly SelectDoc[], target: readonly str
     case "dsir": {
       const model = await fitDsir(texts, target!);
       const w = await dsirLogWeights(model, texts);
-      return mark(gumbelTopK(w, k, o.seed), Array.from(w), "DSIR importance (Gumbel top-k)");
+      return mark(gumbelTopK(w, k, o.seed, ids), Array.from(w), "DSIR importance (Gumbel top-k)");
     }
     case "zipfit": {
       const s = await zipfitScores(texts, target!, o.level);

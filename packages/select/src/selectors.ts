@@ -106,8 +106,18 @@ async function counts(texts: readonly string[], numBuckets: number, ngrams: numb
 /** Fits DSIR's bag-of-hashed-n-grams models of the raw and target data (Xie et al. 2023). */
 export async function fitDsir(raw: readonly string[], target: readonly string[], numBuckets = 10000, ngrams = 2): Promise<DsirModel> {
   if (target.length === 0) throw new TersorError("E_RANGE", "the DSIR target is empty");
-  const r = await counts(raw, numBuckets, ngrams);
-  const t = await counts(target, numBuckets, ngrams);
+  return dsirModelFromCounts(await counts(raw, numBuckets, ngrams), await counts(target, numBuckets, ngrams), ngrams);
+}
+
+/** Summed hashed n-gram counts of texts (DSIR's featuriser), `numBuckets` values. */
+export async function dsirCounts(texts: readonly string[], numBuckets = 10000, ngrams = 2): Promise<Float64Array> {
+  return counts(texts, numBuckets, ngrams);
+}
+
+/** The DSIR model from summed raw and target feature counts (counts of shards add up exactly). */
+export function dsirModelFromCounts(r: Float64Array, t: Float64Array, ngrams = 2): DsirModel {
+  const numBuckets = r.length;
+  if (t.length !== numBuckets) throw new TersorError("E_SHAPE", `raw and target counts have ${r.length} and ${t.length} buckets`);
   const norm = (c: Float64Array, what: string) => {
     const s = c.reduce((a, b) => a + b, 0);
     if (s === 0) throw new TersorError("E_RANGE", `the ${what} data has no tokens`);
@@ -124,11 +134,18 @@ export async function dsirLogWeights(model: DsirModel, texts: readonly string[])
   return native().selectDsirLogWeights(bytes, offsets, model.numBuckets, model.ngrams, model.logDiff);
 }
 
-/** Gumbel top-k: k samples without replacement with probabilities ∝ exp(logWeights) (Kool et al. 2019). */
-export function gumbelTopK(logWeights: ArrayLike<number>, k: number, seed = 0): number[] {
+/**
+ * Gumbel top-k: k samples without replacement with probabilities ∝ exp(logWeights) (Kool et al. 2019,
+ * "Stochastic Beams and Where to Find Them": the top k of log w_i + G_i, G_i ~ Gumbel(0, 1)).
+ * With `ids`, the uniform behind G_i is a hash of (seed, id), so every shard draws the same noise
+ * for a document and merged shards select as one process; without, a seeded stream over positions.
+ */
+export function gumbelTopK(logWeights: ArrayLike<number>, k: number, seed = 0, ids?: readonly string[]): number[] {
+  if (ids && ids.length !== logWeights.length) throw new TersorError("E_SHAPE", `${ids.length} ids for ${logWeights.length} weights`);
   const rng = new Rng(seed);
   const keys = Float64Array.from({ length: logWeights.length }, (_, i) => {
-    let u = rng.nextF64();
+    let u = ids ? idUniform("gumbel:" + ids[i]!, seed) : rng.nextF64();
+    if (ids && u === 0) u = Number.MIN_VALUE;
     while (u === 0) u = rng.nextF64();
     return logWeights[i]! - Math.log(-Math.log(u));
   });
