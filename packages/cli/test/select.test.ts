@@ -115,8 +115,35 @@ describe("tersor select", () => {
     const merged = join(dir, "sel-merged.jsonl");
     expect((await tersor("select", "merge", ...files, "--input", corpusPath, "--budget", "25%", "--out", merged)).code).toBe(0);
     expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
+    expect(await readFile(join(dir, "sel-merged.sidecar.jsonl"), "utf8")).toBe(await readFile(join(dir, "sel.sidecar.jsonl"), "utf8"));
     const rep = JSON.parse(await readFile(join(dir, "sel.json"), "utf8"));
     expect(rep.summary.kde_entropy_selected).toBeGreaterThan(0);
+  });
+
+  it("DSIR and stratified: 4 merged shards equal the single-process result; whole-pool methods refuse --shard", async () => {
+    const lines = (await readFile(corpusPath, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    const target = join(dir, "dsir-target.jsonl");
+    await writeFile(target, [2, 7, 11].map((i) => JSON.stringify({ text: lines[i].text })).join("\n") + "\n");
+    for (const [method, extra] of [["dsir", ["--target", target]], ["stratified", []]] as const) {
+      const single = join(dir, `${method}.jsonl`);
+      expect((await tersor("select", corpusPath, "--method", method, ...extra, "--budget", "8", "--seed", "5", "--out", single)).code).toBe(0);
+      const files: string[] = [];
+      for (let s = 0; s < 4; s++) {
+        const p = join(dir, `${method}-shard-${s}.jsonl`);
+        const r = await tersor("select", corpusPath, "--method", method, ...extra, "--seed", "5", "--shard", `${s}/4`, "--scores", p);
+        expect(r.stderr).toBe("");
+        files.push(p);
+      }
+      const merged = join(dir, `${method}-merged.jsonl`);
+      const m = await tersor("select", "merge", ...files.reverse(), "--input", corpusPath, "--budget", "8", "--out", merged);
+      expect(m.stderr).toBe("");
+      expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
+      expect(await readFile(join(dir, `${method}-merged.sidecar.jsonl`), "utf8")).toBe(await readFile(join(dir, `${method}.sidecar.jsonl`), "utf8"));
+    }
+    const r = await tersor("select", corpusPath, "--method", "kcenter", "--shard", "0/4", "--scores", join(dir, "k.jsonl"));
+    expect(r.stderr).toMatch(/not supported for --method kcenter/);
+    const three = await tersor("select", "merge", join(dir, "dsir-shard-0.jsonl"), "--input", corpusPath, "--budget", "2", "--out", join(dir, "m3.jsonl"));
+    expect(three.stderr).toMatch(/missing or extra shards/);
   });
 
   it("bad input gives clear errors", async () => {

@@ -8,7 +8,7 @@
  *   tersor select <input> --method random|stratified|dsir|zipfit|gio|rds|novelselect|perplexity|quests|kcenter|facility-location|coverage|gopher
  *         --budget 10%|N [--target t.jsonl|corpus:name] [--seed 0] [--optimizer naive|lazy|stochastic]
  *         [--shard i/N] --out selected.jsonl [--report r.html]
- *   tersor select merge <scores.json...> --input <input> --budget N --out selected.jsonl
+ *   tersor select merge <shard files...> --input <input> [--budget N] --out selected.jsonl
  *
  * Inputs: JSONL/Parquet files or globs, or corpus:<name>[:split]; --text-field, --id-field,
  * --on-bad-line skip|error. Outputs keep input order; a sidecar `<out>.sidecar.jsonl` holds each
@@ -34,11 +34,15 @@ import {
   readAllDocs,
   readDocs,
   readSignatureShard,
-  resolveBudget,
   runSelect,
+  SHARDABLE_METHODS,
+  isShardable,
+  mergeSelectShards,
+  readSelectShard,
   selectRandom,
-  topK,
+  selectShard,
   writeJsonlAtomic,
+  writeSelectShard,
   writeRecords,
   writeReport,
   writeSignatureShard,
@@ -146,19 +150,16 @@ async function dedupMerge(shards: string[], o: Opts): Promise<void> {
 }
 
 async function selectMerge(files: string[], o: Opts): Promise<void> {
-  if (files.length === 0) throw new TersorError("E_RANGE", "tersor select merge needs score files");
-  const rows: { index: number; score: number }[] = [];
-  for (const f of files) {
-    for (const line of (await readFile(f, "utf8")).split("\n")) if (line.trim()) rows.push(JSON.parse(line) as { index: number; score: number });
-  }
-  rows.sort((a, b) => a.index - b.index);
+  if (files.length === 0) throw new TersorError("E_RANGE", "tersor select merge needs shard files (from tersor select --shard i/N --scores <path>)");
+  const m = mergeSelectShards(await Promise.all(files.map(readSelectShard)), o["budget"] as string | undefined);
   const docs = await loadDocs(need(o, "input", "--input <input>"), o, false);
-  if (rows.length !== docs.length || rows.some((r, i) => r.index !== docs[i]!.index))
-    throw new TersorError("E_RANGE", `the score files cover ${rows.length} documents but the input has ${docs.length}: missing or extra shards`);
-  const k = resolveBudget(need(o, "budget", "--budget <b>"), docs.length);
-  const kept = new Set(topK(rows.map((r) => r.score), k));
-  const n = await writeKept(need(o, "out", "--out <path>"), docs, (i) => kept.has(i), (i) => ({ score: rows[i]!.score, reason: kept.has(i) ? "top score" : "not selected" }));
-  process.stdout.write(`selected: ${n}\n`);
+  if (docs.length !== m.docs.length || docs.some((d, i) => d.index !== m.docs[i]!.index || d.id !== m.docs[i]!.id))
+    throw new TersorError("E_RANGE", `the shards cover ${m.docs.length} documents but the input has ${docs.length}: missing or extra shards, or another input`);
+  const r = m.result;
+  const kept = new Set(r.kept);
+  const n = await writeKept(need(o, "out", "--out <path>"), docs, (i) => kept.has(i), (i) => ({ score: r.scores[i] ?? null, reason: r.reasons[i] }));
+  const summary: Record<string, unknown> = { method: r.method, documents: docs.length, selected: n, shards: files.length, ...r.details };
+  process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("\n") + "\n");
 }
 
 /** Registers the command(s) of this module on the program. */
@@ -293,7 +294,7 @@ export function registerSelect(program: Command): void {
     .option("--perplexity-keep <k>", "low | target (closest to the target's median perplexity)", "low")
     .option("--epochs <n>", "rs2: epochs in the index schedule (written to the report/summary)", "1")
     .option("--out <path>", "selected documents (JSONL), in input order; a .sidecar.jsonl beside it")
-    .option("--shard <i/N>", "score documents i, i+N, ... (random, zipfit) and write --scores for `select merge`")
+    .option("--shard <i/N>", "process documents i, i+N, ... (random, stratified, dsir, zipfit, gopher) and write --scores for `select merge`")
     .option("--scores <path>", "shard output (with --shard)")
     .option("--report <path>", "report.html (+ report.json): counts per domain, diversity and target alignment vs random")
     .option("--json", "print the summary as JSON")
@@ -308,12 +309,11 @@ export function registerSelect(program: Command): void {
       const docs = await loadDocs(input, o);
       const target = await loadTarget(o["target"] as string | undefined, o);
       if (o.shard) {
-        if (method !== "random" && method !== "zipfit")
-          throw new TersorError("E_RANGE", `--shard works with per-document scores (random, zipfit); ${method} needs the whole corpus`);
+        if (!isShardable(method))
+          throw new TersorError("E_RANGE", `--shard is not supported for --method ${method}: it needs the whole pool at once; shardable methods: ${SHARDABLE_METHODS.join(", ")}`);
         if (!o["scores"]) throw new TersorError("E_RANGE", "--shard needs --scores <path> (merge them with `tersor select merge`)");
-        const scores = method === "random" ? Array.from(selectRandom(docs.map((d) => d.id), Math.min(1, docs.length), seed).scores) : Array.from(await zipfitScores(docs.map((d) => d.text), target ?? [], level));
-        await writeJsonlAtomic(o["scores"] as string, docs.map((d, i) => ({ index: d.index, id: d.id, score: scores[i] })));
-        process.stdout.write(`shard ${o.shard}: ${docs.length} documents scored -> ${o["scores"]}\n`);
+        await writeSelectShard(o["scores"] as string, await selectShard(docs, target, { method, seed, level }));
+        process.stdout.write(`shard ${o.shard}: ${docs.length} documents -> ${o["scores"]}\n`);
         return;
       }
       if (!o["out"]) throw new TersorError("E_RANGE", "--out <path> is required");
