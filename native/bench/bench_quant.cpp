@@ -10,7 +10,8 @@
 //    single-threaded reference.
 //  * <format>/gemv: batch-1 quant_matmul on a 4096 x 14336 matrix (rows x cols; 1024 x 4096 quick),
 //    all threads, vs the scalar reference GEMV (dequantize a row, f64 dot); gb_per_s = quantized
-//    weight bytes read per second (effective weight-read bandwidth).
+//    weight bytes read per second (effective weight-read bandwidth). f32/gemv: the dense f32 weights
+//    (AVX2 FMA GEMV) against tersor::sgemm with n = 1.
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -20,7 +21,10 @@
 
 #include <functional>
 
+#include <immintrin.h>
+
 #include "bench.hpp"
+#include "tersor/gemm.hpp"
 #include "tersor/parallel.hpp"
 #include "tersor/quant_formats.hpp"
 
@@ -122,6 +126,40 @@ void run_quant(bool quick) {
     const size_t rows = quick ? 1024 : 4096, cols = quick ? 4096 : 14336;
     const std::vector<float> w = gaussian(rows * cols, 3), x = gaussian(cols, 4);
     std::vector<float> y(rows);
+    {
+      // f32: the dense weights, read once (AVX2 FMA, four accumulators, rows over the threads), against
+      // tersor::sgemm with n = 1 (what a dense layer costs without a dedicated GEMV).
+      const float* wp = w.data();
+      const float* xp = x.data();
+      float* yp = y.data();
+      auto gemv = [&] {
+#pragma omp parallel for schedule(static) num_threads(tersor::num_threads())
+        for (long r = 0; r < static_cast<long>(rows); ++r) {
+          const float* row = wp + static_cast<size_t>(r) * cols;
+          __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+          size_t k = 0;
+          for (; k + 32 <= cols; k += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(xp + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 8), _mm256_loadu_ps(xp + k + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 16), _mm256_loadu_ps(xp + k + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 24), _mm256_loadu_ps(xp + k + 24), a3);
+          }
+          alignas(32) float t[8];
+          _mm256_store_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+          float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+          for (; k < cols; ++k) sum += row[k] * xp[k];
+          yp[r] = sum;
+        }
+      };
+      const double t = tersor::bench::median_seconds(gemv, quick ? 5 : 9, 2, quick ? 0.05 : 0.3);
+      const double tb = tersor::bench::median_seconds(
+          [&] { tersor::sgemm(tersor::Trans::No, tersor::Trans::No, rows, 1, cols, 1.f, wp, cols, xp, 1, 0.f, yp, 1); }, quick ? 3 : 5, 1);
+      const double bytes = 4.0 * static_cast<double>(rows * cols);
+      tersor::bench::report("quant", "f32/gemv", t, "tersor::sgemm n=1", tb,
+                            {{"gb_per_s", bytes / t / 1e9}, {"f32_equiv_gb_per_s", bytes / t / 1e9},
+                             {"rows", static_cast<double>(rows)}, {"cols", static_cast<double>(cols)},
+                             {"threads", static_cast<double>(tersor::num_threads())}});
+    }
     const char* gemv_formats[] = {"q8_0", "q4_0", "q4_k", "q6_k", "q5_k", "nf4", "int4-g128", "int8", "mxfp4", "fp8"};
     for (const char* name : gemv_formats) {
       const QuantScheme s = tersor::parse_quant_scheme(name);

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "tersor/error.hpp"
@@ -91,15 +92,18 @@ inline __m256 dot_i8(__m256i a, __m256i b) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
+template <size_t NB>
 void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a,
-                    size_t b0, size_t nbatch, size_t rows, float* y) {
+                    size_t b0, size_t rows, float* y) {
   const size_t nb = cols / 32, bs = four ? 18 : 34;
   const __m128i m4 = _mm_set1_epi8(0x0F);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
-    __m256 acc[kMaxB];
-    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
-    for (size_t k = 0; k < nb; ++k) {
+    if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(row + rb), _MM_HINT_T0);
+    // two accumulators per activation row (even / odd blocks) so the FMAs do not wait on each other
+    __m256 acc[NB][2];
+    for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps();
+    auto step = [&](size_t k, int slot) {
       const uint8_t* blk = row + k * bs;
       const float dw = h2f(blk);
       __m256i wq;
@@ -110,43 +114,53 @@ void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1
       } else {
         wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
       }
-      for (size_t b = 0; b < nbatch; ++b) {
+      for (size_t b = 0; b < NB; ++b) {
         const size_t bi = b0 + b;
         const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
-        acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), dot_i8(wq, xq), acc[b]);
+        acc[b][slot] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), dot_i8(wq, xq), acc[b][slot]);
       }
-    }
-    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
+    };
+    size_t k = 0;
+    for (; k + 2 <= nb; k += 2) { step(k, 0); step(k + 1, 1); }
+    if (k < nb) step(k, 0);
+    for (size_t b = 0; b < NB; ++b) y[(b0 + b) * rows + r] = hsum(_mm256_add_ps(acc[b][0], acc[b][1]));
   }
 }
 
 // Q4_K with Q8_0 activations: per 32-block, d*sc*dx * sum(l q) (integer maddubs) - dmin*m * dx * sum(q).
+template <size_t NB>
 void rows_q4_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a, size_t b0,
-                   size_t nbatch, size_t rows, float* y) {
+                   size_t rows, float* y) {
   const size_t nsb = cols / 256, nb = cols / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
-    __m256 acc[kMaxB];
-    float mins[kMaxB] = {0};
-    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+    __m256 acc[NB][2];
+    __m256 mins[NB];  // lanes 0..7: dmin * m_j * dx_j * sum(q) of the super-block's eight 32-blocks
+    for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = mins[b] = _mm256_setzero_ps();
     for (size_t s = 0; s < nsb; ++s) {
       const uint8_t* blk = row + s * 144;
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 4 * 144), _MM_HINT_T0);
       const float d = h2f(blk), dmin = h2f(blk + 2);
       const uint8_t* sc = blk + 4;
       const uint8_t* q = blk + 16;
-      float dj[8], mj[8];
+      alignas(32) float dj[8], mj[8];
       for (int j = 0; j < 8; ++j) {
         int sa, m;
         if (j < 4) { sa = sc[j] & 63; m = sc[j + 4] & 63; }
         else { sa = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4); m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4); }
         dj[j] = d * sa; mj[j] = dmin * m;
       }
+      const __m256 mjv = _mm256_load_ps(mj);
+      for (size_t b = 0; b < NB; ++b) {
+        const size_t bi = b0 + b;
+        mins[b] = _mm256_fmadd_ps(mjv, _mm256_loadu_ps(&a.dsum[bi * nb + s * 8]), mins[b]);
+      }
       for (int c = 0; c < 4; ++c) {
         const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * c));
         const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         const size_t k0 = s * 8 + 2 * c;  // 32-block index of the low half
-        for (size_t b = 0; b < nbatch; ++b) {
+        for (size_t b = 0; b < NB; ++b) {
           const size_t bi = b0 + b;
           const int8_t* xq = &a.q[bi * cols + 32 * k0];
           const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
@@ -154,13 +168,12 @@ void rows_q4_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t col
           const __m256 pl = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), ones));
           const __m256 ph = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), ones));
           const float dl = a.d[bi * nb + k0], dh = a.d[bi * nb + k0 + 1];
-          acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c] * dl), pl, acc[b]);
-          acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c + 1] * dh), ph, acc[b]);
-          mins[b] += mj[2 * c] * a.dsum[bi * nb + k0] + mj[2 * c + 1] * a.dsum[bi * nb + k0 + 1];
+          acc[b][0] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c] * dl), pl, acc[b][0]);
+          acc[b][1] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c + 1] * dh), ph, acc[b][1]);
         }
       }
     }
-    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]) - mins[b];
+    for (size_t b = 0; b < NB; ++b) y[(b0 + b) * rows + r] = hsum(_mm256_add_ps(acc[b][0], acc[b][1])) - hsum(mins[b]);
   }
 }
 
@@ -218,16 +231,21 @@ void rows_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
 
 // Q6_K with Q8_0 activations: per 32 weights (two 16-sub-blocks) integer dot of (l - 32) with the
 // activation codes (sign trick), scaled per 16 by d * sc * dx.
+template <size_t NB>
 void rows_q6_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a, size_t b0,
-                   size_t nbatch, size_t rows, float* y) {
+                   size_t rows, float* y) {
   const size_t nsb = cols / 256, nb = cols / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
-    __m256 acc[kMaxB];
-    for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
+    __m256 acc[NB][2];
+    for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps();
     for (size_t s = 0; s < nsb; ++s) {
       const uint8_t* blk = row + s * 210;
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 3 * 210), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 3 * 210 + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 3 * 210 + 128), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 3 * 210 + 192), _MM_HINT_T0);
       const float d = h2f(blk + 208);
       const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
       for (int h = 0; h < 2; ++h) {
@@ -245,17 +263,17 @@ void rows_q6_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t col
           const __m256i v = _mm256_sub_epi8(q[t], c32);
           const float s0 = d * sc[8 * h + 2 * t], s1 = d * sc[8 * h + 2 * t + 1];
           const size_t k = s * 8 + 4 * h + t;
-          for (size_t b = 0; b < nbatch; ++b) {
+          for (size_t b = 0; b < NB; ++b) {
             const size_t bi = b0 + b;
             const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
             const float dx = a.d[bi * nb + k];
             const __m256 f = _mm256_setr_ps(s0 * dx, s0 * dx, s0 * dx, s0 * dx, s1 * dx, s1 * dx, s1 * dx, s1 * dx);
-            acc[b] = _mm256_fmadd_ps(f, dot_i8(v, xq), acc[b]);
+            acc[b][t & 1] = _mm256_fmadd_ps(f, dot_i8(v, xq), acc[b][t & 1]);
           }
         }
       }
     }
-    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
+    for (size_t b = 0; b < NB; ++b) y[(b0 + b) * rows + r] = hsum(_mm256_add_ps(acc[b][0], acc[b][1]));
   }
 }
 
@@ -335,20 +353,31 @@ SplitX split_x(const float* x, size_t batch, size_t cols, size_t g) {
   return sx;
 }
 
-template <bool NF4>
+template <bool NF4, size_t NB>
 void rows_nibble(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const SplitX& sx,
-                 size_t b0, size_t nbatch, size_t rows, float* y) {
+                 size_t b0, size_t rows, float* y) {
   const size_t g = s.group ? s.group : cols, ng = cols / g, h = cols / 2;
   const size_t hdr = NF4 ? 4 : (s.symmetric ? 2 : 3), gb = hdr + g / 2;
   const __m256 tlo = _mm256_loadu_ps(nf4_table()), thi = _mm256_loadu_ps(nf4_table() + 8);
   const __m256i m15 = _mm256_set1_epi32(15), seven = _mm256_set1_epi32(7);
+  auto decode = [&](__m256i c) -> __m256 {  // 8 codes (one per int32 lane) to their f32 values before the scale
+    if constexpr (NF4)
+      return _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, c), _mm256_permutevar8x32_ps(thi, c),
+                              _mm256_castsi256_ps(_mm256_cmpgt_epi32(c, seven)));
+    else
+      return _mm256_cvtepi32_ps(c);
+  };
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
-    float out[kMaxB] = {0};
+    if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(row + rb), _MM_HINT_T0);
+    __m256 out[NB];  // scale-weighted block sums, lanes reduced once per row
+    for (size_t b = 0; b < NB; ++b) out[b] = _mm256_setzero_ps();
+    float zs[NB] = {};
     for (size_t k = 0; k < ng; ++k) {
       const uint8_t* blk = row + k * gb;
+      _mm_prefetch(reinterpret_cast<const char*>(blk + 4 * gb), _MM_HINT_T0);
       const uint8_t* codes = blk + hdr;
-      float scale, zsum = 0;
+      float scale;
       int z = 0;
       if (NF4) {
         std::memcpy(&scale, blk, 4);
@@ -356,36 +385,44 @@ void rows_nibble(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, s
         scale = h2f(blk);
         z = s.symmetric ? 8 : blk[2];
       }
-      __m256 acc[kMaxB];
-      for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
-      for (size_t j = 0; j < g / 2; j += 8) {
+      // four independent accumulators per activation row: (low, high nibble) x (even, odd 8 code bytes)
+      __m256 acc[NB][4];
+      for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = acc[b][2] = acc[b][3] = _mm256_setzero_ps();
+      size_t j = 0;
+      for (; j + 16 <= g / 2; j += 16) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j));
+        const __m256i c0 = _mm256_cvtepu8_epi32(raw), c1 = _mm256_cvtepu8_epi32(_mm_srli_si128(raw, 8));
+        const __m256 wl0 = decode(_mm256_and_si256(c0, m15)), wh0 = decode(_mm256_srli_epi32(c0, 4));
+        const __m256 wl1 = decode(_mm256_and_si256(c1, m15)), wh1 = decode(_mm256_srli_epi32(c1, 4));
+        const size_t xi = (k * g) / 2 + j;
+        for (size_t bb = 0; bb < NB; ++bb) {
+          const float* xe = &sx.e[(b0 + bb) * h + xi];
+          const float* xo = &sx.o[(b0 + bb) * h + xi];
+          acc[bb][0] = _mm256_fmadd_ps(wl0, _mm256_loadu_ps(xe), acc[bb][0]);
+          acc[bb][1] = _mm256_fmadd_ps(wh0, _mm256_loadu_ps(xo), acc[bb][1]);
+          acc[bb][2] = _mm256_fmadd_ps(wl1, _mm256_loadu_ps(xe + 8), acc[bb][2]);
+          acc[bb][3] = _mm256_fmadd_ps(wh1, _mm256_loadu_ps(xo + 8), acc[bb][3]);
+        }
+      }
+      for (; j < g / 2; j += 8) {
         uint64_t raw;
         std::memcpy(&raw, codes + j, 8);
         const __m256i c = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(raw)));
-        const __m256i lo = _mm256_and_si256(c, m15), hi = _mm256_srli_epi32(c, 4);
-        __m256 wl, wh;
-        if (NF4) {
-          wl = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, lo), _mm256_permutevar8x32_ps(thi, lo),
-                                _mm256_castsi256_ps(_mm256_cmpgt_epi32(lo, seven)));
-          wh = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, hi), _mm256_permutevar8x32_ps(thi, hi),
-                                _mm256_castsi256_ps(_mm256_cmpgt_epi32(hi, seven)));
-        } else {
-          wl = _mm256_cvtepi32_ps(lo);
-          wh = _mm256_cvtepi32_ps(hi);
-        }
+        const __m256 wl = decode(_mm256_and_si256(c, m15)), wh = decode(_mm256_srli_epi32(c, 4));
         const size_t xi = (k * g) / 2 + j;
-        for (size_t bb = 0; bb < nbatch; ++bb) {
-          const size_t bi = b0 + bb;
-          acc[bb] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(&sx.e[bi * h + xi]), acc[bb]);
-          acc[bb] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(&sx.o[bi * h + xi]), acc[bb]);
+        for (size_t bb = 0; bb < NB; ++bb) {
+          acc[bb][0] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(&sx.e[(b0 + bb) * h + xi]), acc[bb][0]);
+          acc[bb][1] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(&sx.o[(b0 + bb) * h + xi]), acc[bb][1]);
         }
       }
-      for (size_t bb = 0; bb < nbatch; ++bb) {
-        if (!NF4) zsum = static_cast<float>(z) * sx.gsum[(b0 + bb) * ng + k];
-        out[bb] += scale * (hsum(acc[bb]) - zsum);
+      const __m256 sv = _mm256_set1_ps(scale);
+      for (size_t bb = 0; bb < NB; ++bb) {
+        const __m256 t = _mm256_add_ps(_mm256_add_ps(acc[bb][0], acc[bb][1]), _mm256_add_ps(acc[bb][2], acc[bb][3]));
+        out[bb] = _mm256_fmadd_ps(sv, t, out[bb]);
+        if (!NF4) zs[bb] += scale * static_cast<float>(z) * sx.gsum[(b0 + bb) * ng + k];
       }
     }
-    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = out[b];
+    for (size_t b = 0; b < NB; ++b) y[(b0 + b) * rows + r] = hsum(out[b]) - zs[b];
   }
 }
 
@@ -408,6 +445,22 @@ void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, 
       }
     }
     for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = out[b];
+  }
+}
+
+// Calls f(std::integral_constant<size_t, n>) for n in 1..kMaxB: the row kernels keep their per-batch
+// accumulators in registers when the batch count is a compile-time constant.
+template <class F>
+void with_nb(size_t n, F&& f) {
+  switch (n) {
+    case 1: f(std::integral_constant<size_t, 1>{}); break;
+    case 2: f(std::integral_constant<size_t, 2>{}); break;
+    case 3: f(std::integral_constant<size_t, 3>{}); break;
+    case 4: f(std::integral_constant<size_t, 4>{}); break;
+    case 5: f(std::integral_constant<size_t, 5>{}); break;
+    case 6: f(std::integral_constant<size_t, 6>{}); break;
+    case 7: f(std::integral_constant<size_t, 7>{}); break;
+    default: f(std::integral_constant<size_t, 8>{}); break;
   }
 }
 
@@ -453,23 +506,24 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
       switch (s.format) {
         case QuantFormat::Q8_0:
         case QuantFormat::Q4_0:
-          if (q8path) rows_q8_0_q4_0(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, nbt, rows, y);
+          if (q8path)
+            with_nb(nbt, [&](auto NB) { rows_q8_0_q4_0<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, rows, y); });
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
         case QuantFormat::Q4_K:
-          if (q8path) rows_q4_k_int(w, rb, r0, r1, cols, act, b0, nbt, rows, y);
+          if (q8path) with_nb(nbt, [&](auto NB) { rows_q4_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
           else rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y);
           break;
         case QuantFormat::Q6_K:
-          if (q8path) rows_q6_k_int(w, rb, r0, r1, cols, act, b0, nbt, rows, y);
+          if (q8path) with_nb(nbt, [&](auto NB) { rows_q6_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
           else rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
         case QuantFormat::NF4:
-          if (nf4_fast) rows_nibble<true>(s, w, rb, r0, r1, cols, sx, b0, nbt, rows, y);
+          if (nf4_fast) with_nb(nbt, [&](auto NB) { rows_nibble<true, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
         case QuantFormat::INT:
-          if (int4_fast) rows_nibble<false>(s, w, rb, r0, r1, cols, sx, b0, nbt, rows, y);
+          if (int4_fast) with_nb(nbt, [&](auto NB) { rows_nibble<false, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
         default: rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;

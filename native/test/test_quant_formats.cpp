@@ -462,3 +462,43 @@ TEST_CASE("quant formats int clip search avx2 path matches scalar on ragged grou
   for (size_t i = 0; i < m.size(); ++i) { se += (m[i] - y[i]) * (m[i] - y[i]); sx += m[i] * m[i]; }
   CHECK(std::sqrt(se / sx) < 0.15);  // 4-bit symmetric on N(0,1): ~0.1
 }
+
+TEST_CASE("quant matmul register-blocked kernels on ragged shapes and every batch count") {
+  // INT4 per channel with cols = 784 = 49 * 16: code bytes end in a half 16-byte step; Q8_0 / Q4_0 with
+  // cols = 800: an odd number (25) of 32-blocks for the paired accumulators. Batch counts 1..9 reach
+  // every compile-time batch kernel (and 9 = 8 + 1); 37 rows split unevenly.
+  const size_t rows = 37;
+  for (const char* name : {"int4", "int4-asym", "q8_0", "q4_0"}) {
+    const QuantScheme s = parse_quant_scheme(name);
+    const size_t cols = s.format == QuantFormat::INT ? 784 : 800;
+    const std::vector<float> w = gauss(rows * cols, 51, 0.05f);
+    std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
+    quantize_matrix(s, w.data(), rows, cols, q.data());
+    std::vector<float> deq(rows * cols);
+    dequantize_matrix(s, q.data(), rows, cols, deq.data());
+    const bool q8 = s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0;
+    for (size_t batch = 1; batch <= 9; ++batch) {
+      CAPTURE(std::string(name));
+      CAPTURE(batch);
+      const std::vector<float> x = gauss(batch * cols, 60 + static_cast<uint32_t>(batch));
+      std::vector<float> xr = x;
+      if (q8) {
+        const QuantScheme q8s = parse_quant_scheme("q8_0");
+        std::vector<uint8_t> t(scheme_row_bytes(q8s, cols));
+        for (size_t b = 0; b < batch; ++b) {
+          quantize_row(q8s, x.data() + b * cols, t.data(), cols);
+          dequantize_row(q8s, t.data(), xr.data() + b * cols, cols);
+        }
+      }
+      std::vector<float> y(batch * rows), yr(batch * rows);
+      quant_matmul(s, q.data(), rows, cols, x.data(), batch, y.data());
+      quant_ref::quant_matmul(s, q.data(), rows, cols, xr.data(), batch, yr.data());
+      for (size_t b = 0; b < batch; ++b)
+        for (size_t r = 0; r < rows; ++r) {
+          double mag = 0;
+          for (size_t k = 0; k < cols; ++k) mag += std::fabs(deq[r * cols + k] * xr[b * cols + k]);
+          CHECK(std::fabs(y[b * rows + r] - yr[b * rows + r]) <= 2.0 * cols * 5.96e-8 * mag + 1e-30);
+        }
+    }
+  }
+}
