@@ -1,7 +1,7 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { Tensor, isTersorError, openGguf, openSafetensorsDir, writeSafetensors, type GgufArray } from "@tersor/core";
 import { type Model, loadModel } from "@tersor/model";
@@ -361,7 +361,7 @@ describe("GGUF export of a float model", () => {
     expect(maxDiff(a, b)).toBeLessThanOrEqual(1e-5 * Math.max(1, maxAbs(b)));
   });
 
-  it("permuteRopeRows is llama.cpp's permute() on rows and is undone by the inverse map", () => {
+  it("permuteRopeRows is llama.cpp's permute() on rows (hand-computed order) and checks its shape", () => {
     // 2 heads of d = 4, rows of 3 bytes: row r holds [r, r, r].
     const rows = 8;
     const src = new Uint8Array(rows * 3).map((_, i) => Math.floor(i / 3));
@@ -435,4 +435,38 @@ describe("GGUF export: bad input", () => {
     expect(ls(work)).toEqual([]);
     expect(existsSync(out)).toBe(false);
   }, 60_000);
+});
+
+// Opt-in: llama.cpp itself, through node-llama-cpp's prebuilt binaries (not a dependency of tersor).
+// Run with TERSOR_NODE_LLAMA_CPP=<a directory where `npm install node-llama-cpp` was run>.
+const LLAMA_CPP = process.env["TERSOR_NODE_LLAMA_CPP"];
+describe.skipIf(!LLAMA_CPP)("llama.cpp loads the export (opt-in: TERSOR_NODE_LLAMA_CPP)", () => {
+  it("llama.cpp tokenizes to the byte ids and its next-token distribution matches loadModel's (f32 KV cache)", async () => {
+    const out = join(root, "tiny-llama-cpp.gguf");
+    await exportGguf(TINY, out, { progress: "silent" });
+    const lib = await import(pathToFileURL(join(LLAMA_CPP!, "node_modules/node-llama-cpp/dist/index.js")).href);
+    const llama = await lib.getLlama({ gpu: false, build: "never", logLevel: lib.LlamaLogLevel.error });
+    const model = await llama.loadModel({ modelPath: out });
+    try {
+      const ids: number[] = Array.from(model.tokenize(TEXT, false));
+      expect(ids).toEqual([...Buffer.from(TEXT, "utf8")]);
+      expect(model.detokenize(ids)).toBe(TEXT);
+      const ctx = await model.createContext({ contextSize: 256, threads: 2, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" });
+      const seq = ctx.getSequence();
+      let probs: number[] | undefined;
+      for await (const o of seq.evaluateWithMetadata(ids, { probabilities: true }, { temperature: 0 })) {
+        probs = Array.from({ length: 259 }, (_, i) => (o.probabilities as Map<number, number>).get(i) ?? 0);
+        break;
+      }
+      await ctx.dispose();
+      const logits = (await floatModel.forward(ids)).data.subarray((ids.length - 1) * 259);
+      const mx = maxAbs(logits) + 1;
+      const e = Array.from(logits, (v) => Math.exp(v - mx));
+      const z = e.reduce((a, b) => a + b, 0);
+      const tv = e.reduce((a, v, i) => a + Math.abs(v / z - probs![i]!) / 2, 0);
+      expect(tv).toBeLessThan(1e-4);
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
 });
