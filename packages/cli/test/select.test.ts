@@ -82,21 +82,24 @@ describe("tersor dedup", () => {
     expect(s.written).toBe(11);
   });
 
-  it("4 shards merged equal the single-process result", async () => {
-    const single = join(dir, "single.jsonl");
-    expect((await tersor("dedup", corpusPath, "--out", single)).code).toBe(0);
-    const sigs: string[] = [];
-    for (let s = 0; s < 4; s++) {
-      const p = join(dir, `sig-${s}.json`);
-      const r = await tersor("dedup", corpusPath, "--shard", `${s}/4`, "--signatures", p);
-      expect(r.code).toBe(0);
-      sigs.push(p);
+  it("4 shards merged equal the single-process result (minhash, exact with decontamination)", async () => {
+    const lines = (await readFile(corpusPath, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    const target = join(dir, "bench-shards.jsonl");
+    await writeFile(target, JSON.stringify({ text: lines[6].text.split(" ").slice(10, 30).join(" ") }) + "\n");
+    for (const extra of [[], ["--mode", "exact", "--decontaminate", target]]) {
+      const tag = extra.length ? "exact" : "minhash";
+      const single = join(dir, `single-${tag}.jsonl`);
+      expect((await tersor("dedup", corpusPath, ...extra, "--out", single)).code).toBe(0);
+      const sigs = [0, 1, 2, 3].map((s) => join(dir, `sig-${tag}-${s}.json`));
+      const runs = await Promise.all(sigs.map((p, s) => tersor("dedup", corpusPath, ...extra, "--shard", `${s}/4`, "--signatures", p)));
+      for (const r of runs) expect(r.code).toBe(0);
+      const merged = join(dir, `merged-${tag}.jsonl`);
+      const m = await tersor("dedup", "merge", ...sigs, "--input", corpusPath, "--out", merged, "--json");
+      expect(m.stderr).toBe("");
+      expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
+      expect(await readFile(join(dir, `merged-${tag}.sidecar.jsonl`), "utf8")).toBe(await readFile(join(dir, `single-${tag}.sidecar.jsonl`), "utf8"));
+      if (tag === "exact") expect(JSON.parse(m.stdout).contaminated).toBe(2); // doc-6 and its near copy doc-7 (edited at word 60) share the 13-grams
     }
-    const merged = join(dir, "merged.jsonl");
-    const m = await tersor("dedup", "merge", ...sigs, "--input", corpusPath, "--out", merged);
-    expect(m.stderr).toBe("");
-    expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
-    expect(await readFile(join(dir, "merged.sidecar.jsonl"), "utf8")).toBe(await readFile(join(dir, "single.sidecar.jsonl"), "utf8"));
   });
 });
 
@@ -127,13 +130,9 @@ describe("tersor select", () => {
     for (const [method, extra] of [["dsir", ["--target", target]], ["stratified", []]] as const) {
       const single = join(dir, `${method}.jsonl`);
       expect((await tersor("select", corpusPath, "--method", method, ...extra, "--budget", "8", "--seed", "5", "--out", single)).code).toBe(0);
-      const files: string[] = [];
-      for (let s = 0; s < 4; s++) {
-        const p = join(dir, `${method}-shard-${s}.jsonl`);
-        const r = await tersor("select", corpusPath, "--method", method, ...extra, "--seed", "5", "--shard", `${s}/4`, "--scores", p);
-        expect(r.stderr).toBe("");
-        files.push(p);
-      }
+      const files = [0, 1, 2, 3].map((s) => join(dir, `${method}-shard-${s}.jsonl`));
+      const runs = await Promise.all(files.map((p, s) => tersor("select", corpusPath, "--method", method, ...extra, "--seed", "5", "--shard", `${s}/4`, "--scores", p)));
+      for (const r of runs) expect(r.stderr).toBe("");
       const merged = join(dir, `${method}-merged.jsonl`);
       const m = await tersor("select", "merge", ...files.reverse(), "--input", corpusPath, "--budget", "8", "--out", merged);
       expect(m.stderr).toBe("");

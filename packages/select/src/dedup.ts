@@ -224,6 +224,8 @@ export interface SignatureShard {
   keys: string[];
   /** Signatures as base64 of little-endian uint32 (indices.length × numPerm). */
   signatures: string;
+  /** Decontamination done by the shard: the target spec, the n-gram size and each document's shared n-gram count. */
+  decontam?: { target: string; ngram: number; overlap: number[] };
 }
 
 export async function minhashShard(docs: readonly SelectDoc[], options: MinhashOptions & { mode?: "exact" | "minhash" } = {}): Promise<SignatureShard> {
@@ -258,10 +260,24 @@ export async function readSignatureShard(path: string): Promise<SignatureShard> 
 }
 
 /** Joins shards in input order; every shard must share the options; positions must not repeat. */
-export function mergeSignatureShards(shards: readonly SignatureShard[]): { indices: number[]; ids: string[]; keys: string[]; signatures: Uint32Array; options: SignatureShard["options"] } {
+export function mergeSignatureShards(shards: readonly SignatureShard[]): {
+  indices: number[];
+  ids: string[];
+  keys: string[];
+  signatures: Uint32Array;
+  options: SignatureShard["options"];
+  /** Per document (input order), the decontamination counts when the shards decontaminated. */
+  decontam?: { target: string; ngram: number; overlap: number[] };
+} {
   if (shards.length === 0) throw new TersorError("E_RANGE", "no shards to merge");
   const opt = JSON.stringify(shards[0]!.options);
   for (const s of shards) if (JSON.stringify(s.options) !== opt) throw new TersorError("E_RANGE", "shards were made with different options");
+  const d0 = shards[0]!.decontam;
+  for (const s of shards)
+    if ((s.decontam?.target ?? null) !== (d0?.target ?? null) || (s.decontam?.ngram ?? null) !== (d0?.ngram ?? null))
+      throw new TersorError("E_RANGE", "shards were made with different --decontaminate targets or n-gram sizes");
+  const overlapOf = new Map<number, number>();
+  if (d0) for (const s of shards) s.indices.forEach((index, r) => overlapOf.set(index, s.decontam!.overlap[r] ?? 0));
   const k = shards[0]!.numPerm;
   const mode = shards[0]!.options.mode ?? "minhash";
   const rows: { index: number; id: string; key: string; sig: Uint32Array }[] = [];
@@ -274,7 +290,8 @@ export function mergeSignatureShards(shards: readonly SignatureShard[]): { indic
   for (let i = 1; i < rows.length; i++) if (rows[i]!.index === rows[i - 1]!.index) throw new TersorError("E_RANGE", `document ${rows[i]!.index} appears in two shards`);
   const signatures = new Uint32Array(mode === "minhash" ? rows.length * k : 0);
   if (mode === "minhash") rows.forEach((r, i) => signatures.set(r.sig, i * k));
-  return { indices: rows.map((r) => r.index), ids: rows.map((r) => r.id), keys: rows.map((r) => r.key), signatures, options: shards[0]!.options };
+  const decontam = d0 ? { target: d0.target, ngram: d0.ngram, overlap: rows.map((r) => overlapOf.get(r.index)!) } : undefined;
+  return { indices: rows.map((r) => r.index), ids: rows.map((r) => r.id), keys: rows.map((r) => r.key), signatures, options: shards[0]!.options, decontam };
 }
 
 // ---- decontamination ------------------------------------------------------------------------------

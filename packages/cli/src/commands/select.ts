@@ -144,8 +144,15 @@ async function dedupMerge(shards: string[], o: Opts): Promise<void> {
   if (docs.length !== m.indices.length || docs.some((d, i) => d.index !== m.indices[i]))
     throw new TersorError("E_RANGE", `the shards cover ${m.indices.length} documents but the input has ${docs.length}: missing or extra shards`);
   const r = await clusterSignatures(m.keys, m.signatures, m.options);
-  const n = await writeKept(need(o, "out", "--out <path>"), docs, (i) => r.decisions[i]!.keep, (i) => ({ cluster: r.decisions[i]!.cluster, reason: r.decisions[i]!.reason }));
-  const summary = { ...dedupSummary(r), written: n };
+  const overlap = m.decontam?.overlap;
+  const dirty = (i: number) => overlap !== undefined && overlap[i]! > 0;
+  const n = await writeKept(
+    need(o, "out", "--out <path>"),
+    docs,
+    (i) => r.decisions[i]!.keep && !dirty(i),
+    (i) => ({ cluster: r.decisions[i]!.cluster, reason: dirty(i) ? `contaminated (${overlap![i]} shared n-grams)` : r.decisions[i]!.reason }),
+  );
+  const summary = { ...dedupSummary(r), ...(overlap ? { contaminated: overlap.filter((c) => c > 0).length } : {}), written: n };
   process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
 }
 
@@ -204,7 +211,13 @@ export function registerSelect(program: Command): void {
       if (o.shard) {
         const docs = await loadDocs(input, o);
         if (!o["signatures"]) throw new TersorError("E_RANGE", "--shard needs --signatures <path> (merge them with `tersor dedup merge`)");
-        await writeSignatureShard(o["signatures"] as string, await minhashShard(docs, mh));
+        const shard = await minhashShard(docs, mh);
+        if (o["decontaminate"]) {
+          const target = (await loadTarget(o["decontaminate"] as string, o))!;
+          const ngram = intOpt(o["decontamNgram"] as string, "decontam-ngram", 1)!;
+          shard.decontam = { target: o["decontaminate"] as string, ngram, overlap: Array.from(await ngramOverlap(docs.map((d) => d.text), target, ngram)) };
+        }
+        await writeSignatureShard(o["signatures"] as string, shard);
         process.stdout.write(`shard ${o.shard}: ${docs.length} documents -> ${o["signatures"]}\n`);
         return;
       }
