@@ -1,6 +1,7 @@
 /**
- * `tersor quantize <model> --scheme <s> --method rtn|gptq [--eora-rank R | --lorc-rank R] --calib corpus:sotu
- *  --samples 128 --seq-len 256 --out <dir> [--fallback int8] [--report r.json] [--plot p.svg] [--seed 0]`
+ * `tersor quantize <model> --scheme <s> --method rtn|gptq|awq|hqq [--rotate hadamard [--rotate-seed 0]]
+ *  [--eora-rank R | --lorc-rank R] --calib corpus:sotu --samples 128 --seq-len 256 --out <dir>
+ *  [--fallback int8] [--report r.json] [--plot p.svg] [--seed 0]`
  *
  * Quantizes a Hugging Face Llama-family model layer by layer (@tersor/quant's quantizeModel), writes
  * the quantized directory, and reports per-layer weight MSE and calibration output error, bits per
@@ -16,7 +17,7 @@ import { CORPUS_NAMES, corpus } from "@tersor/corpora";
 import { type VegaLiteSpec, evaluatePerplexity, writePlot } from "@tersor/eval";
 import { type Model, loadModel } from "@tersor/model";
 import { isReferenceModelName, referenceModelPath } from "@tersor/models";
-import { checkGgufScheme, exportGguf, ggufExportReport, quantizeModel, reportMarkdown, type QuantizeModelReport } from "@tersor/quant";
+import { checkGgufScheme, exportGguf, ggufExportReport, hadamardRotation, quantizeModel, reportMarkdown, type QuantizeModelReport } from "@tersor/quant";
 
 function positiveInt(v: string, what: string): number {
   const n = Number(v);
@@ -65,13 +66,14 @@ async function bitsPerByte(model: Model, name: string, maxChars: number, progres
 export function registerQuantize(program: Command): void {
   program
     .command("quantize <model>")
-    .description("quantize a Hugging Face model (RTN or GPTQ, optional EoRA/LoRC adapters) and report what was lost")
+    .description("quantize a Hugging Face model (RTN, GPTQ, AWQ or HQQ, optional Hadamard rotation and EoRA/LoRC adapters) and report what was lost")
     .requiredOption("--scheme <scheme>", "q8_0, q4_0, q4_k, q6_k, int4-g128, int3-g64-asym, nf4, fp8, mxfp4, …")
-    .option("--method <method>", "rtn | gptq (awq, hqq: per layer in @tersor/quant, not yet in the driver)", "gptq")
+    .option("--method <method>", "rtn | gptq | awq (activation-aware scales folded into the norms, then RTN) | hqq (no calibration; q4_1, q5_1, int<b>[-g<n>]-asym)", "gptq")
     .option("--fallback <scheme>", "scheme for linears whose rows the scheme's block does not divide (default: error)")
     .option("--eora-rank <r>", "EoRA adapter rank per linear")
     .option("--lorc-rank <r>", "LoRC adapter rank per linear")
-    .option("--rotate <kind>", "none | hadamard", "none")
+    .option("--rotate <kind>", "none | hadamard (QuaRot: fold the RMSNorm gains, rotate the residual stream by a randomised Walsh-Hadamard matrix, then quantize; the output holds the rotated model)", "none")
+    .option("--rotate-seed <n>", "seed of the rotation's random signs", "0")
     .option("--act-order", "GPTQ act-order (columns by decreasing Hessian diagonal; static groups)")
     .option("--calib <spec>", "calibration data: corpus:<name>", "corpus:sotu")
     .option("--samples <n>", "calibration sequences", "128")
@@ -105,6 +107,13 @@ export function registerQuantize(program: Command): void {
       }
       const model = await loadModel(path, { progress });
       if (model.source.format !== "huggingface") throw new TersorError("E_FORMAT", "quantize: the input must be a Hugging Face directory");
+      const rotate = String(opts["rotate"]);
+      if (rotate !== "none" && rotate !== "hadamard") throw new TersorError("E_RANGE", `--rotate must be none or hadamard, got "${rotate}"`);
+      const rotateSeed = Number(opts["rotateSeed"]);
+      if (!Number.isSafeInteger(rotateSeed) || rotateSeed < 0) throw new TersorError("E_RANGE", `--rotate-seed must be a non-negative integer`);
+      // A hidden size the rotation cannot handle fails here, before any calibration work.
+      if (rotate === "hadamard") hadamardRotation(model.config.hidden, { seed: rotateSeed });
+      if (floatGguf && rotate !== "none") throw new TersorError("E_RANGE", "quantize: --rotate applies to quantized schemes; a float GGUF export copies the weights as they are");
       const seqs = floatGguf ? [] : await calibrationSequences(model, calib, samples, seqLen, seed);
       const before = evalChars > 0 ? await bitsPerByte(model, calib, evalChars, progress) : undefined;
       // GGUF: the driver's Hugging Face directory goes to a hidden folder beside the file, is streamed into the GGUF and removed.
@@ -123,6 +132,7 @@ export function registerQuantize(program: Command): void {
             ...(opts["eoraRank"] ? { eoraRank: positiveInt(String(opts["eoraRank"]), "--eora-rank") } : {}),
             ...(opts["lorcRank"] ? { lorcRank: positiveInt(String(opts["lorcRank"]), "--lorc-rank") } : {}),
             rotate: String(opts["rotate"]) as "none",
+            seed: rotateSeed,
             actOrder: Boolean(opts["actOrder"]),
             progress,
           });
