@@ -34,7 +34,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!TINY)("tersor quantize --out model.gguf (ref-tiny)", () => {
-  it("GPTQ q4_0 writes one GGUF file (no temporary directory left) with the report; llama.cpp types and file type; it loads", async () => {
+  it("GPTQ q4_0 writes one GGUF file (no temporary directory left) with the report; llama.cpp types and file type; it loads and scores as the HF output", async () => {
     const work = join(dir, "q4");
     mkdirSync(work);
     const out = join(work, "tiny-q4_0.gguf");
@@ -59,6 +59,11 @@ describe.skipIf(!TINY)("tersor quantize --out model.gguf (ref-tiny)", () => {
     const m = await loadModel(out, { progress: "silent" });
     expect(m.tokenizer.kind).toBe("byte");
     expect(m.warnings).toEqual([]);
+    // The same run with a Hugging Face directory as the output: same model, so the same bits per byte.
+    const hf = await tersor("quantize", TINY!, "--scheme", "q4_0", "--method", "gptq", "--out", join(dir, "q4dir"), "--report", join(dir, "q4dir.json"), ...CAL);
+    expect(hf.code).toBe(0);
+    const hfReport = JSON.parse(await readFile(join(dir, "q4dir.json"), "utf8"));
+    expect(Math.abs(report.bitsPerByteAfter - hfReport.bitsPerByteAfter)).toBeLessThanOrEqual(1e-5 * hfReport.bitsPerByteAfter);
   }, 120_000);
 
   it("--scheme f16 converts without calibration and keeps bits per byte within 0.1%", async () => {
