@@ -177,6 +177,22 @@ HqqResult hqq(const float* w, size_t rows, size_t cols, int bits, size_t group, 
       b *= static_cast<float>(opt.kappa);
     }
   }
+  // shrink_lp(d) = 0 exactly when beta |d| <= (|d| + 1e-8)^(p-1), whose right side decreases in |d|
+  // (p <= 1). thr[t] solves 1.2 beta thr = (thr + 1e-8)^(p-1) (bisection in f64), so for every |d| below
+  // it the power exceeds beta |d| by >= 20%, far above the ~1e-6 error of the vectorised power: a group
+  // of 8 lanes all below it skips the power and is bitwise what the full path gives (W_e = 0).
+  std::vector<float> thr(T);
+  for (size_t t = 0; t < T; ++t) {
+    const double bt = betas[t], pm1 = static_cast<double>(p) - 1.0;
+    auto f = [&](double v) { return 1.2 * bt * v - std::pow(v + 1e-8, pm1); };
+    double lo = 0, hi = 1;
+    while (f(hi) <= 0 && hi < 1e30) hi *= 2;
+    for (int k = 0; k < 200 && hi - lo > 1e-12 * hi; ++k) {
+      const double mid = 0.5 * (lo + hi);
+      (f(mid) <= 0 ? lo : hi) = mid;
+    }
+    thr[t] = static_cast<float>(lo * (1 - 1e-6));  // below the root, also after rounding to f32
+  }
   std::vector<float> s(ng), zh(ng * T);
   std::vector<double> errs(ng * T);
   const bool vec = g % 8 == 0;
@@ -192,7 +208,7 @@ HqqResult hqq(const float* w, size_t rows, size_t cols, int bits, size_t group, 
       if (vec) {
         const __m256 vs = _mm256_set1_ps(sk), vz = _mm256_set1_ps(z), vmax = _mm256_set1_ps(maxq), zero = _mm256_setzero_ps();
         const __m256 inv_beta = _mm256_set1_ps(1.f / betas[t]), pm1 = _mm256_set1_ps(p - 1.f), eps = _mm256_set1_ps(1e-8f);
-        const __m256 sign = _mm256_set1_ps(-0.f);
+        const __m256 sign = _mm256_set1_ps(-0.f), vthr = _mm256_set1_ps(thr[t]);
         __m256 zacc = zero, eacc = zero;
         for (size_t i = 0; i < g; i += 8) {
           const __m256 xv = _mm256_loadu_ps(x + i);
@@ -201,11 +217,16 @@ HqqResult hqq(const float* w, size_t rows, size_t cols, int bits, size_t group, 
           const __m256 wr = _mm256_div_ps(_mm256_sub_ps(q, vz), vs);
           const __m256 d = _mm256_sub_ps(xv, wr);
           const __m256 ad = _mm256_andnot_ps(sign, d);
+          eacc = _mm256_add_ps(eacc, ad);
+          if (_mm256_movemask_ps(_mm256_cmp_ps(ad, vthr, _CMP_LT_OQ)) == 0xFF) {
+            // every lane shrinks to exactly 0 (W_e = 0): the power is not needed
+            zacc = _mm256_add_ps(zacc, _mm256_fnmadd_ps(xv, vs, q));
+            continue;
+          }
           const __m256 pw = exp256(_mm256_mul_ps(pm1, log256(_mm256_add_ps(ad, eps))));
           const __m256 v = _mm256_max_ps(zero, _mm256_fnmadd_ps(inv_beta, pw, ad));
           const __m256 we = _mm256_or_ps(v, _mm256_and_ps(sign, d));
           zacc = _mm256_add_ps(zacc, _mm256_fnmadd_ps(_mm256_sub_ps(xv, we), vs, q));
-          eacc = _mm256_add_ps(eacc, ad);
         }
         zs = hsum(zacc);
         err = hsum(eacc);

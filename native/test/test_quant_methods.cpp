@@ -300,3 +300,23 @@ TEST_CASE("gptq row chunks agree with the unblocked formulation on many rows") {
     }
   }
 }
+
+TEST_CASE("hqq fast path agrees with the scalar formulation where the shrinkage vanishes") {
+  // Weights of LLM scale (0.02): almost every residual is below the shrinkage threshold, so the fast
+  // path skips the power for most lanes; a huge beta puts the threshold near the 1e-8 guard of the power.
+  const size_t rows = 32, cols = 256;
+  auto w = normal(31, rows * cols, 0.02f);
+  for (double beta : {10.0, 1e12}) {
+    CAPTURE(beta);
+    HqqOptions o;
+    o.beta = beta;
+    HqqResult a = hqq(w.data(), rows, cols, 4, 64, o);
+    HqqResult b = hqq_reference(w.data(), rows, cols, 4, 64, o);
+    CHECK(a.iterations == b.iterations);
+    CHECK(a.error == doctest::Approx(b.error).epsilon(1e-4));
+    size_t same = 0;
+    for (size_t i = 0; i < a.codes.size(); ++i) same += a.codes[i] == b.codes[i];
+    CHECK(static_cast<double>(same) / static_cast<double>(a.codes.size()) > 0.995);
+    for (size_t k = 0; k < a.zero.size(); ++k) CHECK(a.zero[k] == doctest::Approx(b.zero[k]).epsilon(1e-3));
+  }
+}
