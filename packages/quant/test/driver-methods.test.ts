@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { isTersorError, openSafetensorsDir, Tensor } from "@tersor/core";
+import { Rng, Tensor, isTersorError, openSafetensorsDir, writeSafetensors } from "@tersor/core";
 import { corpus } from "@tersor/corpora";
 import { type Model, loadModel } from "@tersor/model";
 import { afterAll, describe, expect, it } from "vitest";
@@ -162,6 +162,54 @@ describe("quantizeModel: Hadamard rotation, AWQ, HQQ", () => {
     expect(worse).toEqual([]);
     await src.close();
   }, 60_000);
+
+  it("rotation and AWQ together: the rotated, AWQ-folded float model of ref-tiny (GQA 4/2 heads) matches the original logits within 1e-4", async () => {
+    const out = join(root, "rot-awq-float");
+    await run(REF_TINY, out, { scheme: "int3-g32", method: "awq", awqAlpha: 0.5, rotate: "hadamard", seed: 3, floatOutput: true }, 2, 64);
+    const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
+    expect(cfg.tersor_transform).toEqual({ method: "awq", scheme: "int3-g32", rotation: { kind: "hadamard", seed: 3, block: 128 } });
+    const a = await loadModel(REF_TINY, { progress: "silent" });
+    const b = await loadModel(out, { progress: "silent" });
+    const { maxDiff } = await compare(a, b, await tokens(a, "test", 200));
+    expect(maxDiff).toBeLessThan(1e-4);
+  }, 60_000);
+
+  it("bad input: a hidden size without a power-of-two block of 32 cannot be rotated (E_SHAPE, no output)", async () => {
+    const dir = join(root, "hidden80");
+    mkdirSync(dir);
+    const C = 80;
+    const F = 96;
+    const cfg = { ...JSON.parse(readFileSync(join(REF_TINY, "config.json"), "utf8")), hidden_size: C, intermediate_size: F, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 40, tie_word_embeddings: true };
+    writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(REF_TINY, f), join(dir, f));
+    const rng = new Rng(1);
+    const t = (shape: number[], scale = 0.05) => new Tensor("f32", shape, Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => scale * rng.nextNormal()));
+    const ones = (n: number) => new Tensor("f32", [n], new Float32Array(n).fill(1));
+    const p = "model.layers.0.";
+    await writeSafetensors(join(dir, "model.safetensors"), [
+      ["model.embed_tokens.weight", t([cfg.vocab_size, C])],
+      [p + "input_layernorm.weight", ones(C)],
+      [p + "self_attn.q_proj.weight", t([80, C])],
+      [p + "self_attn.k_proj.weight", t([40, C])],
+      [p + "self_attn.v_proj.weight", t([40, C])],
+      [p + "self_attn.o_proj.weight", t([C, 80])],
+      [p + "post_attention_layernorm.weight", ones(C)],
+      [p + "mlp.gate_proj.weight", t([F, C])],
+      [p + "mlp.up_proj.weight", t([F, C])],
+      [p + "mlp.down_proj.weight", t([C, F])],
+      ["model.norm.weight", ones(C)],
+    ]);
+    const out = join(root, "hidden80-q");
+    let err: unknown;
+    try {
+      await run(dir, out, { scheme: "int4", method: "rtn", rotate: "hadamard" }, 1, 16);
+    } catch (e) {
+      err = e;
+    }
+    expect(String(err)).toContain("power of two");
+    expect(isTersorError(err) && err.code === "E_SHAPE").toBe(true);
+    expect(existsSync(out)).toBe(false);
+  });
 
   it("bad input: hqq with a scheme it cannot write, and a rotation seed out of range, fail clearly without output", async () => {
     for (const [opts, code, text] of [
