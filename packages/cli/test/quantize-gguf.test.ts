@@ -97,6 +97,10 @@ describe.skipIf(!TINY)("tersor quantize --out model.gguf (ref-tiny)", () => {
     }
     const f = await tersor("quantize", TINY!, "--scheme", "q8_0", "--fallback", "int8", "--out", join(work, "m.gguf"), ...CAL);
     expect(f.stderr).toContain("E_RANGE");
+    // ref-tiny's rows of 128 and 352 fit no 256-element K-quant block: E_SHAPE before calibration.
+    const k = await tersor("quantize", TINY!, "--scheme", "q4_k", "--out", join(work, "m.gguf"), ...CAL);
+    expect(k.stderr).toContain("E_SHAPE");
+    expect(k.stderr).toContain("q4_k (256 elements)");
     const a = await tersor("quantize", TINY!, "--scheme", "q8_0", "--eora-rank", "4", "--out", join(work, "m.gguf"), ...CAL);
     expect(a.stderr).toContain("E_RANGE");
     expect(a.stderr).toContain("adapters");

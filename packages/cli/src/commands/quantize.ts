@@ -12,7 +12,7 @@ import { rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 import type { Command } from "commander";
-import { Rng, TersorError, defaultProgressMode, writeFileAtomic } from "@tersor/core";
+import { Rng, TersorError, defaultProgressMode, ggmlTypeByName, writeFileAtomic } from "@tersor/core";
 import { CORPUS_NAMES, corpus } from "@tersor/corpora";
 import { type VegaLiteSpec, evaluatePerplexity, writePlot } from "@tersor/eval";
 import { type Model, loadModel } from "@tersor/model";
@@ -114,6 +114,19 @@ export function registerQuantize(program: Command): void {
       // A hidden size the rotation cannot handle fails here, before any calibration work.
       if (rotate === "hadamard") hadamardRotation(model.config.hidden, { seed: rotateSeed });
       if (floatGguf && rotate !== "none") throw new TersorError("E_RANGE", "quantize: --rotate applies to quantized schemes; a float GGUF export copies the weights as they are");
+      if (gguf && !floatGguf) {
+        // Every linear's rows must fit the ggml blocks of the scheme or of the fallback (llama.cpp has no other types for them).
+        const fb = opts["fallback"] ? String(opts["fallback"]) : undefined;
+        if (fb !== undefined && ["f32", "f16", "bf16"].includes(fb)) throw new TersorError("E_RANGE", `quantize: --fallback ${fb} (keeping linears in float) is not supported by the quantize driver; give a ggml block scheme`);
+        const c = model.config;
+        for (const cols of new Set([c.hidden, c.heads * c.headDim, c.intermediate])) {
+          const fits = (s: string) => cols % ggmlTypeByName(s)!.blockSize === 0;
+          if (!fits(scheme) && (fb === undefined || !fits(fb))) {
+            const what = (s: string) => `${s} (${ggmlTypeByName(s)!.blockSize} elements)`;
+            throw new TersorError("E_SHAPE", `quantize: linears with rows of ${cols} ${fb ? `fit the blocks of neither ${what(scheme)} nor ${what(fb)}` : `do not fit the blocks of ${what(scheme)} and no --fallback is given`}; GGUF output needs a ggml block type for every linear`);
+          }
+        }
+      }
       const seqs = floatGguf ? [] : await calibrationSequences(model, calib, samples, seqLen, seed);
       const before = evalChars > 0 ? await bitsPerByte(model, calib, evalChars, progress) : undefined;
       // GGUF: the driver's Hugging Face directory goes to a hidden folder beside the file, is streamed into the GGUF and removed.
