@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t kWindowTile = 32;  // window tokens per attention tile
 constexpr size_t kPad = 8;          // slack bytes after packed codes (vector loads)
+constexpr int kNoFused = -100;      // attend(): the tile has no fused view
 
 uint16_t h16(float x) { return f32_to_f16_scalar(x); }
 float f32h(uint16_t h) { return f16_to_f32_scalar(h); }
@@ -295,6 +296,288 @@ inline float dot(const float* a, const float* b, size_t D) {
 
 inline bool visible(int32_t kp, int32_t qp, size_t window) {
   return kp <= qp && (window == 0 || static_cast<int64_t>(kp) > static_cast<int64_t>(qp) - static_cast<int64_t>(window));
+}
+
+// ---- fused decode tiles --------------------------------------------------------------------------
+// The bandwidth path of attend(): a tile whose tokens are all visible to a query is read straight
+// from its storage (f16 rows via F16C, or uniform b-bit codes unpacked in registers), never through
+// an f32 copy. Keys quantized per channel: q.k = sum_c (q_c s_c) code_c + sum_c q_c z_c, so the
+// per-channel scales are folded into q once per block and query head (q' = q * s) and the zero
+// points give one dot q.z; the inner loop is code x float. Values quantized per token (groups of
+// cgroup channels): sum_x p_x (s_xg code_xc + z_xg) = sum_x (p_x s_xg) code_xc + sum_x p_x z_xg, so
+// the probabilities are scaled per token and the zero term is one sum per channel group. Every code
+// row is unpacked once for the GJ query heads of the GQA group.
+
+/// One of K or V of a tile: rows of `stride` bytes; S/Z null (f16 rows) or f32 scales and zeros
+/// (K: [D] per channel; V: [n * D / cgroup] per token and channel group).
+struct FusedPart {
+  const uint8_t* rows = nullptr;
+  size_t stride = 0;
+  const float* S = nullptr;
+  const float* Z = nullptr;
+};
+
+/// 8 raw values (f16 when BITS == 0, else the unsigned codes) of a row at channel c (c % 8 == 0).
+template <int BITS>
+inline __m256 load8(const uint8_t* row, size_t c) {
+  if constexpr (BITS == 0) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * c)));
+  } else if constexpr (BITS == 8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c))));
+  } else {
+    uint32_t w;
+    std::memcpy(&w, row + (c / 8) * BITS, 4);  // kPad slack bytes after the last row
+    const __m256i sh = _mm256_setr_epi32(0, BITS, 2 * BITS, 3 * BITS, 4 * BITS, 5 * BITS, 6 * BITS, 7 * BITS);
+    const __m256i mk = _mm256_set1_epi32((1 << BITS) - 1);
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+  }
+}
+
+/// Lane i = sum of the 8 lanes of a[i].
+inline __m256 hsum8x8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/// Scratch of one attention task.
+struct FusedScratch {
+  std::vector<float> qs, red, pv, zt;
+  void size(size_t T, size_t D) {
+    qs.resize(8 * D);
+    red.resize(8 * (T + 8) * 8);
+    pv.resize(8 * (T + 8) * D / 8);  // at most D / 8 channel groups per token
+    zt.resize(8 * D / 8);
+  }
+};
+
+// 4-bit codes, nibble-split: 8 bytes hold channels c .. c + 16; zero-extended to 32-bit lanes,
+// (x & 15) are the even channels and (x >> 4) the odd ones, so two ops make 16 codes and the q'
+// rows and value accumulators are used in that order (even/odd per 16 channels).
+/// Even (lo) and odd (hi) channels of 16 natural-order floats at p.
+inline void split16(const float* p, __m256& ev, __m256& od) {
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xD8));
+  od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xD8));
+}
+/// Inverse of split16: 16 natural-order floats to p.
+inline void merge16(__m256 ev, __m256 od, float* p) {
+  const __m256 lo = _mm256_unpacklo_ps(ev, od), hi = _mm256_unpackhi_ps(ev, od);
+  _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+inline void load16_nib(const uint8_t* row, size_t c, __m256& ev, __m256& od) {
+  const __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c / 2)));
+  ev = _mm256_cvtepi32_ps(_mm256_and_si256(x, _mm256_set1_epi32(15)));
+  od = _mm256_cvtepi32_ps(_mm256_srli_epi32(x, 4));
+}
+
+/// Partial dot products (8 lanes) of GJ query rows with the keys of tokens x .. x + TX into red.
+template <int BITS, int GJ, size_t TX>
+inline void score_rows(const FusedPart& K, size_t x, size_t n8, size_t D, const float* qk, float* red) {
+  __m256 a[TX][GJ];
+  for (size_t tx = 0; tx < TX; ++tx)
+    for (int jj = 0; jj < GJ; ++jj) a[tx][jj] = _mm256_setzero_ps();
+  if constexpr (BITS == -4) {
+    for (size_t c = 0; c < D; c += 16)
+      for (size_t tx = 0; tx < TX; ++tx) {
+        __m256 ev, od;
+        load16_nib(K.rows + (x + tx) * K.stride, c, ev, od);
+        for (int jj = 0; jj < GJ; ++jj) {
+          const float* qj = qk + static_cast<size_t>(jj) * D + c;
+          a[tx][jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), ev, a[tx][jj]);
+          a[tx][jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qj + 8), od, a[tx][jj]);
+        }
+      }
+  } else {
+    for (size_t c = 0; c < D; c += 8)
+      for (size_t tx = 0; tx < TX; ++tx) {
+        const __m256 kv = load8<BITS>(K.rows + (x + tx) * K.stride, c);
+        for (int jj = 0; jj < GJ; ++jj)
+          a[tx][jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qk + static_cast<size_t>(jj) * D + c), kv, a[tx][jj]);
+      }
+  }
+  for (size_t tx = 0; tx < TX; ++tx)
+    for (int jj = 0; jj < GJ; ++jj) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8, a[tx][jj]);
+}
+
+/// Scores of GJ query heads (q0: GJ rows of D) against the n keys of a tile into s[jj * ss + x]
+/// (scaled by `scale`); every key visible.
+template <int BITS, int GJ>
+void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
+                  FusedScratch& w) {
+  const float* qk = q0;
+  float bias[GJ];
+  for (int jj = 0; jj < GJ; ++jj) bias[jj] = 0.f;
+  if (K.S) {
+    float* qs = w.qs.data();
+    for (int jj = 0; jj < GJ; ++jj) {
+      const float* qr = q0 + static_cast<size_t>(jj) * D;
+      __m256 b = _mm256_setzero_ps();
+      for (size_t c = 0; c < D; c += 8) {
+        const __m256 qv = _mm256_loadu_ps(qr + c);
+        _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, _mm256_mul_ps(qv, _mm256_loadu_ps(K.S + c)));
+        b = _mm256_fmadd_ps(qv, _mm256_loadu_ps(K.Z + c), b);
+      }
+      if constexpr (BITS == -4)
+        for (size_t c = 0; c < D; c += 16) {
+          __m256 ev, od;
+          split16(qs + static_cast<size_t>(jj) * D + c, ev, od);
+          _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, ev);
+          _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c + 8, od);
+        }
+      bias[jj] = simd::hsum8(b);
+    }
+    qk = qs;
+  }
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* red = w.red.data();
+  // TX tokens at a time so that few query heads still give independent FMA chains
+  constexpr size_t TX = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+  size_t x = 0;
+  for (; x + TX <= n; x += TX) score_rows<BITS, GJ, TX>(K, x, n8, D, qk, red);
+  for (; x < n; ++x) score_rows<BITS, GJ, 1>(K, x, n8, D, qk, red);
+  for (int jj = 0; jj < GJ; ++jj) {
+    for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
+    const __m256 sc = _mm256_set1_ps(scale), bs = _mm256_set1_ps(scale * bias[jj]);
+    for (size_t x0 = 0; x0 < n8; x0 += 8) {
+      __m256 v8[8];
+      for (int i = 0; i < 8; ++i) v8[i] = _mm256_loadu_ps(red + (static_cast<size_t>(jj) * n8 + x0 + static_cast<size_t>(i)) * 8);
+      _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm256_fmadd_ps(hsum8x8(v8), sc, bs));
+    }
+  }
+}
+
+/// Channels c0 .. c0 + 8 CB of fused_pv.
+template <int BITS, int GJ, size_t CB>
+inline void pv_chunks(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c0, size_t cgroup, size_t ng,
+                      const float* pv, const float* zt, const float* corr, float* acc) {
+  __m256 a[GJ][CB];
+  size_t gi[CB];
+  for (size_t ci = 0; ci < CB; ++ci) {
+    gi[ci] = V.S ? (c0 + 8 * ci) / cgroup : 0;
+    for (int jj = 0; jj < GJ; ++jj)
+      a[jj][ci] = _mm256_mul_ps(_mm256_loadu_ps(acc + static_cast<size_t>(jj) * D + c0 + 8 * ci), _mm256_set1_ps(corr[jj]));
+  }
+  for (size_t x = 0; x < n; ++x) {
+    const uint8_t* row = V.rows + x * V.stride;
+    for (size_t ci = 0; ci < CB; ++ci) {
+      const __m256 vv = load8<BITS>(row, c0 + 8 * ci);
+      for (int jj = 0; jj < GJ; ++jj)
+        a[jj][ci] = _mm256_fmadd_ps(_mm256_broadcast_ss(pv + (static_cast<size_t>(jj) * ng + gi[ci]) * n8 + x), vv, a[jj][ci]);
+    }
+  }
+  for (size_t ci = 0; ci < CB; ++ci)
+    for (int jj = 0; jj < GJ; ++jj) {
+      __m256 r = a[jj][ci];
+      if (V.S) r = _mm256_add_ps(r, _mm256_broadcast_ss(zt + static_cast<size_t>(jj) * ng + gi[ci]));
+      _mm256_storeu_ps(acc + static_cast<size_t>(jj) * D + c0 + 8 * ci, r);
+    }
+}
+
+/// Channels c0 .. c0 + 16 CB of fused_pv for nibble-split 4-bit codes (cgroup % 16 == 0).
+template <int GJ, size_t CB>
+inline void pv_chunks_nib(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c0, size_t cgroup, size_t ng,
+                          const float* pv, const float* zt, const float* corr, float* acc) {
+  __m256 ae[GJ][CB], ao[GJ][CB];
+  size_t gi[CB];
+  for (size_t ci = 0; ci < CB; ++ci) {
+    gi[ci] = (c0 + 16 * ci) / cgroup;
+    for (int jj = 0; jj < GJ; ++jj) {
+      split16(acc + static_cast<size_t>(jj) * D + c0 + 16 * ci, ae[jj][ci], ao[jj][ci]);
+      ae[jj][ci] = _mm256_mul_ps(ae[jj][ci], _mm256_set1_ps(corr[jj]));
+      ao[jj][ci] = _mm256_mul_ps(ao[jj][ci], _mm256_set1_ps(corr[jj]));
+    }
+  }
+  for (size_t x = 0; x < n; ++x) {
+    const uint8_t* row = V.rows + x * V.stride;
+    for (size_t ci = 0; ci < CB; ++ci) {
+      __m256 ev, od;
+      load16_nib(row, c0 + 16 * ci, ev, od);
+      for (int jj = 0; jj < GJ; ++jj) {
+        const __m256 pb = _mm256_broadcast_ss(pv + (static_cast<size_t>(jj) * ng + gi[ci]) * n8 + x);
+        ae[jj][ci] = _mm256_fmadd_ps(pb, ev, ae[jj][ci]);
+        ao[jj][ci] = _mm256_fmadd_ps(pb, od, ao[jj][ci]);
+      }
+    }
+  }
+  for (size_t ci = 0; ci < CB; ++ci)
+    for (int jj = 0; jj < GJ; ++jj) {
+      const __m256 z = _mm256_broadcast_ss(zt + static_cast<size_t>(jj) * ng + gi[ci]);
+      merge16(_mm256_add_ps(ae[jj][ci], z), _mm256_add_ps(ao[jj][ci], z), acc + static_cast<size_t>(jj) * D + c0 + 16 * ci);
+    }
+}
+
+/// acc[jj * D + c] = acc * corr[jj] + sum_x p[jj * ss + x] v_x[c] for the GJ heads.
+template <int BITS, int GJ>
+void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss, const float* corr,
+              float* acc, FusedScratch& w) {
+  const size_t ng = V.S ? D / cgroup : 1;
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* pv = w.pv.data();  // [jj][g][x] (x padded to n8): p scaled by the token's group scale
+  float* zt = w.zt.data();  // [jj][g]: sum_x p z
+  if (V.S) {
+    // V.S / V.Z are [g][n8] here (zero-padded), so both loops run over 8 tokens at a time
+    for (int jj = 0; jj < GJ; ++jj)
+      for (size_t g = 0; g < ng; ++g) {
+        const float* pj = p + static_cast<size_t>(jj) * ss;
+        float* o = pv + (static_cast<size_t>(jj) * ng + g) * n8;
+        __m256 z = _mm256_setzero_ps();
+        for (size_t x = 0; x < n8; x += 8) {
+          const __m256 pp = _mm256_loadu_ps(pj + x);
+          _mm256_storeu_ps(o + x, _mm256_mul_ps(pp, _mm256_loadu_ps(V.S + g * n8 + x)));
+          z = _mm256_fmadd_ps(pp, _mm256_loadu_ps(V.Z + g * n8 + x), z);
+        }
+        zt[static_cast<size_t>(jj) * ng + g] = simd::hsum8(z);
+      }
+  } else {
+    for (int jj = 0; jj < GJ; ++jj) std::memcpy(pv + static_cast<size_t>(jj) * n8, p + static_cast<size_t>(jj) * ss, n8 * sizeof(float));
+  }
+  // CB channel chunks at a time so that few query heads still give independent FMA chains
+  if constexpr (BITS == -4) {
+    constexpr size_t CB = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+    size_t c = 0;
+    for (; c + 16 * CB <= D; c += 16 * CB) pv_chunks_nib<GJ, CB>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+    for (; c < D; c += 16) pv_chunks_nib<GJ, 1>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+  } else {
+    constexpr size_t CB = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ <= 4 ? 2 : 1;
+    size_t c = 0;
+    for (; c + 8 * CB <= D; c += 8 * CB) pv_chunks<BITS, GJ, CB>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+    for (; c < D; c += 8) pv_chunks<BITS, GJ, 1>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+  }
+}
+
+using ScoresFn = void (*)(const FusedPart&, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
+using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
+
+template <int BITS>
+void pick_bits(size_t gj, ScoresFn& sf, PvFn& pf) {
+  switch (gj) {
+    case 1: sf = &fused_scores<BITS, 1>, pf = &fused_pv<BITS, 1>; break;
+    case 2: sf = &fused_scores<BITS, 2>, pf = &fused_pv<BITS, 2>; break;
+    case 3: sf = &fused_scores<BITS, 3>, pf = &fused_pv<BITS, 3>; break;
+    case 4: sf = &fused_scores<BITS, 4>, pf = &fused_pv<BITS, 4>; break;
+    case 5: sf = &fused_scores<BITS, 5>, pf = &fused_pv<BITS, 5>; break;
+    case 6: sf = &fused_scores<BITS, 6>, pf = &fused_pv<BITS, 6>; break;
+    case 7: sf = &fused_scores<BITS, 7>, pf = &fused_pv<BITS, 7>; break;
+    default: sf = &fused_scores<BITS, 8>, pf = &fused_pv<BITS, 8>; break;
+  }
+}
+
+/// The fused kernels for `bits` (0 = f16 rows, -4 = 4-bit nibble-split) and gj (1..8) query heads;
+/// false when bits has none.
+bool pick_fused(int bits, size_t gj, ScoresFn& sf, PvFn& pf) {
+  switch (bits) {
+    case 0: pick_bits<0>(gj, sf, pf); return true;
+    case 1: pick_bits<1>(gj, sf, pf); return true;
+    case 2: pick_bits<2>(gj, sf, pf); return true;
+    case 3: pick_bits<3>(gj, sf, pf); return true;
+    case 4: pick_bits<4>(gj, sf, pf); return true;
+    case -4: pick_bits<-4>(gj, sf, pf); return true;
+    case 8: pick_bits<8>(gj, sf, pf); return true;
+    default: return false;
+  }
 }
 
 }  // namespace
@@ -812,6 +1095,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
     }
   }
   const size_t window = shape_.window;
+  const bool pre_rope = m == KvMethod::KvQuant && rope_;
   const size_t T = std::max(cfg_.group, kWindowTile);
   const double ema = 1.0 - 1.0 / static_cast<double>(cfg_.local_window);
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
@@ -819,6 +1103,9 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   {
     std::vector<float> kt(T * D), vt(T * D), s(8 * (T + 8)), acc(rows * D), mrow(rows), lrow(rows);
     std::vector<int32_t> pt(T);
+    FusedScratch fs;
+    fs.size(T, D);
+    std::vector<float> kS(D), kZ(D), vS((T + 8) * D / 8), vZ((T + 8) * D / 8), vtmp(2 * T * D / 8);
 #pragma omp for schedule(static)
     for (std::ptrdiff_t hi = 0; hi < static_cast<std::ptrdiff_t>(KV); ++hi) {
       const size_t h = static_cast<size_t>(hi);
@@ -828,14 +1115,75 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
       std::fill(lrow.begin(), lrow.end(), 0.f);
       const size_t ntiles = tiles(hd);
       for (size_t i = 0; i < ntiles; ++i) {
-        size_t n = 0;
-        tile(layer, hd, i, kt.data(), vt.data(), pt.data(), n);
+        // The fused view of the tile (f16 window rows, or a block of uniform codes with per-channel
+        // keys and per-token values), used for the queries that see every token of it.
+        FusedPart fk, fv;
+        int fbits = kNoFused;
+        size_t n = 0, fcg = 0;
+        int32_t pmin = 0, pmax = 0;
+        if (fused_) {
+          if (i < hd.blocks.size()) {
+            const QBlock& b = hd.blocks[i];
+            const int bb = b.k.bits;
+            const bool ok = b.k.axis == QPart::PerChannel && b.v.axis == QPart::PerToken && !b.k.nonuniform &&
+                            !b.v.nonuniform && b.k.cscale.empty() && b.v.cscale.empty() && b.k.rank == 0 &&
+                            b.v.rank == 0 && b.k.sp_idx.empty() && b.v.sp_idx.empty() && b.v.bits == bb &&
+                            (bb == 1 || bb == 2 || bb == 3 || bb == 4 || bb == 8) && b.v.cgroup % 8 == 0;
+            if (ok) {
+              n = b.n;
+              // nibble-split 4-bit kernels need whole 16-channel blocks inside a value group and at
+              // most 4 query heads a pass (16 accumulators)
+              fbits = bb == 4 && D % 16 == 0 && b.v.cgroup % 16 == 0 && g <= 4 ? -4 : bb;
+              fcg = b.v.cgroup;
+              const size_t ng = D / fcg;
+              f16_to_f32(b.k.scale.data(), kS.data(), D);
+              f16_to_f32(b.k.zero.data(), kZ.data(), D);
+              // value scales and zeros as [group][token] (tokens padded to a multiple of 8 with 0)
+              const size_t n8 = (n + 7) / 8 * 8;
+              f16_to_f32(b.v.scale.data(), vtmp.data(), n * ng);
+              f16_to_f32(b.v.zero.data(), vtmp.data() + n * ng, n * ng);
+              std::fill(vS.begin(), vS.begin() + static_cast<std::ptrdiff_t>(ng * n8), 0.f);
+              std::fill(vZ.begin(), vZ.begin() + static_cast<std::ptrdiff_t>(ng * n8), 0.f);
+              for (size_t x = 0; x < n; ++x)
+                for (size_t gg = 0; gg < ng; ++gg) {
+                  vS[gg * n8 + x] = vtmp[x * ng + gg];
+                  vZ[gg * n8 + x] = vtmp[n * ng + x * ng + gg];
+                }
+              fk = {b.k.codes.data(), row_bytes(D, bb), kS.data(), kZ.data()};
+              fv = {b.v.codes.data(), row_bytes(D, bb), vS.data(), vZ.data()};
+              pmin = b.pos0;
+              pmax = b.pos0 + static_cast<int32_t>(n) - 1;
+            }
+          } else if (!pre_rope) {
+            const size_t t0 = (i - hd.blocks.size()) * kWindowTile;
+            n = std::min(kWindowTile, hd.wn() - t0);
+            fbits = 0;
+            fk = {reinterpret_cast<const uint8_t*>(hd.wk.data() + t0 * D), 2 * D, nullptr, nullptr};
+            fv = {reinterpret_cast<const uint8_t*>(hd.wv.data() + t0 * D), 2 * D, nullptr, nullptr};
+            pmin = *std::min_element(hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0),
+                                     hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0 + n));
+            pmax = *std::max_element(hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0),
+                                     hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0 + n));
+          }
+        }
+        bool have_f32 = false;
         // One query token's g heads at a time: each K and V row of the tile is loaded once for the
         // whole group (GQA), up to 8 heads in registers per pass.
-        for (size_t t = 0; t < n_q; ++t)
+        for (size_t t = 0; t < n_q; ++t) {
+          const bool fast = fbits != kNoFused && visible(pmin, qpos[t], window) && visible(pmax, qpos[t], window);
+          if (!fast && !have_f32) {
+            tile(layer, hd, i, kt.data(), vt.data(), pt.data(), n);
+            have_f32 = true;
+          }
           for (size_t j0 = 0; j0 < g; j0 += 8) {
             const size_t gj = std::min<size_t>(8, g - j0);
             const float* q0 = q + (t * H + h * g + j0) * D;
+            ScoresFn sfn = nullptr;
+            PvFn pfn = nullptr;
+            if (fast) {
+              pick_fused(fbits, gj, sfn, pfn);
+              sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
+            } else
             // scores s[jj * (T + 8) + x]
             for (size_t x = 0; x < n; ++x) {
               const bool vis = visible(pt[x], qpos[t], window);
@@ -883,6 +1231,9 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               lrow[r] = lrow[r] * corr[jj] + simd::hsum8(lsum);
             }
             // P V, each V row loaded once for the group
+            if (fast) {
+              pfn(fv, n, D, fcg, s.data(), T + 8, corr, acc.data() + (t * g + j0) * D, fs);
+            } else
             for (size_t c = 0; c < D; c += 8) {
               __m256 a8[8];
               for (size_t jj = 0; jj < gj; ++jj)
@@ -895,6 +1246,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               for (size_t jj = 0; jj < gj; ++jj) _mm256_storeu_ps(acc.data() + (t * g + j0 + jj) * D + c, a8[jj]);
             }
           }
+        }
       }
       for (size_t r = 0; r < rows; ++r) {
         const size_t t = r / g, j = r % g;

@@ -477,3 +477,61 @@ TEST_CASE("kv: bad configurations give clear errors") {
   KvShape odd = shape(1, 1, 1, 12);
   CHECK_THROWS_AS(kv_config_validate(KvConfig{}, odd, 64), Error);
 }
+
+TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for f16 and KIVI codes of every width") {
+  // The fused kernels (f16 rows through F16C, 1/2/3/4/8-bit codes unpacked in registers with the
+  // key scales folded into q and the value scales into P) against the same cache read through f32
+  // tiles (set_fused_attention(false)) and the double-precision reference over the dequantized
+  // copy: decode (every tile fused) and a 3-token chunk (the causal tail through the f32 path),
+  // GQA 1, 3, 4 and 12 (two passes of <= 8 heads), head_dim 64 and 128, with and without a window.
+  // Unit-scale values (outlier_scale 1): 10x outlier tokens put outputs near 30, where a few f32
+  // ulps of either path already exceed the absolute 1e-5.
+  const size_t KV = 2, n = 100;
+  for (size_t D : {size_t{64}, size_t{128}})
+    for (size_t g : {size_t{1}, size_t{3}, size_t{4}, size_t{12}})
+      for (int bits : {0, 1, 2, 3, 4, 8})
+        for (size_t win : {size_t{0}, size_t{40}}) {
+          CAPTURE(D);
+          CAPTURE(g);
+          CAPTURE(bits);
+          CAPTURE(win);
+          const size_t H = KV * g;
+          KvConfig cfg;
+          cfg.method = bits == 0 ? KvMethod::F16 : KvMethod::Kivi;
+          cfg.bits = bits == 0 ? 4 : bits;
+          cfg.group = 16;
+          cfg.residual = 8;
+          KvShape s = shape(1, H, KV, D);
+          s.window = win;
+          CompressedKv fused(cfg, s, n + 4, nullptr), plain(cfg, s, n + 4, nullptr);
+          plain.set_fused_attention(false);
+          Data d = synth(n + 4, KV, H, D, 500 + D + g * 10 + static_cast<uint64_t>(bits), 1.f);
+          feed(fused, d, n, 9);
+          feed(plain, d, n, 9);
+          for (size_t m_q : {size_t{1}, size_t{3}}) {
+            const size_t t0 = n + (m_q == 1 ? 0 : 1);
+            std::vector<float> ref(m_q * H * D), o1(m_q * H * D), o2(m_q * H * D);
+            for (CompressedKv* c : {&fused, &plain})
+              c->append(0, d.k.data() + t0 * KV * D, d.k.data() + t0 * KV * D, d.v.data() + t0 * KV * D, d.pos.data() + t0, m_q);
+            for (size_t h = 0; h < KV; ++h) {
+              std::vector<float> k, v, qh(m_q * g * D), o(m_q * g * D);
+              std::vector<int32_t> pos;
+              fused.dequantize(0, h, k, v, pos);
+              for (size_t t = 0; t < m_q; ++t)
+                std::copy_n(d.q.data() + ((t0 + t) * H + h * g) * D, g * D, qh.data() + t * g * D);
+              reference_attention(qh.data(), d.pos.data() + t0, m_q, g, k.data(), v.data(), pos.data(), pos.size(), D, 0.f,
+                                  win, o.data());
+              for (size_t t = 0; t < m_q; ++t) std::copy_n(o.data() + t * g * D, g * D, ref.data() + (t * H + h * g) * D);
+            }
+            fused.attend(0, d.q.data() + t0 * H * D, d.pos.data() + t0, m_q, o1.data());
+            plain.attend(0, d.q.data() + t0 * H * D, d.pos.data() + t0, m_q, o2.data());
+            double w_ref = 0, w_plain = 0;
+            for (size_t i = 0; i < o1.size(); ++i) {
+              w_ref = std::max(w_ref, static_cast<double>(std::fabs(o1[i] - ref[i])));
+              w_plain = std::max(w_plain, static_cast<double>(std::fabs(o1[i] - o2[i])));
+            }
+            CHECK(w_ref <= 1e-5);
+            CHECK(w_plain <= 1e-5);
+          }
+        }
+}

@@ -186,6 +186,9 @@ class CompressedKv {
   void flush_all();
   /// Empties the cache (codebooks and calibration statistics included).
   void reset();
+  /// Whether attend() reads fully visible tiles through the fused kernels (default) or always
+  /// through an f32 copy of the tile (the reference path; tests and benchmarks compare the two).
+  void set_fused_attention(bool on) { fused_ = on; }
 
   struct Head;
 
@@ -208,6 +211,7 @@ class CompressedKv {
   std::vector<std::vector<double>> qsens_;    // KVQuant: sum q_c^2 per layer [kv_heads * D] and count
   std::vector<double> qcount_;
   std::vector<float> identity_lut_;
+  bool fused_ = true;
 };
 
 /// Reference attention in double over explicit (dequantized) K/V of one KV head with positions:
