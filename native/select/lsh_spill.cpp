@@ -97,7 +97,7 @@ class SectionReader {
 
 }  // namespace
 
-void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size_t sections, uint32_t first_id) {
+void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size_t sections, uint32_t first_id, const uint8_t* in_bands) {
   require(sections >= 1 && sections <= 4097, ErrorCode::Range, "an LSH run needs 1 to 4097 sections");
   require(static_cast<uint64_t>(first_id) + n <= 0xFFFFFFFFull, ErrorCode::Range, "document ids must stay below 2^32 - 1");
   File out(std::fopen(path.c_str(), "wb"));
@@ -106,15 +106,20 @@ void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size
   const uint32_t s32 = static_cast<uint32_t>(sections), reserved = 0;
   write_all(out.f, &s32, 4, path);
   write_all(out.f, &reserved, 4, path);
-  const std::vector<uint64_t> counts(sections, n);
+  size_t banded = n;
+  if (in_bands) banded = static_cast<size_t>(std::count_if(in_bands, in_bands + n, [](uint8_t v) { return v != 0; }));
+  std::vector<uint64_t> counts(sections, banded);
+  counts[0] = n;
   write_all(out.f, counts.data(), 8 * sections, path);
-  std::vector<std::pair<uint64_t, uint32_t>> col(n);
+  std::vector<std::pair<uint64_t, uint32_t>> col;
   std::vector<unsigned char> buf(n * kRecordBytes);
   for (size_t s = 0; s < sections; ++s) {
-    for (size_t i = 0; i < n; ++i) col[i] = {keys[i * sections + s], first_id + static_cast<uint32_t>(i)};
+    col.clear();
+    for (size_t i = 0; i < n; ++i)
+      if (s == 0 || !in_bands || in_bands[i]) col.emplace_back(keys[i * sections + s], first_id + static_cast<uint32_t>(i));
     std::sort(col.begin(), col.end());
-    for (size_t i = 0; i < n; ++i) put_record(buf.data() + i * kRecordBytes, col[i].first, col[i].second);
-    write_all(out.f, buf.data(), buf.size(), path);
+    for (size_t i = 0; i < col.size(); ++i) put_record(buf.data() + i * kRecordBytes, col[i].first, col[i].second);
+    write_all(out.f, buf.data(), col.size() * kRecordBytes, path);
   }
   if (std::fflush(out.f) != 0 || std::ferror(out.f)) fail(ErrorCode::IO, "cannot write the LSH run " + path);
 }
@@ -129,7 +134,10 @@ void lsh_spill_run(const std::string& path, const uint32_t* sigs, const uint64_t
     for (size_t i = 0; i < n; ++i) std::copy(bk.begin() + static_cast<std::ptrdiff_t>(i * bands), bk.begin() + static_cast<std::ptrdiff_t>((i + 1) * bands), keys.begin() + static_cast<std::ptrdiff_t>(i * sections + 1));
   }
   for (size_t i = 0; i < n; ++i) keys[i * sections] = exact[i];
-  lsh_write_run(path, keys.data(), n, sections, first_id);
+  std::vector<uint8_t> in_bands(n, 1);
+  if (sigs)
+    for (size_t i = 0; i < n; ++i) in_bands[i] = signature_is_empty(sigs + i * num_perm, num_perm) ? 0 : 1;
+  lsh_write_run(path, keys.data(), n, sections, first_id, in_bands.data());
 }
 
 SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths) {

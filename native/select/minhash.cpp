@@ -69,14 +69,10 @@ void word_shingles(std::string_view text, size_t n, std::vector<uint64_t>& out) 
   require(n >= 1, ErrorCode::Range, "shingle size must be >= 1");
   thread_local std::string norm;
   thread_local std::vector<uint32_t> starts, ends;
-  simplified_words(text, norm, starts, ends);
+  datatrove_words(text, norm, starts, ends);
   out.clear();
   const size_t w = starts.size();
-  if (w == 0) return;
-  if (w < n) {
-    out.push_back(xxhash64(norm.data(), norm.size(), 0));
-    return;
-  }
+  if (w < n) return;
   out.reserve(w - n + 1);
   for (size_t i = 0; i + n <= w; ++i) out.push_back(xxhash64(norm.data() + starts[i], ends[i + n - 1] - starts[i], 0));
 }
@@ -205,6 +201,12 @@ std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs(const uint64_t* k
   return pairs;
 }
 
+bool signature_is_empty(const uint32_t* sig, size_t num_perm) {
+  for (size_t k = 0; k < num_perm; ++k)
+    if (sig[k] != 0xFFFFFFFFu) return false;
+  return true;
+}
+
 std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(const uint32_t* sigs, size_t n, size_t num_perm,
                                                                               size_t bands, size_t rows) {
   require(bands >= 1 && rows >= 1 && bands * rows <= num_perm, ErrorCode::Range, "bands x rows must be >= 1 and <= num_perm");
@@ -212,12 +214,15 @@ std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(c
   std::vector<std::pair<uint32_t, uint32_t>> pairs;
   std::vector<std::pair<uint64_t, uint32_t>> col(n);
   for (size_t bnd = 0; bnd < bands; ++bnd) {
+    col.clear();
     for (size_t i = 0; i < n; ++i)
-      col[i] = {xxhash64(sigs + i * num_perm + bnd * rows, rows * sizeof(uint32_t), bnd), static_cast<uint32_t>(i)};
+      if (!signature_is_empty(sigs + i * num_perm, num_perm))
+        col.emplace_back(xxhash64(sigs + i * num_perm + bnd * rows, rows * sizeof(uint32_t), bnd), static_cast<uint32_t>(i));
     std::sort(col.begin(), col.end());
-    for (size_t i = 0; i < n;) {
+    const size_t m = col.size();
+    for (size_t i = 0; i < m;) {
       size_t j = i + 1;
-      while (j < n && col[j].first == col[i].first) pairs.emplace_back(col[j++].second, col[i].second);
+      while (j < m && col[j].first == col[i].first) pairs.emplace_back(col[j++].second, col[i].second);
       i = j;
     }
     // Keep the pair list compact as bands accumulate.

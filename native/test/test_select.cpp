@@ -191,12 +191,15 @@ TEST_CASE("select shingles of simplified words") {
   CHECK(a == b);
   const std::string q = "quick brown";
   CHECK(a[1] == xxhash64(q.data(), q.size(), 0));
+  // As datatrove (nltk's ngrams): fewer words than n, no shingles.
   word_shingles("two words", 5, c);
+  CHECK(c.empty());
+  word_shingles(" ,; ", 5, c);
+  CHECK(c.empty());
+  word_shingles("two words", 2, c);
   REQUIRE(c.size() == 1);
   const std::string t = "two words";
   CHECK(c[0] == xxhash64(t.data(), t.size(), 0));
-  word_shingles(" ,; ", 5, c);
-  CHECK(c.empty());
   CHECK(normalised_text_hash("Hello,   World") == normalised_text_hash("hello world"));
 }
 
@@ -425,4 +428,57 @@ TEST_CASE("select gzip sizes do not depend on what the reused stream compressed 
     ncd_mean_to_targets(single.view(), targets.view(), 6, one.data());
     CHECK(one[0] == doctest::Approx(m[i]).epsilon(1e-12));
   }
+}
+
+namespace {
+std::vector<std::string> dt_words(const std::string& text) {
+  std::string joined;
+  std::vector<uint32_t> s, e;
+  datatrove_words(text, joined, s, e);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size(); ++i) out.push_back(joined.substr(s[i], e[i] - s[i]));
+  return out;
+}
+using Words = std::vector<std::string>;
+}  // namespace
+
+TEST_CASE("select shingle words follow datatrove simplify_text and NLTK word_tokenize") {
+  // Hand-derived from datatrove's simplify_text (lower; strip and collapse whitespace; delete its
+  // PUNCTUATION; NFD minus Mn; digit runs to 0) and NLTK's Treebank rules on the result.
+  CHECK(dt_words("Don't STOP-believing in 1,000 caf\xc3\xa9s!") == Words{"dont", "stopbelieving", "in", "0", "cafes"});
+  // U+2018 is not in datatrove's list: NLTK splits it off; U+2026 and U+2019 are deleted.
+  CHECK(dt_words("I cannot go, gonna wait\xe2\x80\xa6 \xe2\x80\x98" "fine\xe2\x80\x99") ==
+        Words{"i", "can", "not", "go", "gon", "na", "wait", "\xe2\x80\x98", "fine"});
+  CHECK(dt_words("we wanna") == Words{"we", "wan", "na"});
+  CHECK(dt_words("wannabe gotta-go") == Words{"wannabe", "gottago"});
+  CHECK(dt_words("v2.0 and 3rd") == Words{"v0", "and", "0rd"});
+  CHECK(dt_words("\xc3\x84rger \xc3\xbc" "ber \xc3\x96l") == Words{"arger", "uber", "ol"});
+  CHECK(dt_words("\xc4\xb0stanbul") == Words{"istanbul"});  // U+0130 lowers to i + U+0307, a mark
+  CHECK(dt_words("a\tb\xc2\xa0" "c\n") == Words{"a", "b", "c"});  // NBSP is whitespace
+  CHECK(dt_words(" -- ; ") == Words{});
+  // Hangul syllables decompose to jamo (U+D55C -> U+1112 U+1161 U+11AB).
+  CHECK(dt_words("\xed\x95\x9c") == Words{"\xe1\x84\x92\xe1\x85\xa1\xe1\x86\xab"});
+  // Shingles are xxHash64 of n words joined by one space.
+  std::vector<uint64_t> sh;
+  word_shingles("Don't STOP-believing in 1,000 caf\xc3\xa9s!", 3, sh);
+  REQUIRE(sh.size() == 3);
+  const std::string g = "in 0 cafes";
+  CHECK(sh[2] == xxhash64(g.data(), g.size(), 0));
+}
+
+TEST_CASE("select LSH leaves texts without shingles out of every bucket") {
+  const size_t k = 16;
+  std::vector<uint32_t> sigs(4 * k, 0xFFFFFFFFu);
+  for (size_t j = 0; j < k; ++j) sigs[2 * k + j] = sigs[3 * k + j] = static_cast<uint32_t>(j);
+  const auto pairs = lsh_candidate_pairs_from_signatures(sigs.data(), 4, k, 4, 4);
+  REQUIRE(pairs.size() == 1);
+  CHECK(pairs[0] == std::pair<uint32_t, uint32_t>{3, 2});
+  const std::string dir = "/tmp/tersor_test_lsh_empty_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::vector<uint64_t> exact = {1, 2, 3, 4};
+  lsh_spill_run(dir + "/r", sigs.data(), exact.data(), 4, 0, k, 4, 4);
+  const SpilledPairs got = lsh_merge_runs({dir + "/r"});
+  CHECK(got.lsh == pairs);
+  CHECK(got.exact.empty());
+  std::filesystem::remove_all(dir);
 }

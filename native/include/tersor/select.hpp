@@ -60,6 +60,14 @@ void wordpunct_tokens(std::string_view text, std::string& lowered, std::vector<s
 void simplified_words(std::string_view text, std::string& normalised, std::vector<uint32_t>& starts,
                       std::vector<uint32_t>& ends);
 
+/// The word tokens datatrove shingles (MinhashDedupSignature.get_shingles, English): its
+/// `simplify_text` with the default TextNormConfig (lower-case; whitespace stripped and collapsed;
+/// its PUNCTUATION characters and the C0/C1 controls deleted without splitting words; NFD with the
+/// Mn marks dropped; each run of decimal digits replaced by "0"), then what NLTK's word_tokenize
+/// still changes on such text (U+2018 split off; cannot/gimme/gonna/gotta/lemme/wanna split in two).
+/// Tokens are joined by one space into `joined`; `starts`/`ends` are their byte ranges.
+void datatrove_words(std::string_view text, std::string& joined, std::vector<uint32_t>& starts, std::vector<uint32_t>& ends);
+
 /// xxHash64 of the normalised text (lower-cased, punctuation dropped, whitespace collapsed): the key
 /// of exact deduplication.
 uint64_t normalised_text_hash(std::string_view text);
@@ -97,9 +105,9 @@ struct MinHashParams {
 
 MinHashParams minhash_permutations(size_t num_perm, uint32_t seed, PermutationLayout layout);
 
-/// Hashes of the word n-grams (`n` words joined by one space, xxHash64) of the simplified text.
-/// A text with fewer than `n` (but at least one) words gives one shingle of all its words; an
-/// empty text gives none.
+/// Hashes of the word n-grams (`n` tokens of datatrove_words joined by one space, xxHash64 with
+/// seed 0): datatrove's shingles. As datatrove (nltk's ngrams), a text with fewer than `n` tokens
+/// has no shingles; its signature is all 0xFFFFFFFF and LSH leaves it out of every bucket.
 void word_shingles(std::string_view text, size_t n, std::vector<uint64_t>& out);
 
 /// The 32-bit MinHash signature `min_s ((a·h_s + b) mod (2^61 − 1)) & 0xFFFFFFFF`, the products
@@ -126,8 +134,12 @@ void lsh_band_keys(const uint32_t* sigs, size_t n, size_t num_perm, size_t bands
 /// of its bucket. Pairs (i, j) with j < i, each pair once, sorted.
 std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs(const uint64_t* keys, size_t n, size_t bands);
 
+/// True for the signature of a text without shingles (every entry 0xFFFFFFFF).
+bool signature_is_empty(const uint32_t* sig, size_t num_perm);
+
 /// The same pairs straight from signatures, one band at a time (peak memory 16 bytes per document
-/// plus the pairs, instead of the n x bands key matrix).
+/// plus the pairs, instead of the n x bands key matrix). Documents without shingles (empty
+/// signatures) are in no bucket, as datatrove writes no signature for them.
 std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(const uint32_t* sigs, size_t n, size_t num_perm,
                                                                               size_t bands, size_t rows);
 
@@ -136,11 +148,13 @@ std::vector<std::pair<uint32_t, uint32_t>> lsh_candidate_pairs_from_signatures(c
 /// Writes one sorted run: for each of `sections` key columns of `keys` (n x sections, row-major),
 /// the records (key, first_id + i) sorted by (key, id), as packed little-endian (u64, u32) after a
 /// header (magic, section count, per-section record counts). E_IO when the file cannot be written.
-void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size_t sections, uint32_t first_id);
+/// With `in_bands`, a document whose entry is 0 has a record in section 0 only.
+void lsh_write_run(const std::string& path, const uint64_t* keys, size_t n, size_t sections, uint32_t first_id,
+                   const uint8_t* in_bands = nullptr);
 
 /// One run of a streaming dedup: section 0 holds the exact-text keys `exact` (n values), sections
 /// 1..bands the LSH band keys of `sigs` (n x num_perm; null for exact-only dedup: no band sections).
-/// Document ids are first_id .. first_id + n − 1.
+/// Document ids are first_id .. first_id + n − 1. Empty signatures get no band records.
 void lsh_spill_run(const std::string& path, const uint32_t* sigs, const uint64_t* exact, size_t n, uint32_t first_id, size_t num_perm,
                    size_t bands, size_t rows);
 
