@@ -29,6 +29,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 #include "tersor/error.hpp"
 #include "tersor/half.hpp"
@@ -245,7 +246,24 @@ template <class V, int NV = 3>
 float search_sym(const float* x, const float* w, int n, int nmax, float rmin, float rdelta) {
   constexpr int NC = 8 * NV;
   float hi = 0, lo = 0;  // branch-free; the signed extreme of largest magnitude (+ on a tie)
-  for (int i = 0; i < n; ++i) { hi = std::max(hi, x[i]); lo = std::min(lo, x[i]); }
+  if constexpr (std::is_same_v<V, VA>) {
+    if (n % 8 == 0) {  // max / min are exact: the same hi, lo as the scalar loop
+      __m256 vh = _mm256_setzero_ps(), vl = _mm256_setzero_ps();
+      for (int i = 0; i < n; i += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + i);
+        vh = _mm256_max_ps(vh, xv);
+        vl = _mm256_min_ps(vl, xv);
+      }
+      alignas(32) float th[8], tl[8];
+      _mm256_store_ps(th, vh);
+      _mm256_store_ps(tl, vl);
+      for (int l = 0; l < 8; ++l) { hi = std::max(hi, th[l]); lo = std::min(lo, tl[l]); }
+    } else {
+      for (int i = 0; i < n; ++i) { hi = std::max(hi, x[i]); lo = std::min(lo, x[i]); }
+    }
+  } else {
+    for (int i = 0; i < n; ++i) { hi = std::max(hi, x[i]); lo = std::min(lo, x[i]); }
+  }
   const float mx = hi >= -lo ? hi : lo, amax = std::fabs(mx);
   if (amax < 1e-30f) return 0.0f;
   alignas(32) float is[NC];
@@ -273,6 +291,23 @@ float search_sym(const float* x, const float* w, int n, int nmax, float rmin, fl
     g.store(a_g + 8 * c); sc.store(a_s + 8 * c);
   }
   float best = -0.5f, s = -mx / static_cast<float>(nmax);
+  if constexpr (std::is_same_v<V, VA>) {
+    // the first maximum, as the scalar scan: the largest value, then the lowest lane holding it
+    __m256 m = _mm256_loadu_ps(a_g);
+    for (int c = 1; c < NV; ++c) m = _mm256_max_ps(m, _mm256_loadu_ps(a_g + 8 * c));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float g = _mm_cvtss_f32(h);
+    if (g > best) {
+      const __m256 gv = _mm256_set1_ps(g);
+      for (int c = 0; c < NV; ++c) {
+        const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a_g + 8 * c), gv, _CMP_EQ_OQ));
+        if (mask) return a_s[8 * c + __builtin_ctz(static_cast<unsigned>(mask))];
+      }
+    }
+    return s;
+  }
   for (int k = 0; k < NC; ++k) {  // branch-free first maximum
     const bool better = a_g[k] > best;
     best = better ? a_g[k] : best;
