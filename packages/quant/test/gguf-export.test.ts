@@ -326,7 +326,7 @@ describe("GGUF export of a quantized llama model (ref-tiny, q8_0 RTN)", () => {
 });
 
 describe("GGUF export of a float model", () => {
-  it("tied embeddings (ref-small): no output.weight; f16 linears, RTN q8_0 with an f16 fallback for rows of 688; logits match", async () => {
+  it("tied embeddings (ref-small): no output.weight; RTN q8_0 linears with an f16 fallback for rows of 688; logits match", async () => {
     const out = join(root, "small.gguf");
     const r = await exportGguf(SMALL, out, { type: "q8_0", fallbackType: "f16", progress: "silent" });
     const g = await openGguf(out);
@@ -347,6 +347,30 @@ describe("GGUF export of a float model", () => {
     const la = (await a.forward(ids)).data;
     const lb = (await b.forward(ids)).data;
     expect(maxDiff(la, lb)).toBeLessThan(0.02 * maxAbs(lb));
+  }, 60_000);
+
+  it("K-quant (q6_k on ref-small, f16 fallback for rows of 688) and bf16 exports: ggml types, file types, logits within their tolerance", async () => {
+    const b = await loadModel(SMALL, { progress: "silent" });
+    const ids = b.encode(TEXT.slice(0, 40));
+    const lb = (await b.forward(ids)).data;
+    for (const [type, fileType, tol] of [["q6_k", 18, 0.02], ["bf16", 32, 0.02]] as const) {
+      const out = join(root, `small-${type}.gguf`);
+      await exportGguf(SMALL, out, { type, fallbackType: "f16", progress: "silent" });
+      const g = await openGguf(out);
+      try {
+        expect(g.metadata.get("general.file_type")).toBe(fileType);
+        expect(g.get("blk.3.attn_v.weight")!.dtype).toBe(type);
+        expect(g.get("blk.3.ffn_down.weight")!.dtype).toBe(type === "bf16" ? "bf16" : "f16");
+        expect(g.get("token_embd.weight")!.dtype).toBe(type === "bf16" ? "bf16" : "f32");
+        expect(g.get("output_norm.weight")!.dtype).toBe("f32");
+      } finally {
+        await g.close();
+      }
+      const la = (await (await loadModel(out, { progress: "silent" })).forward(ids)).data;
+      const d = maxDiff(la, lb);
+      expect(d, type).toBeGreaterThan(0);
+      expect(d, type).toBeLessThan(tol * maxAbs(lb));
+    }
   }, 60_000);
 
   it("f32 export of ref-tiny reproduces the float logits within 1e-5", async () => {
@@ -468,5 +492,32 @@ describe.skipIf(!LLAMA_CPP)("llama.cpp loads the export (opt-in: TERSOR_NODE_LLA
     } finally {
       await model.dispose();
     }
-  }, 120_000);
+    // Every block type (RTN from ref-small; rows of 688 in f16): llama.cpp reads the blocks as we do. It
+    // multiplies with activations quantized to 8 bits (ggml's vec_dot_*_q8), so the match is approximate;
+    // a misread block layout would give an unrelated distribution.
+    const small = await loadModel(SMALL, { progress: "silent" });
+    const ids = small.encode("The president said that the nation");
+    for (const type of GGUF_SCHEMES.filter((t) => t !== "f32" && t !== "f16" && t !== "bf16")) {
+      const out = join(root, `small-llama-cpp-${type}.gguf`);
+      await exportGguf(SMALL, out, { type, fallbackType: "f16", progress: "silent" });
+      const m = await llama.loadModel({ modelPath: out });
+      try {
+        const ctx = await m.createContext({ contextSize: 64, threads: 2, flashAttention: false, experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32" });
+        let probs: number[] | undefined;
+        for await (const o of ctx.getSequence().evaluateWithMetadata(ids, { probabilities: true }, { temperature: 0 })) {
+          probs = Array.from({ length: 259 }, (_, i) => (o.probabilities as Map<number, number>).get(i) ?? 0);
+          break;
+        }
+        await ctx.dispose();
+        const logits = (await (await loadModel(out, { progress: "silent" })).forward(ids)).data.subarray((ids.length - 1) * 259);
+        const mx = maxAbs(logits) + 1;
+        const e = Array.from(logits, (v) => Math.exp(v - mx));
+        const z = e.reduce((a, b) => a + b, 0);
+        const tv = e.reduce((a, v, i) => a + Math.abs(v / z - probs![i]!) / 2, 0);
+        expect(tv, type).toBeLessThan(1e-2);
+      } finally {
+        await m.dispose();
+      }
+    }
+  }, 300_000);
 });
