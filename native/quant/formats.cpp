@@ -598,9 +598,31 @@ void q6_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
     float sxq = 0, sqq = 0;
     for (int l = 0; l < 8; ++l) { sxq += axq[l]; sqq += aqq[l]; }
     if (sqq > 0) f2h(y + 208, sxq / sqq);
-    for (int i = 0; i < 256; ++i) L[i] += 32;
     uint8_t* ql = y;
     uint8_t* qh = y + 128;
+    if constexpr (Fast) {  // the same bytes as the scalar packing below, 8 codes per step
+      const __m256i m15 = _mm256_set1_epi32(15), c32 = _mm256_set1_epi32(32);
+      const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+      auto store8 = [&](uint8_t* o, __m256i v) {  // low byte of each 32-bit lane
+        const __m256i t = _mm256_shuffle_epi8(v, pick);
+        const __m128i u = _mm_unpacklo_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o), u);
+      };
+      auto ld = [&](size_t i) { return _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + i)), c32); };
+      for (size_t j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+        for (int l = 0; l < 32; l += 8) {
+          const __m256i a = ld(j + l), bb = ld(j + l + 32), c = ld(j + l + 64), d = ld(j + l + 96);
+          store8(ql + l, _mm256_or_si256(_mm256_and_si256(a, m15), _mm256_slli_epi32(_mm256_and_si256(c, m15), 4)));
+          store8(ql + l + 32, _mm256_or_si256(_mm256_and_si256(bb, m15), _mm256_slli_epi32(_mm256_and_si256(d, m15), 4)));
+          const __m256i h = _mm256_or_si256(
+              _mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_srli_epi32(bb, 4), 2)),
+              _mm256_or_si256(_mm256_slli_epi32(_mm256_srli_epi32(c, 4), 4), _mm256_slli_epi32(_mm256_srli_epi32(d, 4), 6)));
+          store8(qh + l, h);
+        }
+      continue;
+    }
+    for (int i = 0; i < 256; ++i) L[i] += 32;
     for (size_t j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
       for (int l = 0; l < 32; ++l) {
         ql[l] = static_cast<uint8_t>((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
