@@ -1,15 +1,29 @@
 // Suite "kv": decode attention over compressed KV caches (tersor/kv.hpp).
 // Cases kv/decode/n<N>/d<D>/gqa<G>/<method>: one query token (G query heads per KV head, 8 KV heads)
-// attending to N cached tokens of one layer. "ours" = the compressed cache (KIVI 2- and 4-bit,
-// group 32, residual 128: blocks dequantized inside L1 tiles, each tile used by the whole query
-// group), baseline = an f16 cache through the same kernel (method fp16), measured in the same run;
-// ratio = f16_time / compressed_time. Extras:
-//   f32_flash_s        tersor::flash_attention over an f32 cache of the same tokens
-//   bytes_per_token    cache bytes per token (all 8 KV heads, K and V) of the compressed cache
-//   f16_bytes_per_token the f16 cache's
-//   memory_ratio       f16 bytes / compressed bytes
-//   gqa1_s             (GQA 4 cases) the same compressed case with GQA 1; gqa_cost = time / gqa1_s
+// attending to N cached tokens of one layer (group 32, residual window 128). "ours" = the
+// compressed cache through CompressedKv::attend (fused tiles: codes unpacked in registers, each K/V
+// row read once for the whole query group); baseline = an f16 cache (method fp16) through the same
+// kernel family (F16C rows). All variants of a (N, D, G) point are timed interleaved, repetition
+// by repetition (>= 5 full, 3 quick; median), so a loaded machine slows them alike; ratio =
+// f16_time / compressed_time. Extras:
+//   cpu_ratio            the same ratio from process CPU time (robust to preemption on a busy machine)
+//   f32_flash_s          tersor::flash_attention over a dense f32 cache of the same tokens
+//   f32_ratio            f32_flash_s / ours_s
+//   tile_path_s          the same compressed cache through f32 tiles (set_fused_attention(false))
+//   bytes_per_token      cache bytes per token (8 KV heads, K and V, codes + scales + window): the
+//                        bytes one decode step reads per cached token (each is read once per step)
+//   f16_bytes_per_token  the f16 cache's; memory_ratio = f16 bytes / compressed bytes
+//   gbps, f16_gbps       bytes read / time of the compressed and the f16 cache
+//   gqa1_s, gqa_cost     (GQA 4) the same case at GQA 1 and time / gqa1_s; f16_gqa_cost the f16 cache's
+// KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 (f32-tile path:
+// non-uniform codes, sparse and low-rank terms, channel scales) at n4096 only (their compression
+// of 16384 tokens takes long).
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,12 +37,20 @@ namespace {
 
 using namespace tersor;
 
-std::unique_ptr<kv::CompressedKv> filled(kv::KvMethod m, int bits, size_t N, size_t D, size_t H, size_t KV,
+struct Variant {
+  std::string name;
+  kv::KvMethod method;
+  int bits;
+  bool fused = true;
+};
+
+std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, size_t H, size_t KV,
                                          const std::vector<float>& k, const std::vector<float>& v,
                                          const std::vector<float>& q) {
   kv::KvConfig cfg;
-  cfg.method = m;
-  cfg.bits = bits;
+  cfg.method = m.method;
+  cfg.bits = m.bits;
+  cfg.low_bits = 2;
   cfg.group = 32;
   cfg.residual = 128;
   kv::KvShape s;
@@ -37,6 +59,7 @@ std::unique_ptr<kv::CompressedKv> filled(kv::KvMethod m, int bits, size_t N, siz
   s.kv_heads = KV;
   s.head_dim = D;
   auto c = std::make_unique<kv::CompressedKv>(cfg, s, N + 1, nullptr);
+  c->set_fused_attention(m.fused);
   std::vector<int32_t> pos(N);
   for (size_t i = 0; i < N; ++i) pos[i] = static_cast<int32_t>(i);
   std::vector<float> out(H * D);
@@ -50,8 +73,37 @@ std::unique_ptr<kv::CompressedKv> filled(kv::KvMethod m, int bits, size_t N, siz
   return c;
 }
 
+double cpu_now() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+/// Median wall and CPU seconds of each function, timed interleaved (one warm-up round).
+void interleaved(const std::vector<std::function<void()>>& fns, int reps, std::vector<double>& wall,
+                 std::vector<double>& cpu) {
+  std::vector<std::vector<double>> w(fns.size()), c(fns.size());
+  for (int r = -1; r < reps; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      const double c0 = cpu_now();
+      const auto t0 = std::chrono::steady_clock::now();
+      fns[i]();
+      const double ws = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double cs = cpu_now() - c0;
+      if (r >= 0) w[i].push_back(ws), c[i].push_back(cs);
+    }
+  auto median = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    return x[x.size() / 2];
+  };
+  wall.resize(fns.size());
+  cpu.resize(fns.size());
+  for (size_t i = 0; i < fns.size(); ++i) wall[i] = median(w[i]), cpu[i] = median(c[i]);
+}
+
 void kv_suite(bool quick) {
   const size_t KV = 8;
+  const int reps = quick ? 3 : 7;
   const std::vector<size_t> lens = quick ? std::vector<size_t>{512} : std::vector<size_t>{4096, 16384};
   const std::vector<size_t> dims = quick ? std::vector<size_t>{64} : std::vector<size_t>{64, 128};
   for (size_t N : lens)
@@ -61,14 +113,25 @@ void kv_suite(bool quick) {
       for (auto& x : k) x = static_cast<float>(r.next_normal());
       for (auto& x : v) x = static_cast<float>(r.next_normal());
       for (auto& x : q) x = static_cast<float>(r.next_normal());
-      double gqa1[2] = {0, 0};
+      std::vector<Variant> vars = {{"f16", kv::KvMethod::F16, 8},   {"kivi2", kv::KvMethod::Kivi, 2},
+                                   {"kivi4", kv::KvMethod::Kivi, 4}, {"kivi8", kv::KvMethod::Kivi, 8},
+                                   {"kivi2", kv::KvMethod::Kivi, 2, false}, {"kivi4", kv::KvMethod::Kivi, 4, false}};
+      if (N <= 4096)
+        vars.insert(vars.end(), {{"kvquant4", kv::KvMethod::KvQuant, 4},
+                                 {"gear4", kv::KvMethod::Gear, 4},
+                                 {"zipcache4_2", kv::KvMethod::ZipCache, 4}});
+      std::vector<double> gqa1(vars.size(), 0.0);
       for (size_t G : {size_t{1}, size_t{4}}) {
         const size_t H = KV * G;
         const int32_t qp = static_cast<int32_t>(N - 1);
         std::vector<float> out(H * D);
-        auto f16 = filled(kv::KvMethod::F16, 8, N, D, H, KV, k, v, q);
-        const double f16_s = bench::median_seconds([&] { f16->attend(0, q.data(), &qp, 1, out.data()); }, quick ? 3 : 7);
-        // f32 flash attention over a dense f32 cache
+        std::vector<std::unique_ptr<kv::CompressedKv>> caches;
+        std::vector<std::function<void()>> fns;
+        for (const Variant& m : vars) {
+          caches.push_back(filled(m, N, D, H, KV, k, v, q));
+          kv::CompressedKv* c = caches.back().get();
+          fns.push_back([c, &q, &qp, &out] { c->attend(0, q.data(), &qp, 1, out.data()); });
+        }
         AttentionParams ap;
         ap.n_q = 1;
         ap.n_kv = N;
@@ -76,20 +139,38 @@ void kv_suite(bool quick) {
         ap.kv_heads = KV;
         ap.head_dim = D;
         ap.q_start = N - 1;
-        const double f32_s = bench::median_seconds([&] { flash_attention(q.data(), k.data(), v.data(), out.data(), ap); }, quick ? 3 : 7);
-        for (int bi = 0; bi < 2; ++bi) {
-          const int bits = bi == 0 ? 2 : 4;
-          auto c = filled(kv::KvMethod::Kivi, bits, N, D, H, KV, k, v, q);
-          const double s = bench::median_seconds([&] { c->attend(0, q.data(), &qp, 1, out.data()); }, quick ? 3 : 7);
-          bench::Extra ex = {{"f32_flash_s", f32_s},
-                             {"bytes_per_token", static_cast<double>(c->bytes()) / static_cast<double>(N)},
-                             {"f16_bytes_per_token", static_cast<double>(f16->bytes()) / static_cast<double>(N)},
-                             {"memory_ratio", static_cast<double>(f16->bytes()) / static_cast<double>(c->bytes())}};
-          if (G == 1) gqa1[bi] = s;
-          else ex.push_back({"gqa1_s", gqa1[bi]}), ex.push_back({"gqa_cost", s / gqa1[bi]});
+        fns.push_back([&] { flash_attention(q.data(), k.data(), v.data(), out.data(), ap); });
+        std::vector<double> wall, cpu;
+        interleaved(fns, reps, wall, cpu);
+        const double f16_s = wall[0], f16_cpu = cpu[0], f32_s = wall.back();
+        const double f16_bpt = static_cast<double>(caches[0]->bytes()) / static_cast<double>(N);
+        const double nd = static_cast<double>(N);
+        for (size_t i = 1; i < vars.size(); ++i) {
+          if (!vars[i].fused) continue;  // reported as tile_path_s of the fused case
+          double tile_s = 0;
+          for (size_t j = 1; j < vars.size(); ++j)
+            if (!vars[j].fused && vars[j].name == vars[i].name) tile_s = wall[j];
+          const double bpt = static_cast<double>(caches[i]->bytes()) / nd;
+          bench::Extra ex = {{"cpu_ratio", f16_cpu / cpu[i]},
+                             {"f32_flash_s", f32_s},
+                             {"f32_ratio", f32_s / wall[i]},
+                             {"bytes_per_token", bpt},
+                             {"f16_bytes_per_token", f16_bpt},
+                             {"memory_ratio", f16_bpt / bpt},
+                             {"gbps", bpt * nd / wall[i] * 1e-9},
+                             {"f16_gbps", f16_bpt * nd / f16_s * 1e-9}};
+          if (tile_s > 0) ex.push_back({"tile_path_s", tile_s});
+          if (G == 1) {
+            gqa1[i] = wall[i];
+            gqa1[0] = f16_s;
+          } else {
+            ex.push_back({"gqa1_s", gqa1[i]});
+            ex.push_back({"gqa_cost", wall[i] / gqa1[i]});
+            ex.push_back({"f16_gqa_cost", f16_s / gqa1[0]});
+          }
           bench::report("kv", "kv/decode/n" + std::to_string(N) + "/d" + std::to_string(D) + "/gqa" + std::to_string(G) +
-                                  "/kivi" + std::to_string(bits),
-                        s, "f16_cache", f16_s, ex);
+                                  "/" + vars[i].name,
+                        wall[i], "f16_cache", f16_s, ex);
         }
       }
     }

@@ -45,10 +45,19 @@
 // Budget (eviction): a value in (0, 1) is a fraction of the tokens seen (ceil(budget * length)),
 // a value >= 1 a token count.
 //
-// Attention (attend): per (layer, kv head) one task streams the compressed blocks and the window:
-// each block is dequantized into an L1-sized f32 tile (plus its sparse and low-rank terms, RoPE for
-// KVQuant keys) and used at once by every query of the GQA group (each K/V tile is read once per
-// group), with FlashAttention's online softmax; no full-precision copy of the cache exists.
+// Attention (attend): per (layer, kv head) one task streams the compressed blocks and the window
+// with FlashAttention's online softmax, every K/V row read once for the whole GQA group (up to 8
+// query heads in registers per pass); no full-precision copy of the cache exists. Two tile paths:
+//  * fused (a tile whose tokens every query of the pass can see: all of decode): f16 window rows are
+//    converted in registers (F16C); KIVI-style blocks (uniform 1/2/3/4/8-bit codes, per-channel
+//    keys, per-token values, no sparse/low-rank/channel-scale terms) are read as codes: the key
+//    scales are folded into q once per block (q'_c = q_c s_c; q.k = q'.code + q.z), the value
+//    scales into the probabilities (sum_x p_x s_xg code_xc + sum_x p_x z_xg), so the inner loops
+//    are code x float with the codes unpacked by shifts and masks (4-bit: two nibble lanes per
+//    byte, q' and the accumulators in even/odd channel order).
+//  * f32 tile (everything else: non-uniform KVQuant codes, sparse and low-rank terms, ZipCache's
+//    channel scales and mixed widths, RoPE of pre-RoPE keys, tiles cut by the causal mask or the
+//    window): the block is dequantized into an L1-sized f32 tile and used at once by the group.
 // Causal masking by the stored positions; an optional sliding window.
 //
 // Byte accounting (bytes()): codes (ceil(bits * D / 8) per token and head, packed), every f16 scale,
