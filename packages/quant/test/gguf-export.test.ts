@@ -441,6 +441,11 @@ describe("GGUF export: bad input", () => {
     tj.model.merges = [["Ġ", "t"]];
     writeFileSync(join(tok, "tokenizer.json"), JSON.stringify(tj));
     expect(await codeOf(() => exportGguf(tok, out, { progress: "silent" }))).toBe("E_FORMAT");
+    // An architecture llama.cpp's llama graph does not run (Qwen2: its own GGUF architecture).
+    const qwen = join(root, "qwendir");
+    cpSync(TINY, qwen, { recursive: true });
+    writeFileSync(join(qwen, "config.json"), JSON.stringify({ ...tinyCfg, model_type: "qwen2", architectures: ["Qwen2ForCausalLM"] }));
+    expect(await codeOf(() => exportGguf(qwen, out, { progress: "silent" }))).toBe("E_FORMAT");
     // q4_k on rows of 128 without a fallback.
     expect(await codeOf(() => exportGguf(TINY, out, { type: "q4_k", progress: "silent" }))).toBe("E_SHAPE");
     // A scheme name the options do not know.
