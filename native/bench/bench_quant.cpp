@@ -6,7 +6,7 @@
 //    llama.cpp figure measured on this machine class (llama_cpp_weights_per_s_per_thread) and our
 //    multiple of it (x_llama_cpp, from thread CPU time: cpu_weights_per_s_per_thread).
 //  * <format>/roundtrip: relative RMSE and SQNR (dB) of quantize + dequantize on a 4096 x 4096 N(0,1)
-//    matrix (1024 x 4096 with --quick), timed as the multi-threaded quantize_matrix vs the
+//    matrix (256 x 4096 with --quick), timed as the multi-threaded quantize_matrix vs the
 //    single-threaded reference.
 //  * <format>/gemv: batch-1 quant_matmul on a 4096 x 14336 matrix (rows x cols; 1024 x 4096 quick),
 //    all threads, vs the scalar reference GEMV (dequantize a row, f64 dot); gb_per_s = quantized
@@ -91,7 +91,7 @@ void run_quant(bool quick) {
   }
   // ---- round-trip error on N(0,1)
   {
-    const size_t rows = quick ? 1024 : 4096, cols = 4096;
+    const size_t rows = quick ? 256 : 4096, cols = 4096;
     const std::vector<float> w = gaussian(rows * cols, 2);
     std::vector<float> y(rows * cols);
     double sx = 0;
@@ -102,7 +102,7 @@ void run_quant(bool quick) {
       std::vector<uint8_t> q(rows * rb);
       const double t = tersor::bench::median_seconds([&] { tersor::quantize_matrix(s, w.data(), rows, cols, q.data()); }, 1, 0);
       // the reference on a slice of 64 rows, scaled to the matrix
-      const size_t sl = 64;
+      const size_t sl = quick ? 16 : 64;
       const double tr = tersor::bench::median_seconds(
                             [&] { for (size_t r = 0; r < sl; ++r) tersor::quant_ref::quantize_row(s, &w[r * cols], &q[r * rb], cols); }, 1, 0) *
                         static_cast<double>(rows) / sl;
