@@ -158,50 +158,90 @@ void datatrove_words(std::string_view text, std::string& joined, std::vector<uin
   joined.clear();
   starts.clear();
   ends.clear();
-  std::vector<uint32_t> tok;
-  std::vector<std::vector<uint32_t>> toks;
+  joined.reserve(text.size());
+  size_t tstart = 0;     // byte offset of the current token in `joined`
+  bool in_tok = false;   // the current token has at least one character
   bool in_digits = false;
+  thread_local std::vector<uint32_t> cps;
+  thread_local std::vector<std::vector<uint32_t>> toks;
   auto flush = [&] {
-    if (!tok.empty()) {
-      toks.clear();
-      nltk_split(tok, toks);
-      for (const auto& t : toks) {
-        if (!joined.empty()) joined.push_back(' ');
-        starts.push_back(static_cast<uint32_t>(joined.size()));
-        for (uint32_t cp : t) encode_utf8(cp, joined);
+    if (in_tok) {
+      const std::string_view t(joined.data() + tstart, joined.size() - tstart);
+      static constexpr std::string_view kRare[] = {"\xe2\x80\x98", "cannot", "gimme", "gonna", "gotta", "lemme", "wanna"};
+      bool rare = false;
+      for (auto r : kRare) rare = rare || t.find(r) != std::string_view::npos;
+      if (!rare) {
+        starts.push_back(static_cast<uint32_t>(tstart));
         ends.push_back(static_cast<uint32_t>(joined.size()));
+      } else {
+        // NLTK's splits: decode the token, split, write the pieces back.
+        cps.clear();
+        for (size_t q = 0; q < t.size();) cps.push_back(decode_utf8(t, q));
+        toks.clear();
+        nltk_split(cps, toks);
+        joined.resize(tstart);
+        for (size_t k = 0; k < toks.size(); ++k) {
+          if (k) joined.push_back(' ');
+          starts.push_back(static_cast<uint32_t>(joined.size()));
+          for (uint32_t cp : toks[k]) encode_utf8(cp, joined);
+          ends.push_back(static_cast<uint32_t>(joined.size()));
+        }
       }
     }
-    tok.clear();
+    in_tok = false;
     in_digits = false;
   };
+  auto put = [&](uint32_t cp) {
+    if (!in_tok) {
+      if (!joined.empty()) joined.push_back(' ');
+      tstart = joined.size();
+      in_tok = true;
+    }
+    if (cp < 0x80) joined.push_back(static_cast<char>(cp));
+    else encode_utf8(cp, joined);
+  };
   auto emit = [&](uint32_t m) {
+    if (m < 0x80) {
+      if (m >= '0' && m <= '9') {
+        if (!in_digits) put('0');
+        in_digits = true;
+      } else {
+        put(m);
+        in_digits = false;
+      }
+      return;
+    }
     // Hangul syllables: NFD is the algorithmic jamo split (no Mn marks).
     if (m >= 0xAC00 && m <= 0xD7A3) {
-      const uint32_t s = m - 0xAC00;
-      tok.push_back(0x1100 + s / 588);
-      tok.push_back(0x1161 + (s % 588) / 28);
-      if (s % 28) tok.push_back(0x11A7 + s % 28);
+      const uint32_t q = m - 0xAC00;
+      put(0x1100 + q / 588);
+      put(0x1161 + (q % 588) / 28);
+      if (q % 28) put(0x11A7 + q % 28);
       in_digits = false;
       return;
     }
     if (in_ranges(kMn, m)) return;  // dropped: does not end a digit run
     if (in_ranges(kNd, m)) {
-      if (!in_digits) tok.push_back('0');
+      if (!in_digits) put('0');
       in_digits = true;
       return;
     }
-    tok.push_back(m);
+    put(m);
     in_digits = false;
   };
   size_t i = 0;
   while (i < text.size()) {
+    const auto b = static_cast<uint8_t>(text[i]);
+    if (b < 0x80) {
+      ++i;
+      if (b == ' ' || (b >= 9 && b <= 13) || (b >= 28 && b <= 31)) flush();
+      else if (!is_datatrove_punct(b)) emit((b >= 'A' && b <= 'Z') ? b + 32u : b);
+      continue;
+    }
     const uint32_t cp = decode_utf8(text, i);
     uint32_t low[2] = {cp, 0};
     size_t nl = 1;
-    if (cp < 128) {
-      if (cp >= 'A' && cp <= 'Z') low[0] = cp + 32;
-    } else if (const CpMap* l = find_map(kLower, cp)) {
+    if (const CpMap* l = find_map(kLower, cp)) {
       low[0] = l->out[0];
       low[1] = l->out[1];
       nl = l->n;
@@ -212,9 +252,7 @@ void datatrove_words(std::string_view text, std::string& joined, std::vector<uin
         flush();
       } else if (is_datatrove_punct(c)) {
         // deleted without splitting the token ("don't" -> "dont", "1,000" -> "1000" -> "0")
-      } else if (c < 128) {
-        emit(c);
-      } else if (const CpMap3* d = find_map(kNfdBase, c)) {
+      } else if (const CpMap3* d = c < 128 ? nullptr : find_map(kNfdBase, c)) {
         for (size_t q = 0; q < d->n; ++q) emit(d->out[q]);
       } else {
         emit(c);
