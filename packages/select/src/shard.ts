@@ -11,9 +11,12 @@
  *   that is a function of (seed, id).
  * - ZIP-FIT: each document's alignment (mean NCD to the target, per document): global top-k.
  * - gopher: per-document rule decisions; the merge keeps those that pass.
+ * - perplexity: each document's perplexity under the model and its ranking score (low
+ *   perplexity, or closeness to the target's median perplexity, which every shard computes from
+ *   the same target): global top-k.
  *
  * Methods that need the whole pool at once (RS2's permutation schedule, set functions, k-center,
- * QUESTS, GIO, RDS+, NovelSelect, the perplexity filter) refuse `--shard` with a clear error.
+ * QUESTS, GIO, RDS+, NovelSelect) refuse `--shard` with a clear error.
  */
 import { readFile } from "node:fs/promises";
 
@@ -23,9 +26,10 @@ import { native } from "@tersor/native";
 import { gopherFilter } from "./filters.js";
 import { type SelectDoc, resolveBudget, writeJsonlAtomic } from "./io.js";
 import type { SelectMethod, SelectResult } from "./run.js";
+import { DEFAULT_SELECT_MODEL, openSelectModel, perplexities } from "./model.js";
 import { dsirCounts, dsirModelFromCounts, gumbelTopK, idUniform, selectStratified, topK, zipfitScores } from "./selectors.js";
 
-export const SHARDABLE_METHODS = ["random", "stratified", "dsir", "zipfit", "gopher"] as const;
+export const SHARDABLE_METHODS = ["random", "stratified", "dsir", "zipfit", "gopher", "perplexity"] as const;
 export type ShardableMethod = (typeof SHARDABLE_METHODS)[number];
 
 export interface SelectShardHeader {
@@ -33,6 +37,8 @@ export interface SelectShardHeader {
   method: ShardableMethod;
   seed: number;
   level: number;
+  /** perplexity: the model, tokens per document and the keep rule. */
+  perplexity?: { model: string; maxTokens: number; keep: "low" | "target" };
   /** DSIR: buckets, n-gram order, this shard's summed raw counts and the target's counts. */
   dsir?: { numBuckets: number; ngrams: number; rawCounts: number[]; targetCounts: number[] };
 }
@@ -41,7 +47,10 @@ export interface SelectShardRow {
   index: number;
   id: string;
   domain?: string;
-  score?: number;
+  /** Ranking score (null in the file for −∞). */
+  score?: number | null;
+  /** perplexity: the document's perplexity (null in the file for NaN). */
+  value?: number | null;
   /** gopher: passes all rules; reason lists the failed rules. */
   keep?: boolean;
   reason?: string;
@@ -69,7 +78,17 @@ function refuse(method: string): never {
 export async function selectShard(
   docs: readonly SelectDoc[],
   target: readonly string[] | null,
-  options: { method: SelectMethod; seed?: number; level?: number; numBuckets?: number; ngrams?: number },
+  options: {
+    method: SelectMethod;
+    seed?: number;
+    level?: number;
+    numBuckets?: number;
+    ngrams?: number;
+    /** perplexity: model (default ref-small), tokens per document (default 256), keep rule (default "low"). */
+    model?: string;
+    maxTokens?: number;
+    perplexityKeep?: "low" | "target";
+  },
 ): Promise<SelectShard> {
   const method = options.method;
   if (!isShardable(method)) refuse(method);
@@ -88,6 +107,24 @@ export async function selectShard(
     case "zipfit": {
       const s = texts.length ? await zipfitScores(texts, target!, level) : new Float64Array(0);
       return { header, rows: base.map((r, i) => ({ ...r, score: s[i]! })) };
+    }
+    case "perplexity": {
+      const keep = options.perplexityKeep ?? "low";
+      if (keep !== "low" && keep !== "target") throw new TersorError("E_RANGE", `--perplexity-keep must be low or target, got "${String(keep)}"`);
+      const maxTokens = options.maxTokens ?? 256;
+      if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new TersorError("E_RANGE", `maxTokens must be an integer >= 2, got ${maxTokens}`);
+      const name = options.model ?? DEFAULT_SELECT_MODEL;
+      header.perplexity = { model: name, maxTokens, keep };
+      const model = await openSelectModel(name);
+      const ppl = await perplexities(model, texts, maxTokens);
+      let score = Array.from(ppl, (p) => (Number.isFinite(p) ? -p : -Infinity));
+      if (keep === "target") {
+        if (!target || target.length === 0) throw new TersorError("E_RANGE", "--perplexity-keep target needs a non-empty --target");
+        const tp = Array.from(await perplexities(model, target, maxTokens)).filter(Number.isFinite).sort((a, b) => a - b);
+        const med = tp[Math.floor(tp.length / 2)]!;
+        score = Array.from(ppl, (p) => (Number.isFinite(p) ? -Math.abs(Math.log(p) - Math.log(med)) : -Infinity));
+      }
+      return { header, rows: base.map((r, i) => ({ ...r, score: score[i]!, value: ppl[i]! })) };
     }
     case "gopher": {
       const g = gopherFilter(texts);
@@ -145,7 +182,12 @@ export function mergeSelectShards(shards: readonly SelectShard[], budget?: strin
   if (shards.length === 0) throw new TersorError("E_RANGE", "no shards to merge");
   const h0 = shards[0]!.header;
   const same = (h: SelectShardHeader) =>
-    h.method === h0.method && h.seed === h0.seed && h.level === h0.level && (h.dsir?.numBuckets ?? 0) === (h0.dsir?.numBuckets ?? 0) && (h.dsir?.ngrams ?? 0) === (h0.dsir?.ngrams ?? 0);
+    h.method === h0.method &&
+    h.seed === h0.seed &&
+    h.level === h0.level &&
+    (h.dsir?.numBuckets ?? 0) === (h0.dsir?.numBuckets ?? 0) &&
+    (h.dsir?.ngrams ?? 0) === (h0.dsir?.ngrams ?? 0) &&
+    JSON.stringify(h.perplexity ?? null) === JSON.stringify(h0.perplexity ?? null);
   for (const s of shards) if (!same(s.header)) throw new TersorError("E_RANGE", "the shards were made with different methods or options");
   const rows = shards.flatMap((s) => s.rows).sort((a, b) => a.index - b.index);
   for (let i = 1; i < rows.length; i++) if (rows[i]!.index === rows[i - 1]!.index) throw new TersorError("E_RANGE", `document ${rows[i]!.index} appears in two shards`);
@@ -171,6 +213,7 @@ export function mergeSelectShards(shards: readonly SelectShard[], budget?: strin
   const k = resolveBudget(budget, n);
   const scores = () =>
     rows.map((r) => {
+      if (r.score === null) return -Infinity; // JSON has no -Infinity
       if (typeof r.score !== "number") throw new TersorError("E_FORMAT", `document ${r.index} has no score in its shard`);
       return r.score;
     });
@@ -182,6 +225,10 @@ export function mergeSelectShards(shards: readonly SelectShard[], budget?: strin
     case "zipfit": {
       const s = scores();
       return mark(topK(s, k), s, "ZIP-FIT alignment top-k");
+    }
+    case "perplexity": {
+      const s = scores();
+      return mark(topK(s, k), rows.map((r) => (typeof r.value === "number" ? r.value : NaN)), `perplexity (${h0.perplexity?.keep ?? "low"})`);
     }
     case "stratified": {
       const r = selectStratified(ids, rows.map((x) => x.domain ?? ""), k, h0.seed);

@@ -364,6 +364,16 @@ describe("NovelSelect and model-based methods", () => {
     ];
     const r = await runSelect(docs(texts), null, { method: "perplexity", budget: 2, maxTokens: 64 });
     expect(r.kept).toEqual([0, 2]);
+    // 4 shards merged (through a file) = one process.
+    const all = docs(texts);
+    const shards = [];
+    for (let s = 0; s < 4; s++) shards.push(await selectShard(all.filter((d) => d.index % 4 === s), null, { method: "perplexity", maxTokens: 64 }));
+    await writeSelectShard(join(dir, "ppl-shard.jsonl"), shards[1]!);
+    shards[1] = await readSelectShard(join(dir, "ppl-shard.jsonl"));
+    const m = mergeSelectShards(shards, 2);
+    expect(m.result.kept).toEqual(r.kept);
+    expect(m.result.scores).toEqual(r.scores);
+    expect(m.result.reasons).toEqual(r.reasons);
     const e = await runSelect(docs(texts), null, { method: "kcenter", budget: 2, embed: "ref-small", maxTokens: 32 });
     expect(e.kept.length).toBe(2);
   });

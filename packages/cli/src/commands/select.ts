@@ -307,7 +307,7 @@ export function registerSelect(program: Command): void {
     .option("--perplexity-keep <k>", "low | target (closest to the target's median perplexity)", "low")
     .option("--epochs <n>", "rs2: epochs in the index schedule (written to the report/summary)", "1")
     .option("--out <path>", "selected documents (JSONL), in input order; a .sidecar.jsonl beside it")
-    .option("--shard <i/N>", "process documents i, i+N, ... (random, stratified, dsir, zipfit, gopher) and write --scores for `select merge`")
+    .option("--shard <i/N>", "process documents i, i+N, ... (random, stratified, dsir, zipfit, gopher, perplexity) and write --scores for `select merge`")
     .option("--scores <path>", "shard output (with --shard)")
     .option("--report <path>", "report.html (+ report.json): counts per domain, diversity and target alignment vs random")
     .option("--json", "print the summary as JSON")
@@ -325,7 +325,15 @@ export function registerSelect(program: Command): void {
         if (!isShardable(method))
           throw new TersorError("E_RANGE", `--shard is not supported for --method ${method}: it needs the whole pool at once; shardable methods: ${SHARDABLE_METHODS.join(", ")}`);
         if (!o["scores"]) throw new TersorError("E_RANGE", "--shard needs --scores <path> (merge them with `tersor select merge`)");
-        await writeSelectShard(o["scores"] as string, await selectShard(docs, target, { method, seed, level }));
+        const shard = await selectShard(docs, target, {
+          method,
+          seed,
+          level,
+          model: o["model"] as string | undefined,
+          maxTokens: intOpt(o["maxTokens"] as string, "max-tokens", 2),
+          perplexityKeep: o["perplexityKeep"] as "low" | "target",
+        });
+        await writeSelectShard(o["scores"] as string, shard);
         process.stdout.write(`shard ${o.shard}: ${docs.length} documents -> ${o["scores"]}\n`);
         return;
       }
