@@ -148,6 +148,30 @@ describe("dedup", () => {
     expect(() => parseMemory("lots")).toThrow(/memory budget/);
   });
 
+  it("a spilled dedup killed midway resumes from its complete runs with the same result", async () => {
+    const { execFile } = await import("node:child_process");
+    const { texts } = planted();
+    const corpusFile = join(dir, "planted.json");
+    await writeFile(corpusFile, JSON.stringify(texts));
+    const work = join(dir, "spill-resume");
+    // A child process spills one run per document and is SIGKILLed after 25 documents.
+    const script = `
+      import { readFileSync } from "node:fs";
+      import { dedupSpilled } from "@tersor/select";
+      const texts = JSON.parse(readFileSync(${JSON.stringify(corpusFile)}, "utf8"));
+      function* docs() { for (let i = 0; i < texts.length; i++) yield { index: i, id: "d" + i, text: texts[i], domain: "", record: {} }; }
+      await dedupSpilled(docs(), { memory: 1, workDir: ${JSON.stringify(work)}, inputKey: "planted", onProgress: (n) => { if (n === 25) process.kill(process.pid, "SIGKILL"); } });
+    `;
+    const killed = await new Promise<string | null>((res) => execFile(process.execPath, ["--input-type=module", "-e", script], { cwd: join(__dirname, "../../..") }, (err) => res(err ? String((err as { signal?: string }).signal) : null)));
+    expect(killed).toBe("SIGKILL");
+    expect((await readdir(work)).filter((f) => f.startsWith("run-")).length).toBe(25);
+    let first = -1;
+    const resumed = await dedupSpilled(docs(texts), { memory: 1, workDir: work, inputKey: "planted", onProgress: (n) => { if (first < 0) first = n; } });
+    expect(first).toBe(26); // the 25 spilled documents were skipped
+    expect(resumed.decisions).toEqual((await dedupDocs(docs(texts))).decisions);
+    await expect(readdir(work)).rejects.toThrow();
+  });
+
   it("decontamination finds shared 13-grams", async () => {
     const rng = new Rng(1);
     const target = text(rng, 40);
