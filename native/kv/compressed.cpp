@@ -1052,6 +1052,79 @@ void CompressedKv::reset() {
   length_ = 0;
 }
 
+namespace {
+/// Keeps the first m (< n) tokens of part p of an n-token block.
+void truncate_part(QPart& p, size_t n, size_t m, size_t D) {
+  (void)n;
+  size_t code_bytes = 0;
+  if (p.bits == 0) {  // mixed widths: token t starts at off[t]
+    code_bytes = p.off[m];
+    p.off.resize(m);
+    p.tbits.resize(m);
+  } else {
+    code_bytes = m * row_bytes(D, p.bits);
+  }
+  p.codes.resize(code_bytes + kPad);
+  std::fill(p.codes.begin() + static_cast<std::ptrdiff_t>(code_bytes), p.codes.end(), uint8_t{0});
+  if (p.axis == QPart::PerToken) {
+    const size_t ng = D / p.cgroup;
+    p.scale.resize(m * ng);
+    p.zero.resize(m * ng);
+  }
+  size_t w = 0;
+  for (size_t i = 0; i < p.sp_idx.size(); ++i)
+    if (p.sp_idx[i] < m * D) {
+      p.sp_idx[w] = p.sp_idx[i];
+      p.sp_val[w] = p.sp_val[i];
+      ++w;
+    }
+  p.sp_idx.resize(w);
+  p.sp_val.resize(w);
+  if (p.rank > 0) p.lr_a.resize(m * p.rank);
+}
+}  // namespace
+
+void CompressedKv::truncate(size_t n) {
+  require(n <= length_, ErrorCode::Range,
+          "kv: truncate to " + std::to_string(n) + " tokens, but the cache holds " + std::to_string(length_));
+  if (n == length_) return;
+  require(!evicting(cfg_.method), ErrorCode::Range,
+          std::string("kv: a ") + kv_method_name(cfg_.method) +
+              " cache cannot be truncated exactly (the evicted or merged tokens and the attention scores depend on the "
+              "tokens after the cut); reset() it and prefill again");
+  if (n == 0) {
+    reset();
+    return;
+  }
+  const size_t D = shape_.head_dim;
+  for (auto& hp : heads_) {
+    Head& h = *hp;
+    size_t kept = 0, bi = 0;
+    while (bi < h.blocks.size() && kept + h.blocks[bi].n <= n) kept += h.blocks[bi++].n;
+    size_t wkeep = 0;
+    if (bi < h.blocks.size()) {
+      const size_t m = n - kept;
+      if (m > 0) {
+        QBlock& b = h.blocks[bi];
+        truncate_part(b.k, b.n, m, D);
+        truncate_part(b.v, b.n, m, D);
+        b.n = m;
+        ++bi;
+      }
+      h.blocks.resize(bi);
+    } else {
+      wkeep = std::min(h.wn(), n - kept);
+    }
+    h.wk.resize(wkeep * D);
+    h.wv.resize(wkeep * D);
+    h.wpos.resize(wkeep);
+    h.score.resize(wkeep);
+    h.count.resize(wkeep);
+    h.local.resize(wkeep);
+  }
+  length_ = n;
+}
+
 void CompressedKv::flush_all() {
   if (!quantizing(cfg_.method)) return;
   for (size_t l = 0; l < shape_.layers; ++l) {

@@ -535,3 +535,86 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
           }
         }
 }
+
+TEST_CASE("kv: truncate keeps the first tokens exactly as stored and refuses eviction methods") {
+  const size_t D = 32, KV = 2, H = 4, n = 150;
+  RopeConfig rc;
+  rc.head_dim = D;
+  RopeCache rope(rc, 1024);
+  Data d = synth(n + 40, KV, H, D, 77);
+  std::vector<float> kpre = d.k;
+  rope_apply(d.k.data(), n + 40, KV, d.pos.data(), rope);
+  for (KvMethod m : {KvMethod::F16, KvMethod::Kivi, KvMethod::KvQuant, KvMethod::Gear, KvMethod::ZipCache})
+    for (size_t cut : {size_t{0}, size_t{100}, size_t{112}, size_t{149}}) {
+      CAPTURE(kv_method_name(m));
+      CAPTURE(cut);
+      KvConfig cfg;
+      cfg.method = m;
+      cfg.bits = 3;
+      cfg.group = 16;
+      cfg.residual = 8;
+      cfg.outliers = 0.02;
+      cfg.rank = 2;
+      CompressedKv c(cfg, shape(2, H, KV, D), n + 40, &rope);
+      feed(c, d, n, 7, nullptr, &kpre);
+      std::vector<std::vector<float>> k0(4), v0(4);
+      std::vector<std::vector<int32_t>> p0(4);
+      for (size_t l = 0; l < 2; ++l)
+        for (size_t h = 0; h < KV; ++h) c.dequantize(l, h, k0[l * KV + h], v0[l * KV + h], p0[l * KV + h]);
+      const size_t bytes0 = c.bytes();
+      c.truncate(cut);
+      CHECK(c.length() == cut);
+      CHECK(c.bytes() <= bytes0);
+      for (size_t l = 0; l < 2; ++l)
+        for (size_t h = 0; h < KV; ++h) {
+          std::vector<float> k, v;
+          std::vector<int32_t> pos;
+          c.dequantize(l, h, k, v, pos);
+          REQUIRE(pos.size() == cut);
+          const size_t i = l * KV + h;
+          CHECK(std::equal(pos.begin(), pos.end(), p0[i].begin()));
+          CHECK(std::equal(k.begin(), k.end(), k0[i].begin()));  // bitwise: the same stored codes
+          CHECK(std::equal(v.begin(), v.end(), v0[i].begin()));
+        }
+      // the cache goes on from the cut: 30 more tokens, then attention = reference over the copy
+      for (size_t t = cut; t < cut + 30; ++t)
+        for (size_t l = 0; l < 2; ++l)
+          c.append(l, kpre.data() + t * KV * D, d.k.data() + t * KV * D, d.v.data() + t * KV * D, d.pos.data() + t, 1);
+      CHECK(c.length() == cut + 30);
+      const size_t t0 = cut + 30;
+      std::vector<float> qr(H * D);
+      std::copy_n(d.q.data() + t0 * H * D, H * D, qr.data());
+      rope_apply(qr.data(), 1, H, d.pos.data() + t0, rope);
+      for (size_t l = 0; l < 2; ++l)
+        c.append(l, kpre.data() + t0 * KV * D, d.k.data() + t0 * KV * D, d.v.data() + t0 * KV * D, d.pos.data() + t0, 1);
+      std::vector<float> ref(H * D), out(H * D);
+      for (size_t h = 0; h < KV; ++h) {
+        std::vector<float> k, v;
+        std::vector<int32_t> pos;
+        c.dequantize(1, h, k, v, pos);
+        CHECK(pos.size() == t0 + 1);
+        reference_attention(qr.data() + h * (H / KV) * D, d.pos.data() + t0, 1, H / KV, k.data(), v.data(), pos.data(),
+                            pos.size(), D, 0.f, 0, ref.data() + h * (H / KV) * D);
+      }
+      c.attend(1, qr.data(), d.pos.data() + t0, 1, out.data());
+      double worst = 0;
+      for (size_t i = 0; i < out.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(out[i] - ref[i])));
+      CHECK(worst <= 1e-5);
+    }
+  for (KvMethod m : {KvMethod::H2O, KvMethod::Streaming, KvMethod::Ems}) {
+    CAPTURE(kv_method_name(m));
+    KvConfig cfg;
+    cfg.method = m;
+    cfg.budget = 40;
+    cfg.sinks = 2;
+    CompressedKv c(cfg, shape(1, H, KV, D), n + 4, nullptr);
+    feed(c, d, 60, 7);
+    CHECK_THROWS_AS(c.truncate(50), Error);
+    CHECK_NOTHROW(c.truncate(60));  // no-op
+    CHECK(c.length() == 60);
+  }
+  KvConfig cfg;
+  CompressedKv c(cfg, shape(1, H, KV, D), n + 4, nullptr);
+  feed(c, d, 20, 7);
+  CHECK_THROWS_AS(c.truncate(21), Error);
+}

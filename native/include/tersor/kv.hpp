@@ -195,6 +195,16 @@ class CompressedKv {
   void flush_all();
   /// Empties the cache (codebooks and calibration statistics included).
   void reset();
+  /// Keeps the first n appended tokens (n <= length()) of every layer and head, exactly as they are
+  /// stored: compressed blocks and window rows after them are dropped, a block cut by n keeps its
+  /// first tokens' codes, scales, zero points, sparse entries and low-rank rows (its per-channel key
+  /// scales stay those of the whole block), so the cache then equals the first n tokens of its
+  /// dequantized copy and later tokens append after them (the next flush starts a new block).
+  /// KVQuant's codebooks stay fitted; ZipCache's accumulated probe scores of the kept window tokens
+  /// keep the attention of the removed queries. n == 0 is reset(). Eviction methods (h2o,
+  /// streaming, ems): E_RANGE unless n == length(), since which tokens were evicted or merged, and
+  /// their scores, depend on the tokens after the cut.
+  void truncate(size_t n);
   /// Whether attend() reads fully visible tiles through the fused kernels (default) or always
   /// through an f32 copy of the tile (the reference path; tests and benchmarks compare the two).
   void set_fused_attention(bool on) { fused_ = on; }
