@@ -9,6 +9,7 @@
 //    half to even, as llama.cpp does for these formats) and the block dot products are integer (AVX2 maddubs with the sign trick, as in ggml),
 //    scaled by d_w * d_x in f32.
 //    (Q4_K: d*sc*dx * sum(l q) - dmin*m*dx * sum(q) per 32-block);
+//  * Q8_0 and Q4_0 with f32 activations: codes widened to f32 in registers, FMA with X, times d per block;
 //  * Q4_K and Q6_K with f32 activations: fused dequantize-and-FMA in f32 per 32 (16) weights, using
 //    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
 //  * NF4 and INT4: fused nibble decode (NF4 table by AVX2 permutes) and FMA on X split into even /
@@ -118,6 +119,54 @@ void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1
         const size_t bi = b0 + b;
         const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
         acc[b][slot] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), dot_i8(wq, xq), acc[b][slot]);
+      }
+    };
+    size_t k = 0;
+    for (; k + 2 <= nb; k += 2) { step(k, 0); step(k + 1, 1); }
+    if (k < nb) step(k, 0);
+    for (size_t b = 0; b < NB; ++b) y[(b0 + b) * rows + r] = hsum(_mm256_add_ps(acc[b][0], acc[b][1]));
+  }
+}
+
+// Q8_0 / Q4_0 with f32 activations (the transformer runtime's path): codes widened to f32 in registers,
+// sum_k d_k * sum_i q_ki x_ki with two block accumulators per activation row.
+template <size_t NB>
+void rows_q8_0_q4_0_f32(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
+                        size_t b0, size_t rows, float* y) {
+  const size_t nb = cols / 32, bs = four ? 18 : 34;
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m256i eight = _mm256_set1_epi32(8);
+  for (size_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w + r * rb;
+    if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(row + rb), _MM_HINT_T0);
+    __m256 acc[NB][2];
+    for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps();
+    auto step = [&](size_t k, int slot) {
+      const uint8_t* blk = row + k * bs;
+      const __m256 dw = _mm256_set1_ps(h2f(blk));
+      __m256 v[4];
+      if (four) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+        const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        v[0] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(lo), eight));
+        v[1] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)), eight));
+        v[2] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(hi), eight));
+        v[3] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)), eight));
+      } else {
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+        const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+        v[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a));
+        v[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a, 8)));
+        v[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c));
+        v[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(c, 8)));
+      }
+      for (size_t b = 0; b < NB; ++b) {
+        const float* xb = x + (b0 + b) * cols + 32 * k;
+        __m256 t = _mm256_mul_ps(v[0], _mm256_loadu_ps(xb));
+        t = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(xb + 8), t);
+        t = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(xb + 16), t);
+        t = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(xb + 24), t);
+        acc[b][slot] = _mm256_fmadd_ps(dw, t, acc[b][slot]);
       }
     };
     size_t k = 0;
@@ -508,7 +557,8 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         case QuantFormat::Q4_0:
           if (q8path)
             with_nb(nbt, [&](auto NB) { rows_q8_0_q4_0<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, rows, y); });
-          else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          else
+            with_nb(nbt, [&](auto NB) { rows_q8_0_q4_0_f32<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, x, b0, rows, y); });
           break;
         case QuantFormat::Q4_K:
           if (q8path) with_nb(nbt, [&](auto NB) { rows_q4_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });

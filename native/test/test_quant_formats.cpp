@@ -502,3 +502,33 @@ TEST_CASE("quant matmul register-blocked kernels on ragged shapes and every batc
     }
   }
 }
+
+TEST_CASE("quant matmul with f32 activations matches the dequantized reference") {
+  // The runtime's path (f32_activations = true): no activation quantization, so the product must equal
+  // the f64 product with the dequantized weights up to f32 summation rounding. 25 blocks of 32 (odd).
+  const size_t rows = 29, cols = 800;
+  const std::vector<float> w = gauss(rows * cols, 71, 0.05f);
+  for (const char* name : {"q8_0", "q4_0", "q4_k", "q6_k", "nf4", "int4-g32"}) {
+    const QuantScheme s = parse_quant_scheme(name);
+    const bool odd_ok = s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 || s.format == QuantFormat::INT;
+    const size_t n = odd_ok ? cols : 768;
+    std::vector<uint8_t> q(rows * scheme_row_bytes(s, n));
+    quantize_matrix(s, w.data(), rows, n, q.data());
+    std::vector<float> deq(rows * n);
+    dequantize_matrix(s, q.data(), rows, n, deq.data());
+    for (size_t batch : {size_t{1}, size_t{2}, size_t{9}}) {
+      CAPTURE(std::string(name));
+      CAPTURE(batch);
+      const std::vector<float> x = gauss(batch * n, 80 + static_cast<uint32_t>(batch));
+      std::vector<float> y(batch * rows), yr(batch * rows);
+      quant_matmul(s, q.data(), rows, n, x.data(), batch, y.data(), /*f32_activations=*/true);
+      quant_ref::quant_matmul(s, q.data(), rows, n, x.data(), batch, yr.data());
+      for (size_t b = 0; b < batch; ++b)
+        for (size_t r = 0; r < rows; ++r) {
+          double mag = 0;
+          for (size_t k = 0; k < n; ++k) mag += std::fabs(deq[r * n + k] * x[b * n + k]);
+          CHECK(std::fabs(y[b * rows + r] - yr[b * rows + r]) <= 2.0 * n * 5.96e-8 * mag + 1e-30);
+        }
+    }
+  }
+}
