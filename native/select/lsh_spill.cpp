@@ -140,9 +140,9 @@ void lsh_spill_run(const std::string& path, const uint32_t* sigs, const uint64_t
   lsh_write_run(path, keys.data(), n, sections, first_id, in_bands.data());
 }
 
-SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths) {
-  SpilledPairs out;
-  if (paths.empty()) return out;
+namespace {
+
+std::vector<RunHeader> read_headers(const std::vector<std::string>& paths) {
   std::vector<RunHeader> heads;
   for (const auto& p : paths) {
     File f(std::fopen(p.c_str(), "rb"));
@@ -150,27 +150,98 @@ SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths) {
     heads.push_back(read_header(f.f, p));
     if (heads.back().sections != heads.front().sections) fail(ErrorCode::Format, p + ": runs disagree on the number of sections");
   }
+  return heads;
+}
+
+/// k-way merge of section s of the runs: calls sink(key, id) in (key, id) order.
+template <class Sink>
+void merge_section(const std::vector<std::string>& paths, const std::vector<RunHeader>& heads, size_t s, Sink&& sink) {
+  using Item = std::tuple<uint64_t, uint32_t, size_t>;  // key, id, run
+  std::vector<std::unique_ptr<SectionReader>> readers;
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
+  for (size_t r = 0; r < paths.size(); ++r) {
+    size_t offset = heads[r].data_offset;
+    for (size_t q = 0; q < s; ++q) offset += heads[r].counts[q] * kRecordBytes;
+    readers.push_back(std::make_unique<SectionReader>(paths[r], offset, heads[r].counts[s]));
+    uint64_t k;
+    uint32_t id;
+    if (readers.back()->next(k, id)) heap.emplace(k, id, r);
+  }
+  while (!heap.empty()) {
+    const auto [k, id, r] = heap.top();
+    heap.pop();
+    sink(k, id);
+    uint64_t nk;
+    uint32_t nid;
+    if (readers[r]->next(nk, nid)) heap.emplace(nk, nid, r);
+  }
+}
+
+/// Merges runs into one run file with the same layout.
+void merge_into_run(const std::vector<std::string>& paths, const std::string& out_path) {
+  const auto heads = read_headers(paths);
+  const size_t sections = heads.front().sections;
+  File out(std::fopen(out_path.c_str(), "wb"));
+  if (!out.f) fail(ErrorCode::IO, "cannot create the LSH run " + out_path);
+  write_all(out.f, kRunMagic, 8, out_path);
+  const uint32_t s32 = static_cast<uint32_t>(sections), reserved = 0;
+  write_all(out.f, &s32, 4, out_path);
+  write_all(out.f, &reserved, 4, out_path);
+  std::vector<uint64_t> counts(sections, 0);
+  for (const auto& h : heads)
+    for (size_t s = 0; s < sections; ++s) counts[s] += h.counts[s];
+  write_all(out.f, counts.data(), 8 * sections, out_path);
+  std::vector<unsigned char> buf;
+  buf.reserve(4096 * kRecordBytes);
+  for (size_t s = 0; s < sections; ++s) {
+    merge_section(paths, heads, s, [&](uint64_t k, uint32_t id) {
+      buf.resize(buf.size() + kRecordBytes);
+      put_record(buf.data() + buf.size() - kRecordBytes, k, id);
+      if (buf.size() >= 4096 * kRecordBytes) {
+        write_all(out.f, buf.data(), buf.size(), out_path);
+        buf.clear();
+      }
+    });
+    write_all(out.f, buf.data(), buf.size(), out_path);
+    buf.clear();
+  }
+  if (std::fflush(out.f) != 0 || std::ferror(out.f)) fail(ErrorCode::IO, "cannot write the LSH run " + out_path);
+}
+
+/// Removes the intermediate runs it holds when it goes out of scope (also on error).
+struct TempRuns {
+  std::vector<std::string> paths;
+  ~TempRuns() {
+    for (const auto& p : paths) std::remove(p.c_str());
+  }
+};
+
+}  // namespace
+
+SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths, size_t max_fan_in) {
+  require(max_fan_in >= 2, ErrorCode::Range, "the merge fan-in must be at least 2");
+  SpilledPairs out;
+  if (paths.empty()) return out;
+  if (paths.size() > max_fan_in) {
+    // Too many runs to hold open at once: merge groups of max_fan_in into intermediate runs first.
+    TempRuns tmp;
+    for (size_t g = 0; g < paths.size(); g += max_fan_in) {
+      const std::vector<std::string> group(paths.begin() + static_cast<std::ptrdiff_t>(g),
+                                           paths.begin() + static_cast<std::ptrdiff_t>(std::min(paths.size(), g + max_fan_in)));
+      tmp.paths.push_back(group.front() + ".merged");
+      merge_into_run(group, tmp.paths.back());
+    }
+    return lsh_merge_runs(tmp.paths, max_fan_in);
+  }
+  const auto heads = read_headers(paths);
   const size_t sections = heads.front().sections;
   out.sections = sections;
-  using Item = std::tuple<uint64_t, uint32_t, size_t>;  // key, id, run
   for (size_t s = 0; s < sections; ++s) {
-    std::vector<std::unique_ptr<SectionReader>> readers;
-    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
-    for (size_t r = 0; r < paths.size(); ++r) {
-      size_t offset = heads[r].data_offset;
-      for (size_t q = 0; q < s; ++q) offset += heads[r].counts[q] * kRecordBytes;
-      readers.push_back(std::make_unique<SectionReader>(paths[r], offset, heads[r].counts[s]));
-      uint64_t k;
-      uint32_t id;
-      if (readers.back()->next(k, id)) heap.emplace(k, id, r);
-    }
     auto& pairs = s == 0 ? out.exact : out.lsh;
     bool have = false;
     uint64_t cur = 0;
     uint32_t first = 0, last = 0;
-    while (!heap.empty()) {
-      const auto [k, id, r] = heap.top();
-      heap.pop();
+    merge_section(paths, heads, s, [&](uint64_t k, uint32_t id) {
       if (have && k == cur) {
         if (id <= last) fail(ErrorCode::Format, "LSH runs overlap: document " + std::to_string(id) + " appears twice");
         pairs.emplace_back(id, first);
@@ -180,10 +251,7 @@ SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths) {
         first = id;
       }
       last = id;
-      uint64_t nk;
-      uint32_t nid;
-      if (readers[r]->next(nk, nid)) heap.emplace(nk, nid, r);
-    }
+    });
     if (s > 0) {
       std::sort(out.lsh.begin(), out.lsh.end());
       out.lsh.erase(std::unique(out.lsh.begin(), out.lsh.end()), out.lsh.end());

@@ -338,6 +338,13 @@ TEST_CASE("select spilled LSH runs give the in-memory candidate pairs") {
     CHECK(got.sections == 1 + bands);
     CHECK(got.lsh == want);
     CHECK(got.exact == want_exact);
+    // A fan-in of 3 merges in levels through intermediate runs, removed afterwards.
+    const SpilledPairs lv = lsh_merge_runs(paths, 3);
+    CHECK(lv.lsh == want);
+    CHECK(lv.exact == want_exact);
+    size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.path().string().find(".merged") == std::string::npos ? 0 : 1;
+    CHECK(files == 0);
     // Precision counts from the signature file equal those from memory.
     const std::string sp = dir + "/sigs";
     {

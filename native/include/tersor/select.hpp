@@ -168,8 +168,10 @@ struct SpilledPairs {
 
 /// k-way merges the runs section by section (a heap over buffered readers: memory is
 /// O(runs) buffers plus the pairs) and links each record to the lowest id of its equal-key group.
+/// More than `max_fan_in` runs are first merged in groups into intermediate runs (`<run>.merged`,
+/// removed afterwards, also on error), so open files and buffers stay bounded.
 /// E_FORMAT for a file that is not a run, runs with different section counts, or a repeated id.
-SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths);
+SpilledPairs lsh_merge_runs(const std::vector<std::string>& paths, size_t max_fan_in = 128);
 
 /// How many pairs have a MinHash Jaccard estimate >= threshold, reading the two rows of each pair
 /// from a file of `num_perm` uint32 per document (document id = row).
