@@ -317,10 +317,9 @@ void KvCache::clear() {
 
 void KvCache::truncate(size_t length) {
   const size_t now = this->length();
-  require(!compressed_ || length == now, ErrorCode::Range,
-          "truncate: a compressed cache cannot be truncated (it holds " + std::to_string(now) + " tokens)");
   require(length <= now, ErrorCode::Range,
           "truncate: length " + std::to_string(length) + " exceeds the " + std::to_string(now) + " tokens held");
+  if (compressed_) compressed_->truncate(length);  // E_RANGE for eviction methods (kv.hpp)
   length_.store(length, std::memory_order_release);
 }
 

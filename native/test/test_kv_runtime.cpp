@@ -114,7 +114,16 @@ TEST_CASE("kv runtime: compressed cache bytes, ratio and errors") {
   const size_t per_block = 2 * (32 * D * 2 / 8) + 2 * D * 2 + 32 * 1 * 2 * 2;  // codes K+V, K ch. scales, V token scales
   CHECK(c.bytes() == L * KV * (2 * per_block + 36 * D * 2 * 2));
   CHECK(c.compressed()->f16_bytes() == 100 * L * KV * D * 2 * 2);
-  CHECK_THROWS_AS(c.truncate(10), Error);
+  c.truncate(40);  // inside the second block: the first 8 of its tokens stay as stored
+  CHECK(c.length() == 40);
+  CHECK(c.compressed()->length() == 40);
+  for (size_t l = 0; l < L; ++l)
+    for (size_t k = 0; k < KV; ++k) CHECK(c.compressed()->stored(l, k) == 40);
+  const size_t cut_block = 2 * (8 * D * 2 / 8) + 2 * D * 2 + 8 * 1 * 2 * 2;
+  CHECK(c.bytes() == L * KV * (per_block + cut_block));
+  t->forward(tok.data(), 5, &c, LogitsMode::Last);  // goes on from the cut
+  CHECK(c.length() == 45);
+  CHECK_THROWS_AS(c.truncate(46), Error);
   c.clear();
   CHECK(c.length() == 0);
   CHECK(c.bytes() == 0);
@@ -131,4 +140,23 @@ TEST_CASE("kv runtime: compressed cache bytes, ratio and errors") {
   for (size_t l = 0; l < L; ++l)
     for (size_t k = 0; k < KV; ++k) CHECK(h.compressed()->stored(l, k) == 16);
   CHECK(h.bytes() == L * KV * 16 * (D * 4 + 4 + 4));
+  CHECK_THROWS_AS(h.truncate(10), Error);  // eviction: not exact
+  CHECK(h.length() == 50);
+}
+
+TEST_CASE("kv runtime: a truncated f16 compressed cache decodes like a cache prefilled to the cut") {
+  auto t = random_llama(7);
+  std::vector<int32_t> tok(60);
+  Rng r(11);
+  for (auto& x : tok) x = static_cast<int32_t>(r.next_u32() % 101);
+  kv::KvConfig f16;
+  f16.method = kv::KvMethod::F16;
+  KvCache a(*t, 128, f16), b(*t, 128, f16);
+  t->forward(tok.data(), 60, &a, LogitsMode::Last);
+  a.truncate(37);
+  t->forward(tok.data(), 37, &b, LogitsMode::Last);
+  const ForwardOutput oa = t->forward(tok.data() + 40, 3, &a, LogitsMode::All);
+  const ForwardOutput ob = t->forward(tok.data() + 40, 3, &b, LogitsMode::All);
+  CHECK(a.length() == 40);
+  CHECK(max_abs_diff(oa.logits, ob.logits) == 0.0);  // f16 rows are stored per token: the same cache
 }

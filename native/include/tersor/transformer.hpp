@@ -104,7 +104,8 @@ class KvCache {
   /// Bytes of K/V storage (2 * layers * capacity * kv_heads * head_dim * 4); compressed: the
   /// compressor's exact bytes (kv::CompressedKv::bytes).
   size_t bytes() const;
-  /// Keeps the first `length` tokens; E_RANGE when length > length() (or, compressed, < length()).
+  /// Keeps the first `length` tokens; E_RANGE when length > length(). Compressed: the tokens as
+  /// stored (kv::CompressedKv::truncate); E_RANGE for eviction methods when length < length().
   void truncate(size_t length);
   void clear();
   /// The compressor, or nullptr for a plain f32 cache.
