@@ -10,8 +10,11 @@
 //    single-threaded reference.
 //  * <format>/gemv: batch-1 quant_matmul on a 4096 x 14336 matrix (rows x cols; 1024 x 4096 quick),
 //    all threads, vs the scalar reference GEMV (dequantize a row, f64 dot); gb_per_s = quantized
-//    weight bytes read per second (effective weight-read bandwidth). f32/gemv: the dense f32 weights
+//    weight bytes read per second (effective weight-read bandwidth); cpu_gb_per_s_per_thread = the same
+//    on one thread from thread CPU time (robust on a loaded machine); f32_activations_gb_per_s = the
+//    transformer runtime's path (activations kept in f32). f32/gemv: the dense f32 weights
 //    (AVX2 FMA GEMV) against tersor::sgemm with n = 1.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -52,6 +55,25 @@ double cpu_seconds(const std::function<void()>& fn, int reps) {
     best = std::min(best, static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec));
   }
   return best;
+}
+
+// Median thread CPU seconds of fn run on one thread: per-thread throughput that other processes on a
+// loaded machine distort far less than the wall time of a multi-threaded run.
+double one_thread_cpu_seconds(const std::function<void()>& fn, int reps) {
+  const int saved = tersor::num_threads();
+  tersor::set_num_threads(1);
+  std::vector<double> t;
+  fn();
+  for (int r = 0; r < reps; ++r) {
+    timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    fn();
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    t.push_back(static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec));
+  }
+  tersor::set_num_threads(saved);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
 }
 
 double llama_figure(const std::string& f) {  // issue 5: llama.cpp quantize weights/s per thread
@@ -155,8 +177,10 @@ void run_quant(bool quick) {
       const double tb = tersor::bench::median_seconds(
           [&] { tersor::sgemm(tersor::Trans::No, tersor::Trans::No, rows, 1, cols, 1.f, wp, cols, xp, 1, 0.f, yp, 1); }, quick ? 3 : 5, 1);
       const double bytes = 4.0 * static_cast<double>(rows * cols);
+      const double tc = one_thread_cpu_seconds(gemv, quick ? 3 : 7);
       tersor::bench::report("quant", "f32/gemv", t, "tersor::sgemm n=1", tb,
                             {{"gb_per_s", bytes / t / 1e9}, {"f32_equiv_gb_per_s", bytes / t / 1e9},
+                             {"cpu_gb_per_s_per_thread", bytes / tc / 1e9},
                              {"rows", static_cast<double>(rows)}, {"cols", static_cast<double>(cols)},
                              {"threads", static_cast<double>(tersor::num_threads())}});
     }
@@ -171,8 +195,12 @@ void run_quant(bool quick) {
       const double tr = tersor::bench::median_seconds(
           [&] { tersor::quant_ref::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data()); }, 1, 0);
       const double bytes = static_cast<double>(q.size());
+      const double tc = one_thread_cpu_seconds([&] { tersor::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data()); }, quick ? 3 : 7);
+      const double tf = tersor::bench::median_seconds(
+          [&] { tersor::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data(), /*f32_activations=*/true); }, quick ? 3 : 7, 1);
       tersor::bench::report("quant", std::string(name) + "/gemv", t, "scalar reference gemv", tr,
                             {{"gb_per_s", bytes / t / 1e9}, {"f32_equiv_gb_per_s", 4.0 * rows * cols / t / 1e9},
+                             {"cpu_gb_per_s_per_thread", bytes / tc / 1e9}, {"f32_activations_gb_per_s", bytes / tf / 1e9},
                              {"rows", static_cast<double>(rows)}, {"cols", static_cast<double>(cols)},
                              {"threads", static_cast<double>(tersor::num_threads())}});
     }
