@@ -10,7 +10,7 @@
  * {@link mergeSignatureShards} joins them in input order, and {@link clusterSignatures} gives the
  * same clusters as a single process.
  */
-import { mkdir, mkdtemp, open, readFile, readdir, rm, truncate } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, readdir, rm, rmdir, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -408,10 +408,11 @@ export interface SpilledDedupOptions {
   /** Memory budget for the in-memory part of a run (texts, signatures, band records): bytes or "256MB". Default 256 MiB. */
   memory?: string | number;
   /**
-   * Work directory for the run files and the signature file. Default: a fresh directory under the
-   * OS temp dir. A directory given here that holds the manifest of an interrupted run with the same
-   * `inputKey` and options is resumed (its complete runs are kept, their documents skipped).
-   * The directory is removed at the end, also on error.
+   * Work directory for the run files and the signature file (they go in its subdirectory
+   * `tersor-dedup-run`). Default: a fresh directory under the OS temp dir. A manifest left there by
+   * an interrupted (killed) run with the same `inputKey` and options is resumed: its complete runs
+   * are kept and their documents skipped. The files are removed at the end, also on error; the
+   * given directory only when it is then empty.
    */
   workDir?: string;
   /** Identifies the input for resuming (e.g. its path). */
@@ -442,9 +443,11 @@ export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<Sel
   const budget = parseMemory(o.memory ?? "256MB");
   const k = parsed.numPerm;
   const perDoc = mode === "minhash" ? 4 * k + 2 * 12 * (1 + bands) : 2 * 12;
+  // The files live in a subdirectory this function owns; the given directory itself is only
+  // removed when that leaves it empty (never anything else in it).
   let dir: string;
   if (o.workDir) {
-    dir = o.workDir;
+    dir = join(o.workDir, "tersor-dedup-run");
     await mkdir(dir, { recursive: true });
   } else dir = await mkdtemp(join(tmpdir(), "tersor-dedup-"));
   const manifestPath = join(dir, "manifest.json");
@@ -518,5 +521,6 @@ export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<Sel
     return decide(n, uf, exactTwin, { candidatePairs, estimatedPrecision: precision, bands, rows });
   } finally {
     await rm(dir, { recursive: true, force: true });
+    if (o.workDir) await rmdir(o.workDir).catch(() => undefined);
   }
 }

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -164,12 +164,18 @@ describe("dedup", () => {
     `;
     const killed = await new Promise<string | null>((res) => execFile(process.execPath, ["--input-type=module", "-e", script], { cwd: join(__dirname, "../../..") }, (err) => res(err ? String((err as { signal?: string }).signal) : null)));
     expect(killed).toBe("SIGKILL");
-    expect((await readdir(work)).filter((f) => f.startsWith("run-")).length).toBe(25);
+    expect((await readdir(join(work, "tersor-dedup-run"))).filter((f) => f.startsWith("run-")).length).toBe(25);
     let first = -1;
     const resumed = await dedupSpilled(docs(texts), { memory: 1, workDir: work, inputKey: "planted", onProgress: (n) => { if (first < 0) first = n; } });
     expect(first).toBe(26); // the 25 spilled documents were skipped
     expect(resumed.decisions).toEqual((await dedupDocs(docs(texts))).decisions);
     await expect(readdir(work)).rejects.toThrow();
+    // A work directory holding other files keeps them.
+    const busy = join(dir, "busy");
+    await mkdir(busy);
+    await writeFile(join(busy, "user-file"), "mine");
+    await dedupSpilled(docs(texts.slice(0, 6)), { memory: 1, workDir: busy });
+    expect(await readdir(busy)).toEqual(["user-file"]);
   });
 
   it("decontamination finds shared 13-grams", async () => {
