@@ -620,6 +620,9 @@ void kv_config_validate(const KvConfig& c, const KvShape& s, size_t capacity) {
   if (quantizing(c.method)) {
     r(c.bits >= 1 && c.bits <= 8, "bits must be in 1..8, got " + std::to_string(c.bits));
     r(c.group >= 8 && c.group <= 256 && c.group % 8 == 0, "group must be a multiple of 8 in 8..256, got " + std::to_string(c.group));
+    // values are quantized per group of min(group, headDim) channels: whole groups only
+    r(c.group >= s.head_dim || s.head_dim % c.group == 0,
+      "group (" + std::to_string(c.group) + ") must divide headDim (" + std::to_string(s.head_dim) + ") when smaller");
     r(c.residual <= capacity, "residual (" + std::to_string(c.residual) + " tokens) exceeds the context of " +
                                   std::to_string(capacity) + " tokens");
   }
@@ -1198,7 +1201,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
           if (i < hd.blocks.size()) {
             const QBlock& b = hd.blocks[i];
             const int bb = b.k.bits;
-            const bool ok = b.k.axis == QPart::PerChannel && b.v.axis == QPart::PerToken && !b.k.nonuniform &&
+            const bool ok = b.k.axis == QPart::PerChannel && b.v.axis == QPart::PerToken && D % b.v.cgroup == 0 && !b.k.nonuniform &&
                             !b.v.nonuniform && b.k.cscale.empty() && b.v.cscale.empty() && b.k.rank == 0 &&
                             b.v.rank == 0 && b.k.sp_idx.empty() && b.v.sp_idx.empty() && b.v.bits == bb &&
                             (bb == 1 || bb == 2 || bb == 3 || bb == 4 || bb == 8) && b.v.cgroup % 8 == 0;

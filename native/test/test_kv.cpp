@@ -463,6 +463,11 @@ TEST_CASE("kv: bad configurations give clear errors") {
   c.residual = 32;
   c.group = 12;
   throws(c, 256, "group must be");
+  c.group = 24;  // head_dim 32: value groups of 24 channels would leave 8 without a scale
+  throws(c, 256, "group (24) must divide headDim (32) when smaller");
+  c.group = 64;  // larger than head_dim: one value group per token
+  CHECK_NOTHROW(kv_config_validate(c, s, 256));
+  c.group = 32;
   KvConfig e;
   e.method = KvMethod::H2O;
   e.budget = 0;

@@ -149,6 +149,7 @@ export function kvCacheBytes(s: KvModelShape, o: KvOptions, tokens: number): num
     }
     default: {
       const G = o.group;
+      if (G < D && D % G !== 0) throw new TersorError("E_RANGE", `kv.group (${G}) must divide headDim (${D}) when smaller`);
       const blocks = tokens >= o.residual + G ? Math.floor((tokens - o.residual) / G) : 0;
       const window = tokens - blocks * G;
       const cg = Math.min(G, D);

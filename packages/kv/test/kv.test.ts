@@ -48,6 +48,7 @@ describe("kv options", () => {
     expect(() => parseKvSpec("nope:1")).toThrow(/not one of/);
     expect(() => parseKvOptions({ method: "kivi", group: 12 })).toThrow(/group/);
     expect(() => planKv(small, parseKvSpec("kivi:2"), 64)).toThrow(/residual \(128 tokens\) exceeds the context of 64/);
+    expect(() => planKv({ layers: 1, kvHeads: 1, headDim: 64 }, parseKvSpec("kivi:2", { group: 24 }), 1024)).toThrow(/group \(24\) must divide headDim \(64\)/);
     const t = runtime();
     expect(() => t.createCache(64, { method: "kivi", residual: 100 })).toThrow(/residual/);
     expect(() => t.createCache(64, { method: "kivi", bits: 9 })).toThrow(/bits/);
