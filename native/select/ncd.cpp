@@ -130,17 +130,26 @@ void ncd_mean_to_targets(const TextBatch& docs, const TextBatch& targets, int le
   for (std::ptrdiff_t j = 0; j < nt; ++j) ct[j] = static_cast<double>(gzip_size(targets.doc(j), level));
 #pragma omp parallel for schedule(dynamic, 8)
   for (std::ptrdiff_t i = 0; i < nd; ++i) cd[i] = static_cast<double>(gzip_size(docs.doc(i), level));
-  const size_t total = docs.count * targets.count;
-  std::vector<double> acc(docs.count, 0.0);
-#pragma omp parallel for schedule(dynamic, 64)
-  for (std::ptrdiff_t p = 0; p < static_cast<std::ptrdiff_t>(total); ++p) {
-    const size_t i = static_cast<size_t>(p) / targets.count, j = static_cast<size_t>(p) % targets.count;
-    const double cxy = static_cast<double>(deflater(level).size(docs.doc(i), targets.doc(j)) + kGzipOverhead);
-    const double v = ncd_of(cd[i], ct[j], cxy);
-#pragma omp atomic
-    acc[i] += v;
+  // Blocks of documents: the pairs of a block in parallel into a buffer, then each document's mean
+  // summed in target order, so a document's score is the same bits whatever batch it is in.
+  const size_t m = targets.count;
+  const size_t block = std::max<size_t>(1, (size_t{1} << 18) / m);
+  std::vector<double> vals(std::min(docs.count, block) * m);
+  for (size_t b0 = 0; b0 < docs.count; b0 += block) {
+    const size_t b1 = std::min(docs.count, b0 + block);
+    const auto total = static_cast<std::ptrdiff_t>((b1 - b0) * m);
+#pragma omp parallel for schedule(dynamic, 32)
+    for (std::ptrdiff_t p = 0; p < total; ++p) {
+      const size_t i = b0 + static_cast<size_t>(p) / m, j = static_cast<size_t>(p) % m;
+      const double cxy = static_cast<double>(deflater(level).size(docs.doc(i), targets.doc(j)) + kGzipOverhead);
+      vals[static_cast<size_t>(p)] = ncd_of(cd[i], ct[j], cxy);
+    }
+    for (size_t i = b0; i < b1; ++i) {
+      double acc = 0;
+      for (size_t j = 0; j < m; ++j) acc += vals[(i - b0) * m + j];
+      out[i] = acc / static_cast<double>(m);
+    }
   }
-  for (size_t i = 0; i < docs.count; ++i) out[i] = acc[i] / static_cast<double>(targets.count);
 }
 
 }  // namespace tersor::select

@@ -433,7 +433,7 @@ TEST_CASE("select gzip sizes do not depend on what the reused stream compressed 
     OwnedBatch single;
     single.add(texts[i]);
     ncd_mean_to_targets(single.view(), targets.view(), 6, one.data());
-    CHECK(one[0] == doctest::Approx(m[i]).epsilon(1e-12));
+    CHECK(one[0] == m[i]);  // the same bits: summed in target order whatever the batch
   }
 }
 
