@@ -109,12 +109,9 @@ describe("tersor select", () => {
     const r = await tersor("select", corpusPath, "--method", "random", "--budget", "25%", "--seed", "3", "--out", single, "--report", join(dir, "sel.html"));
     expect(r.code).toBe(0);
     expect((await readFile(single, "utf8")).trim().split("\n").length).toBe(6);
-    const files: string[] = [];
-    for (let s = 0; s < 4; s++) {
-      const p = join(dir, `scores-${s}.jsonl`);
-      expect((await tersor("select", corpusPath, "--method", "random", "--seed", "3", "--shard", `${s}/4`, "--scores", p)).code).toBe(0);
-      files.push(p);
-    }
+    const files = [0, 1, 2, 3].map((s) => join(dir, `scores-${s}.jsonl`));
+    const runs = await Promise.all(files.map((p, s) => tersor("select", corpusPath, "--method", "random", "--seed", "3", "--shard", `${s}/4`, "--scores", p)));
+    for (const r of runs) expect(r.code).toBe(0);
     const merged = join(dir, "sel-merged.jsonl");
     expect((await tersor("select", "merge", ...files, "--input", corpusPath, "--budget", "25%", "--out", merged)).code).toBe(0);
     expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
