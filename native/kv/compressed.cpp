@@ -125,16 +125,25 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
       for (size_t c = 0; c < D; c += 8) _mm256_storeu_ps(o + c, _mm256_mul_ps(_mm256_loadu_ps(o + c), _mm256_loadu_ps(CS + c)));
   }
   if (p.rank > 0) {
+    // out += A B^T: B transposed to [r][D] once, then one vector axpy per (token, rank)
     const size_t r = p.rank;
-    std::vector<float> A(n * r), B(D * r);
+    thread_local std::vector<float> A, B, BT;
+    A.resize(n * r);
+    B.resize(D * r);
+    BT.resize(r * D);
     f16_to_f32(p.lr_a.data(), A.data(), n * r);
     f16_to_f32(p.lr_b.data(), B.data(), D * r);
-    for (size_t t = 0; t < n; ++t)
-      for (size_t c = 0; c < D; ++c) {
-        float s = 0;
-        for (size_t j = 0; j < r; ++j) s += A[t * r + j] * B[c * r + j];
-        out[t * D + c] += s;
+    for (size_t c = 0; c < D; ++c)
+      for (size_t j = 0; j < r; ++j) BT[j * D + c] = B[c * r + j];
+    for (size_t t = 0; t < n; ++t) {
+      float* o = out + t * D;
+      for (size_t c = 0; c < D; c += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (size_t j = 0; j < r; ++j)
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(A[t * r + j]), _mm256_loadu_ps(BT.data() + j * D + c), acc);
+        _mm256_storeu_ps(o + c, _mm256_add_ps(_mm256_loadu_ps(o + c), acc));
       }
+    }
   }
   for (size_t i = 0; i < p.sp_idx.size(); ++i) out[p.sp_idx[i]] += f32h(p.sp_val[i]);
 }
