@@ -1452,12 +1452,32 @@ void dequantize_matrix(const QuantScheme& s, const void* in, size_t rows, size_t
 }
 
 // ---------------------------------------------------------------- snap_to_block
+namespace {
+// snap_to_block's body after its checks; inlined into the single and the strided-column entry points.
+inline float snap_one(const QuantScheme& s, uint8_t* p, size_t index, float x);
+}  // namespace
+
 float snap_to_block(const QuantScheme& s, void* blockp, size_t index, float x) {
-  uint8_t* p = static_cast<uint8_t*>(blockp);
   const size_t b = scheme_block(s);
   // Plain branches, not require(): GPTQ calls this once per weight and the messages would be built every time.
   if (b && index >= b) fail(ErrorCode::Range, "snap_to_block: index " + std::to_string(index) + " outside the block");
   if (!std::isfinite(x)) fail(ErrorCode::Range, "snap_to_block: non-finite value");
+  return snap_one(s, static_cast<uint8_t*>(blockp), index, x);
+}
+
+void snap_to_blocks(const QuantScheme& s, void* block0, size_t stride, size_t count, size_t index, const float* x, float* out) {
+  const size_t b = scheme_block(s);
+  if (b && index >= b) fail(ErrorCode::Range, "snap_to_blocks: index " + std::to_string(index) + " outside the block");
+  if (s.format == QuantFormat::NF4 && s.double_quant)
+    fail(ErrorCode::Range, "snap_to_block: nf4 with double quantization keeps its scale in the row header");
+  for (size_t r = 0; r < count; ++r)
+    if (!std::isfinite(x[r])) fail(ErrorCode::Range, "snap_to_blocks: non-finite value at " + std::to_string(r));
+  uint8_t* p = static_cast<uint8_t*>(block0);
+  for (size_t r = 0; r < count; ++r) out[r] = snap_one(s, p + r * stride, index, x[r]);
+}
+
+namespace {
+inline float snap_one(const QuantScheme& s, uint8_t* p, size_t index, float x) {
   // linear formats: value = a * c + off, c in [0, cmax]
   // linear formats: value = a * (c - z) + add for a code c in [0, cmax] (the dequantizer's form)
   auto linear = [&](float a, int z, float add, int cmax, auto&& set) -> float {
@@ -1583,5 +1603,6 @@ float snap_to_block(const QuantScheme& s, void* blockp, size_t index, float x) {
   }
   return 0.0f;
 }
+}  // namespace
 
 }  // namespace tersor

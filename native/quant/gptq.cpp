@@ -172,6 +172,7 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
       const int t = 0;
 #endif
       std::vector<float> tmp(c.block);
+      float qbuf[kRowChunk];
       double loss = 0;
 #pragma omp for schedule(static)
       for (long long ch = 0; ch < static_cast<long long>(n_chunks); ++ch) {
@@ -189,9 +190,14 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
           float* e = err.data() + (a - i1) * rows;
           uint8_t* blk0 = res.q.data() + oa / c.block * c.block_bytes;
           const size_t idx = oa % c.block;
+          if (c.snap_many) {
+            c.snap_many(blk0 + r0 * rb, rb, r1 - r0, idx, col + r0, qbuf);
+          } else {
+            for (size_t r = r0; r < r1; ++r) qbuf[r - r0] = c.snap(blk0 + r * rb, idx, col[r]);
+          }
           for (size_t r = r0; r < r1; ++r) {
             const float x = col[r];
-            const float qv = c.snap(blk0 + r * rb, idx, x);
+            const float qv = qbuf[r - r0];
             const float ev = (x - qv) / d;
             e[r] = ev;
             loss += 0.5 * static_cast<double>(x - qv) * static_cast<double>(x - qv) / (static_cast<double>(d) * d);

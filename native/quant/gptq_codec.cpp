@@ -81,6 +81,9 @@ BlockCodec scheme_codec(const std::string& scheme, size_t row_len) {
           "scheme " + scheme + ": rows are not a plain sequence of blocks");
   c.quantize = [q, blk](const float* x, void* out, const float* imp) { quantize_row(q, x, out, blk, imp); };
   c.snap = [q](void* block, size_t i, float x) { return snap_to_block(q, block, i, x); };
+  c.snap_many = [q](void* b0, size_t stride, size_t count, size_t i, const float* x, float* out) {
+    snap_to_blocks(q, b0, stride, count, i, x, out);
+  };
   c.dequantize = [q, blk](const void* in, float* y) { dequantize_row(q, in, y, blk); };
   return c;
 }

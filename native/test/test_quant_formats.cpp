@@ -532,3 +532,25 @@ TEST_CASE("quant matmul with f32 activations matches the dequantized reference")
     }
   }
 }
+
+TEST_CASE("quant formats snap to blocks equals snap to block element by element") {
+  const size_t rows = 5, n = 512;
+  const std::vector<float> w = gauss(rows * n, 91, 0.05f), v = gauss(rows, 92, 0.06f);
+  for (const char* name : {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "mxfp4", "nvfp4",
+                           "nf4", "fp8", "int4-g128", "int3-g64-asym", "int8", "kmeans3"}) {
+    CAPTURE(std::string(name));
+    const QuantScheme s = parse_quant_scheme(name);
+    const size_t rb = scheme_row_bytes(s, n), blk = scheme_block(s) ? scheme_block(s) : n;
+    const size_t bb = scheme_block(s) ? scheme_block_bytes(s, n) : rb;
+    std::vector<uint8_t> a(rows * rb);
+    quantize_matrix(s, w.data(), rows, n, a.data());
+    std::vector<uint8_t> b = a;
+    const size_t col = blk < n ? blk + 3 : n - 5;  // element 3 of the second block; near the end of one-block rows
+    const size_t block = col / blk, index = col % blk;
+    std::vector<float> out(rows), ref(rows);
+    snap_to_blocks(s, a.data() + block * bb, rb, rows, index, v.data(), out.data());
+    for (size_t r = 0; r < rows; ++r) ref[r] = snap_to_block(s, b.data() + r * rb + block * bb, index, v[r]);
+    CHECK(a == b);
+    CHECK(out == ref);
+  }
+}

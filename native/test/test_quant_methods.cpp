@@ -320,3 +320,19 @@ TEST_CASE("hqq fast path agrees with the scalar formulation where the shrinkage 
     for (size_t k = 0; k < a.zero.size(); ++k) CHECK(a.zero[k] == doctest::Approx(b.zero[k]).epsilon(1e-3));
   }
 }
+
+TEST_CASE("gptq column snapping through snap_many equals snapping element by element") {
+  const size_t rows = 70, cols = 256;
+  auto w = normal(41, rows * cols);
+  auto g = correlated_gram(42, 400, cols);
+  for (const char* scheme : {"int4-g64", "q4_k", "nf4"}) {
+    CAPTURE(scheme);
+    BlockCodec fast = scheme_codec(scheme, cols);
+    BlockCodec slow = fast;
+    slow.snap_many = nullptr;
+    GptqResult a = gptq(fast, w.data(), rows, cols, g.data(), 400);
+    GptqResult b = gptq(slow, w.data(), rows, cols, g.data(), 400);
+    CHECK(a.q == b.q);
+    CHECK(a.loss == b.loss);
+  }
+}

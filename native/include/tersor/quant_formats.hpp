@@ -101,6 +101,9 @@ void dequantize_matrix(const QuantScheme&, const void* in, size_t rows, size_t c
 /// block's existing parameters and returns the dequantized value. E_RANGE for NF4 with double
 /// quantization (its scale lives in the row header).
 float snap_to_block(const QuantScheme&, void* block, size_t index, float x);
+/// snap_to_block of element `index` in `count` blocks at block0 + r * stride (r < count) for the values
+/// x[r], the snapped values written to out[r] (GPTQ snaps one column of many rows at once).
+void snap_to_blocks(const QuantScheme&, void* block0, size_t stride, size_t count, size_t index, const float* x, float* out);
 
 /// Y[b, r] = sum_k W[r, k] X[b, k] for a quantized W [rows, cols] (rows * scheme_row_bytes(cols)
 /// bytes) and f32 X [batch, cols]; Y is [batch, rows]. Dequantizes on the fly (AVX2), rows in

@@ -28,6 +28,9 @@ struct BlockCodec {
   /// Rewrites element `index` of an already parameterised block to the nearest value representable
   /// under its frozen parameters; returns that value (GPTQ's column-wise snapping).
   std::function<float(void* blk, size_t index, float x)> snap;
+  /// Optional (may be empty): snap of element `index` in `count` blocks at blk0 + r * stride for the
+  /// values x[r], the results in out[r]; the same as `count` calls of snap, without a call per element.
+  std::function<void(void* blk0, size_t stride, size_t count, size_t index, const float* x, float* out)> snap_many;
   /// The block's values.
   std::function<void(const void* blk, float* y)> dequantize;
   /// Bits per weight of the stored form.
