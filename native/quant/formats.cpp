@@ -1,8 +1,9 @@
 // Quantization formats (see quant_formats.hpp for the byte layouts).
 //
 // Two implementations of every quantizer share one algorithm: the scalar reference (namespace
-// quant_ref, plain C++) and the fast path (AVX2 where it pays: the element loops of Q8_0 / Q4_0 and
-// the scale searches of the K-quants). Both perform the same IEEE operations in the same order
+// quant_ref, plain C++) and the fast path (AVX2 where it pays: the element loops of Q8_0 / Q4_0,
+// the scale searches of the K-quants with their extreme / first-maximum reductions, the Q6_K code
+// packing, and the INT clip search's error sums). Both perform the same IEEE operations in the same order
 // (explicit fma where the AVX2 code uses one, round-half-even everywhere), so they produce the
 // same bytes; the tests check it.
 //
