@@ -1227,13 +1227,21 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               const size_t n8 = (n + 7) / 8 * 8;
               f16_to_f32(b.v.scale.data(), vtmp.data(), n * ng);
               f16_to_f32(b.v.zero.data(), vtmp.data() + n * ng, n * ng);
-              std::fill(vS.begin(), vS.begin() + static_cast<std::ptrdiff_t>(ng * n8), 0.f);
-              std::fill(vZ.begin(), vZ.begin() + static_cast<std::ptrdiff_t>(ng * n8), 0.f);
-              for (size_t x = 0; x < n; ++x)
-                for (size_t gg = 0; gg < ng; ++gg) {
+              const __m256i stride = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                                        _mm256_set1_epi32(static_cast<int>(ng)));
+              for (size_t gg = 0; gg < ng; ++gg) {
+                size_t x = 0;
+                for (; x + 8 <= n; x += 8) {  // 8 tokens' scale of group gg: a strided gather
+                  _mm256_storeu_ps(vS.data() + gg * n8 + x, _mm256_i32gather_ps(vtmp.data() + x * ng + gg, stride, 4));
+                  _mm256_storeu_ps(vZ.data() + gg * n8 + x,
+                                   _mm256_i32gather_ps(vtmp.data() + n * ng + x * ng + gg, stride, 4));
+                }
+                for (; x < n; ++x) {
                   vS[gg * n8 + x] = vtmp[x * ng + gg];
                   vZ[gg * n8 + x] = vtmp[n * ng + x * ng + gg];
                 }
+                for (; x < n8; ++x) vS[gg * n8 + x] = vZ[gg * n8 + x] = 0.f;
+              }
               fk = {b.k.codes.data(), row_bytes(D, bb), kS.data(), kZ.data()};
               fv = {b.v.codes.data(), row_bytes(D, bb), vS.data(), vZ.data()};
               pmin = b.pos0;
@@ -1293,10 +1301,11 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             for (size_t jj = 0; jj < gj; ++jj) {
               const size_t r = t * g + j0 + jj;
               float* sr = s.data() + jj * (T + 8);
-              float mt = -std::numeric_limits<float>::infinity();
-              for (size_t x = 0; x < n; ++x) mt = std::max(mt, sr[x]);
-              live[jj] = mt != -std::numeric_limits<float>::infinity();
               for (size_t x = n; x < n8; ++x) sr[x] = -std::numeric_limits<float>::infinity();
+              __m256 mx8 = ninf;
+              for (size_t x = 0; x < n8; x += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(sr + x));
+              const float mt = simd::hmax8(mx8);
+              live[jj] = mt != -std::numeric_limits<float>::infinity();
               if (!live[jj]) {
                 corr[jj] = 1.f;
                 for (size_t x = 0; x < n8; ++x) sr[x] = 0.f;
