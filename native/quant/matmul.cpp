@@ -227,13 +227,18 @@ void rows_q4_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t col
 }
 
 // Q4_K: sum over 32-blocks of d*sc * (sum l x) - dmin*m * (sum x)
+template <size_t NB>
 void rows_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x, const float* xsum,
-               size_t b0, size_t nbatch, size_t rows, float* y) {
+               size_t b0, size_t rows, float* y) {
+  constexpr size_t nbatch = NB;
   const size_t nsb = cols / 256, n32 = cols / 32;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
-    float out[kMaxB] = {0};
+    if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(row + rb), _MM_HINT_T0);
+    __m256 accv[NB];  // d*sc-weighted lane sums, reduced once per row
+    float mins[NB] = {};
+    for (size_t b = 0; b < NB; ++b) accv[b] = _mm256_setzero_ps();
     for (size_t s = 0; s < nsb; ++s) {
       const uint8_t* blk = row + s * 144;
       const float d = h2f(blk), dmin = h2f(blk + 2);
@@ -270,11 +275,13 @@ void rows_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
             ah = _mm256_fmadd_ps(wh[t], _mm256_loadu_ps(xb + 32 + 8 * t), ah);
           }
           const float* xs = xsum + (b0 + b) * n32 + k0 / 32;
-          out[b] += dj[2 * c] * hsum(al) - mj[2 * c] * xs[0] + dj[2 * c + 1] * hsum(ah) - mj[2 * c + 1] * xs[1];
+          accv[b] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c]), al, accv[b]);
+          accv[b] = _mm256_fmadd_ps(_mm256_set1_ps(dj[2 * c + 1]), ah, accv[b]);
+          mins[b] += mj[2 * c] * xs[0] + mj[2 * c + 1] * xs[1];
         }
       }
     }
-    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = out[b];
+    for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(accv[b]) - mins[b];
   }
 }
 
@@ -327,13 +334,15 @@ void rows_q6_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t col
 }
 
 // Q6_K: per 16 weights d*sc * sum (l - 32) x
-void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x, size_t b0, size_t nbatch,
+template <size_t NB>
+void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x, size_t b0,
                size_t rows, float* y) {
+  constexpr size_t nbatch = NB;
   const size_t nsb = cols / 256;
   alignas(32) float buf[256];
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
-    __m256 acc[kMaxB];
+    __m256 acc[NB];
     for (size_t b = 0; b < nbatch; ++b) acc[b] = _mm256_setzero_ps();
     for (size_t s = 0; s < nsb; ++s) {
       const uint8_t* blk = row + s * 210;
@@ -365,9 +374,14 @@ void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
       }
       for (size_t b = 0; b < nbatch; ++b) {
         const float* xb = x + (b0 + b) * cols + s * 256;
-        __m256 a = acc[b];
-        for (int i = 0; i < 256; i += 8) a = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xb + i), a);
-        acc[b] = a;
+        __m256 a0 = acc[b], a1 = _mm256_setzero_ps(), a2 = a1, a3 = a1;  // four FMA chains
+        for (int i = 0; i < 256; i += 32) {
+          a0 = _mm256_fmadd_ps(_mm256_load_ps(buf + i), _mm256_loadu_ps(xb + i), a0);
+          a1 = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 8), _mm256_loadu_ps(xb + i + 8), a1);
+          a2 = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 16), _mm256_loadu_ps(xb + i + 16), a2);
+          a3 = _mm256_fmadd_ps(_mm256_load_ps(buf + i + 24), _mm256_loadu_ps(xb + i + 24), a3);
+        }
+        acc[b] = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
       }
     }
     for (size_t b = 0; b < nbatch; ++b) y[(b0 + b) * rows + r] = hsum(acc[b]);
@@ -562,11 +576,11 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
           break;
         case QuantFormat::Q4_K:
           if (q8path) with_nb(nbt, [&](auto NB) { rows_q4_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
-          else rows_q4_k(w, rb, r0, r1, cols, x, xsum.data(), b0, nbt, rows, y);
+          else with_nb(nbt, [&](auto NB) { rows_q4_k<NB()>(w, rb, r0, r1, cols, x, xsum.data(), b0, rows, y); });
           break;
         case QuantFormat::Q6_K:
           if (q8path) with_nb(nbt, [&](auto NB) { rows_q6_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
-          else rows_q6_k(w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          else with_nb(nbt, [&](auto NB) { rows_q6_k<NB()>(w, rb, r0, r1, cols, x, b0, rows, y); });
           break;
         case QuantFormat::NF4:
           if (nf4_fast) with_nb(nbt, [&](auto NB) { rows_nibble<true, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
