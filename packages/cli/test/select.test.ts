@@ -101,6 +101,48 @@ describe("tersor dedup", () => {
       if (tag === "exact") expect(JSON.parse(m.stdout).contaminated).toBe(2); // doc-6 and its near copy doc-7 (edited at word 60) share the 13-grams
     }
   });
+
+  it("dedup merge under a tiny --memory budget (many sorted runs) equals the single-process result and leaves no run files", async () => {
+    const lines = (await readFile(corpusPath, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    // Exact copies too (one case-changed), so the exact-key section of the runs is exercised.
+    const withCopies = join(dir, "corpus-copies.jsonl");
+    await writeFile(withCopies, [...lines, { ...lines[3], id: "copy-3", text: lines[3].text.toUpperCase() }, { ...lines[8], id: "copy-8" }].map((l) => JSON.stringify(l)).join("\n") + "\n");
+    const target = join(dir, "bench-mem.jsonl");
+    await writeFile(target, JSON.stringify({ text: lines[10].text.split(" ").slice(10, 30).join(" ") }) + "\n");
+    const cases: [string, string[]][] = [["minhash", ["--decontaminate", target]], ["exact", ["--mode", "exact"]]];
+    for (const [tag, extra] of cases) {
+      const single = join(dir, `mem-single-${tag}.jsonl`);
+      const s = await tersor("dedup", withCopies, ...extra, "--out", single, "--json");
+      expect(s.code).toBe(0);
+      const sigs = [0, 1, 2, 3].map((i) => join(dir, `mem-sig-${tag}-${i}.jsonl`));
+      const runs = await Promise.all(sigs.map((p, i) => tersor("dedup", withCopies, ...extra, "--shard", `${i}/4`, "--signatures", p)));
+      for (const r of runs) expect(r.code).toBe(0);
+      const merged = join(dir, `mem-merged-${tag}.jsonl`);
+      const work = join(dir, `mem-merge-work-${tag}`);
+      const m = await tersor("dedup", "merge", ...sigs.reverse(), "--input", withCopies, "--out", merged, "--memory", "1KB", "--work-dir", work, "--json");
+      expect(m.stderr).toBe("");
+      expect(m.code).toBe(0);
+      expect(await readFile(merged, "utf8")).toBe(await readFile(single, "utf8"));
+      expect(await readFile(join(dir, `mem-merged-${tag}.sidecar.jsonl`), "utf8")).toBe(await readFile(join(dir, `mem-single-${tag}.sidecar.jsonl`), "utf8"));
+      // The same summary as one process: clusters, candidate pairs and precision from signatures read back from disk.
+      const { written: _w, contaminated: _c, ...ms } = JSON.parse(m.stdout);
+      const { written: _w2, contaminated: _c2, ...ss } = JSON.parse(s.stdout);
+      expect(ms).toEqual(ss);
+      expect(JSON.parse(m.stdout).written).toBe(JSON.parse(s.stdout).written);
+      expect(ss.exact_duplicates).toBe(2);
+      if (tag === "minhash") expect(JSON.parse(m.stdout).contaminated).toBe(2); // doc-10 and its near copy doc-11
+      await expect(readdir(work)).rejects.toThrow(); // no run files, no work directory
+      expect((await readdir(dir)).filter((f) => f.includes("dedup-work"))).toEqual([]);
+    }
+    // A missing shard is a clear error, and leaves no output and no run files behind.
+    const sigs = [0, 1, 2].map((i) => join(dir, `mem-sig-minhash-${i}.jsonl`));
+    const bad = await tersor("dedup", "merge", ...sigs, "--input", withCopies, "--out", join(dir, "mem-bad.jsonl"), "--memory", "1KB");
+    expect(bad.stderr).toMatch(/missing or extra shards/);
+    await expect(readFile(join(dir, "mem-bad.jsonl"), "utf8")).rejects.toThrow();
+    expect((await readdir(dir)).filter((f) => f.includes("dedup-work"))).toEqual([]);
+    const twice = await tersor("dedup", "merge", sigs[0]!, sigs[0]!, "--input", withCopies, "--out", join(dir, "mem-bad.jsonl"));
+    expect(twice.stderr).toMatch(/appears in two shards/);
+  });
 });
 
 describe("tersor select", () => {

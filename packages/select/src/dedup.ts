@@ -8,13 +8,16 @@
  *
  * Sharding: {@link minhashShard} computes a shard's signatures (they depend on the document only),
  * {@link mergeSignatureShards} joins them in input order, and {@link clusterSignatures} gives the
- * same clusters as a single process.
+ * same clusters as a single process; {@link mergeSignatureShardsSpilled} does the same merge in
+ * constant memory by streaming the shard files through the sorted runs of {@link dedupSpilled}.
  */
+import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, open, readFile, readdir, rm, rmdir, truncate } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 
-import { TersorError, writeFileAtomic } from "@tersor/core";
+import { TersorError, writeAtomic, writeFileAtomic } from "@tersor/core";
 import { native } from "@tersor/native";
 import { z } from "zod";
 
@@ -244,19 +247,278 @@ export async function minhashShard(docs: readonly SelectDoc[], options: MinhashO
   };
 }
 
+/** The shard file (`tersor-dedup-shard/2`, JSONL): a header line, then one line per document in input order. */
+interface ShardFileHeader {
+  format: "tersor-dedup-shard/2";
+  numPerm: number;
+  options: SignatureShard["options"];
+  decontam?: { target: string; ngram: number };
+}
+interface ShardFileRow {
+  index: number;
+  id: string;
+  key: string;
+  /** The document's signature, base64 of little-endian uint32 ("" in exact mode). */
+  sig: string;
+  /** Shared n-grams with the decontamination target, when the shard decontaminated. */
+  overlap?: number;
+}
+
+const b64ToU32 = (s: string): Uint32Array => {
+  const buf = Buffer.from(s, "base64");
+  if (buf.byteLength % 4) throw new TersorError("E_FORMAT", "a signature is not a whole number of uint32 words");
+  return new Uint32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+};
+const u32ToB64 = (a: Uint32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+
+/** Writes a shard file: a header line, then one line per document in input order (streamed by `dedup merge`). */
 export async function writeSignatureShard(path: string, shard: SignatureShard): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(shard));
+  const mode = shard.options.mode ?? "minhash";
+  const k = shard.numPerm;
+  const sigs = b64ToU32(shard.signatures);
+  const n = shard.indices.length;
+  if (shard.ids.length !== n || shard.keys.length !== n || (mode === "minhash" && sigs.length !== n * k) || (shard.decontam && shard.decontam.overlap.length !== n))
+    throw new TersorError("E_SHAPE", "a dedup shard's indices, ids, keys, signatures and overlaps must have one entry per document");
+  for (let r = 1; r < n; r++) if (shard.indices[r]! <= shard.indices[r - 1]!) throw new TersorError("E_RANGE", "a dedup shard's documents must be in input order");
+  const header: ShardFileHeader = { format: "tersor-dedup-shard/2", numPerm: k, options: shard.options, ...(shard.decontam ? { decontam: { target: shard.decontam.target, ngram: shard.decontam.ngram } } : {}) };
+  await writeAtomic(path, async (w) => {
+    let buf = JSON.stringify(header) + "\n";
+    for (let r = 0; r < n; r++) {
+      const row: ShardFileRow = { index: shard.indices[r]!, id: shard.ids[r]!, key: shard.keys[r]!, sig: mode === "minhash" ? u32ToB64(sigs.subarray(r * k, (r + 1) * k)) : "" };
+      if (shard.decontam) row.overlap = shard.decontam.overlap[r]!;
+      buf += JSON.stringify(row) + "\n";
+      if (buf.length >= 1 << 20) {
+        await w.write(buf);
+        buf = "";
+      }
+    }
+    await w.write(buf);
+  });
+}
+
+/** One shard file opened for streaming: its header and its rows in file order. */
+async function openShardFile(path: string): Promise<{ header: ShardFileHeader; rows: AsyncIterator<ShardFileRow>; close: () => void }> {
+  const stream = createReadStream(path, { encoding: "utf8" });
+  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  const lines = rl[Symbol.asyncIterator]();
+  const close = () => {
+    rl.close();
+    stream.destroy();
+  };
+  let lineNo = 0;
+  const next = async (): Promise<unknown> => {
+    for (;;) {
+      let r: IteratorResult<string>;
+      try {
+        r = await lines.next();
+      } catch (e) {
+        throw new TersorError("E_IO", `cannot read ${path}: ${(e as Error).message}`);
+      }
+      if (r.done) return undefined;
+      lineNo++;
+      if (!r.value.trim()) continue;
+      try {
+        return JSON.parse(r.value);
+      } catch (e) {
+        throw new TersorError("E_FORMAT", `${path}:${lineNo}: ${(e as Error).message}`);
+      }
+    }
+  };
+  try {
+    const first = (await next()) as (ShardFileHeader | SignatureShard | { format?: unknown }) | undefined;
+    if (first && first.format === "tersor-dedup-shard/1") {
+      // The earlier single-JSON format: already whole in memory.
+      const v1 = first as SignatureShard;
+      close();
+      const k = v1.numPerm;
+      const mode = v1.options.mode ?? "minhash";
+      const sigs = b64ToU32(v1.signatures);
+      let r = 0;
+      return {
+        header: { format: "tersor-dedup-shard/2", numPerm: k, options: v1.options, ...(v1.decontam ? { decontam: { target: v1.decontam.target, ngram: v1.decontam.ngram } } : {}) },
+        rows: {
+          next: async () => {
+            if (r >= v1.indices.length) return { done: true, value: undefined };
+            const row: ShardFileRow = { index: v1.indices[r]!, id: v1.ids[r]!, key: v1.keys[r]!, sig: mode === "minhash" ? u32ToB64(sigs.subarray(r * k, (r + 1) * k)) : "" };
+            if (v1.decontam) row.overlap = v1.decontam.overlap[r] ?? 0;
+            r++;
+            return { done: false, value: row };
+          },
+        },
+        close: () => undefined,
+      };
+    }
+    if (!first || first.format !== "tersor-dedup-shard/2") throw new TersorError("E_FORMAT", `${path}: not a dedup shard file (write one with tersor dedup --shard i/N --signatures <path>)`);
+    return {
+      header: first as ShardFileHeader,
+      rows: {
+        next: async () => {
+          const v = (await next()) as ShardFileRow | undefined;
+          if (v === undefined) return { done: true, value: undefined };
+          if (typeof v !== "object" || v === null || !Number.isInteger(v.index) || typeof v.key !== "string" || !/^[0-9a-f]{16}$/.test(v.key) || typeof v.sig !== "string")
+            throw new TersorError("E_FORMAT", `${path}:${lineNo}: not a dedup shard row`);
+          return { done: false, value: v };
+        },
+      },
+      close,
+    };
+  } catch (e) {
+    close();
+    if (e instanceof TersorError) throw e;
+    throw new TersorError("E_IO", `cannot read ${path}: ${(e as Error).message}`);
+  }
 }
 
 export async function readSignatureShard(path: string): Promise<SignatureShard> {
-  let s: SignatureShard;
+  const f = await openShardFile(path);
+  const indices: number[] = [];
+  const ids: string[] = [];
+  const keys: string[] = [];
+  const sigs: Uint32Array[] = [];
+  const overlap: number[] = [];
   try {
-    s = JSON.parse(await readFile(path, "utf8")) as SignatureShard;
-  } catch (e) {
-    throw new TersorError("E_FORMAT", `${path}: not a dedup shard file (${(e as Error).message})`);
+    for (let r = await f.rows.next(); !r.done; r = await f.rows.next()) {
+      indices.push(r.value.index);
+      ids.push(r.value.id);
+      keys.push(r.value.key);
+      sigs.push(b64ToU32(r.value.sig));
+      overlap.push(r.value.overlap ?? 0);
+    }
+  } finally {
+    f.close();
   }
-  if (s.format !== "tersor-dedup-shard/1") throw new TersorError("E_FORMAT", `${path}: not a dedup shard file`);
-  return s;
+  const all = new Uint32Array(sigs.reduce((a, s) => a + s.length, 0));
+  let at = 0;
+  for (const s of sigs) {
+    all.set(s, at);
+    at += s.length;
+  }
+  const h = f.header;
+  return { format: "tersor-dedup-shard/1", numPerm: h.numPerm, options: h.options, indices, ids, keys, signatures: u32ToB64(all), ...(h.decontam ? { decontam: { ...h.decontam, overlap } } : {}) };
+}
+
+/** One document of a shard stream: its input position, id, exact key, signature and decontamination count. */
+export interface ShardRecord {
+  index: number;
+  id: string;
+  key: string;
+  sig: Uint32Array;
+  overlap: number;
+}
+
+/**
+ * Opens shard files for streaming: checks that they share the options and decontamination target,
+ * and yields their documents k-way merged in input order (one row per file in memory), failing
+ * when a position repeats or a file is out of order.
+ */
+export async function streamSignatureShards(paths: readonly string[]): Promise<{ numPerm: number; options: SignatureShard["options"]; decontam?: { target: string; ngram: number }; records: AsyncGenerator<ShardRecord> }> {
+  if (paths.length === 0) throw new TersorError("E_RANGE", "no shards to merge");
+  const files: Awaited<ReturnType<typeof openShardFile>>[] = [];
+  try {
+    for (const p of paths) files.push(await openShardFile(p));
+    const h0 = files[0]!.header;
+    const opt = JSON.stringify(h0.options);
+    for (const f of files) {
+      if (JSON.stringify(f.header.options) !== opt || f.header.numPerm !== h0.numPerm) throw new TersorError("E_RANGE", "shards were made with different options");
+      if ((f.header.decontam?.target ?? null) !== (h0.decontam?.target ?? null) || (f.header.decontam?.ngram ?? null) !== (h0.decontam?.ngram ?? null))
+        throw new TersorError("E_RANGE", "shards were made with different --decontaminate targets or n-gram sizes");
+    }
+  } catch (e) {
+    for (const f of files) f.close();
+    throw e;
+  }
+  const h0 = files[0]!.header;
+  const k = h0.numPerm;
+  const mode = h0.options.mode ?? "minhash";
+  async function* records(): AsyncGenerator<ShardRecord> {
+    try {
+      const heads: (ShardFileRow | undefined)[] = [];
+      for (const f of files) {
+        const r = await f.rows.next();
+        heads.push(r.done ? undefined : r.value);
+      }
+      let last = -1;
+      for (;;) {
+        // The file whose next row has the lowest position (a linear scan: shard counts are small).
+        let best = -1;
+        for (let s = 0; s < heads.length; s++) if (heads[s] && (best < 0 || heads[s]!.index < heads[best]!.index)) best = s;
+        if (best < 0) return;
+        const row = heads[best]!;
+        if (row.index === last) throw new TersorError("E_RANGE", `document ${row.index} appears in two shards`);
+        if (row.index < last) throw new TersorError("E_FORMAT", `${paths[best]}: documents out of input order at position ${row.index}`);
+        last = row.index;
+        const sig = mode === "minhash" ? b64ToU32(row.sig) : new Uint32Array(0);
+        if (sig.length !== (mode === "minhash" ? k : 0)) throw new TersorError("E_FORMAT", `${paths[best]}: document ${row.index} has ${sig.length} signature values, expected ${k}`);
+        const nx = await files[best]!.rows.next();
+        heads[best] = nx.done ? undefined : nx.value;
+        yield { index: row.index, id: row.id, key: row.key, sig, overlap: row.overlap ?? 0 };
+      }
+    } finally {
+      for (const f of files) f.close();
+    }
+  }
+  return { numPerm: k, options: h0.options, ...(h0.decontam ? { decontam: h0.decontam } : {}), records: records() };
+}
+
+/** A Uint32Array that grows by doubling. */
+class U32List {
+  data = new Uint32Array(1024);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const d = new Uint32Array(this.data.length * 2);
+      d.set(this.data);
+      this.data = d;
+    }
+    this.data[this.length++] = v;
+  }
+  view(): Uint32Array {
+    return this.data.subarray(0, this.length);
+  }
+}
+
+/**
+ * `dedup merge` in constant memory in the corpus size (besides the union-find's 4 bytes and the
+ * decisions per document): streams the shard files k-way merged in input order through the sorted-
+ * run machinery of {@link dedupSpilled} (signatures appended to a signature file, exact-key and
+ * band records sorted into run files under `memory`, runs k-way merged into a union-find over the
+ * global positions, precision from signatures read back from disk by position). Gives exactly the
+ * clusters, candidate pairs and precision of one process over the whole input. Returns each
+ * position's input index and, when the shards decontaminated, its shared n-gram count.
+ */
+export async function mergeSignatureShardsSpilled(
+  paths: readonly string[],
+  o: Omit<SpilledDedupOptions, "minhash"> = {},
+): Promise<{ result: DedupResult; indices: Uint32Array; options: SignatureShard["options"]; decontam?: { target: string; ngram: number; overlap: Uint32Array } }> {
+  const s = await streamSignatureShards(paths);
+  const mode = s.options.mode ?? "minhash";
+  const indices = new U32List();
+  const overlap = new U32List();
+  async function* tap(): AsyncGenerator<ShardRecord> {
+    for await (const r of s.records) {
+      indices.push(r.index);
+      if (s.decontam) overlap.push(r.overlap);
+      yield r;
+    }
+  }
+  const header = { format: "tersor-dedup-merge-runs/1", input: o.inputKey ?? [...paths], options: s.options };
+  const result = await spillCluster(
+    tap(),
+    (r) => 96 + 2 * r.id.length,
+    async (batch) => {
+      const hashes = new Uint32Array(2 * batch.length);
+      const sigs = new Uint32Array(mode === "minhash" ? batch.length * s.numPerm : 0);
+      batch.forEach((r, i) => {
+        hashes[2 * i] = parseInt(r.key.slice(8), 16);
+        hashes[2 * i + 1] = parseInt(r.key.slice(0, 8), 16);
+        if (mode === "minhash") sigs.set(r.sig, i * s.numPerm);
+      });
+      return { hashes, sigs };
+    },
+    header,
+    { ...o, minhash: s.options },
+  );
+  return { result, indices: indices.view(), options: s.options, ...(s.decontam ? { decontam: { ...s.decontam, overlap: overlap.view() } } : {}) };
 }
 
 /** Joins shards in input order; every shard must share the options; positions must not repeat. */
@@ -438,6 +700,34 @@ interface SpillManifest {
 export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<SelectDoc>, o: SpilledDedupOptions = {}): Promise<DedupResult> {
   const mh = o.minhash ?? {};
   const { mode = "minhash", ...rest } = mh;
+  const header = { format: "tersor-dedup-runs/1", input: o.inputKey ?? null, options: mh };
+  return spillCluster(
+    docs,
+    (d) => 3 * d.text.length,
+    async (batch) => {
+      const texts = batch.map((d) => d.text);
+      const { bytes: b, offsets } = packTexts(texts);
+      return { hashes: native().selectNormalisedHashes(b, offsets), sigs: mode === "minhash" ? await minhashSignatures(texts, rest) : new Uint32Array(0) };
+    },
+    header,
+    o,
+  );
+}
+
+/**
+ * The sorted-run machinery of {@link dedupSpilled} over any stream of documents in position order:
+ * `cost` is an item's in-memory size beyond its signature and band records, `prepare` gives a
+ * batch's exact hashes ((low, high) words per document) and signatures (empty in exact mode).
+ */
+async function spillCluster<T>(
+  items: AsyncIterable<T> | Iterable<T>,
+  cost: (item: T) => number,
+  prepare: (batch: T[]) => Promise<{ hashes: Uint32Array; sigs: Uint32Array }>,
+  headerFields: Record<string, unknown>,
+  o: SpilledDedupOptions,
+): Promise<DedupResult> {
+  const mh = o.minhash ?? {};
+  const { mode = "minhash", ...rest } = mh;
   const parsed = MinhashOptionsSchema.parse(rest);
   const { bands, rows } = mode === "minhash" ? lshParams(parsed) : { bands: 0, rows: 0 };
   const budget = parseMemory(o.memory ?? "256MB");
@@ -452,7 +742,7 @@ export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<Sel
   } else dir = await mkdtemp(join(tmpdir(), "tersor-dedup-"));
   const manifestPath = join(dir, "manifest.json");
   const sigPath = join(dir, "signatures.u32");
-  const header = JSON.stringify({ format: "tersor-dedup-runs/1", input: o.inputKey ?? null, options: mh, memory: budget });
+  const header = JSON.stringify({ ...headerFields, memory: budget });
   try {
     let manifest: SpillManifest = { header, runs: [] };
     try {
@@ -469,14 +759,14 @@ export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<Sel
     await truncate(sigPath, mode === "minhash" ? done * k * 4 : 0);
     const skip = done;
     let seen = 0;
-    let pending: string[] = [];
+    let pending: T[] = [];
     let bytes = 0;
     const flush = async () => {
       if (!pending.length) return;
       const first = done;
-      const { bytes: b, offsets } = packTexts(pending);
-      const hashes = native().selectNormalisedHashes(b, offsets);
-      const sigs = mode === "minhash" ? await minhashSignatures(pending, rest) : new Uint32Array(0);
+      const { hashes, sigs } = await prepare(pending);
+      if (hashes.length !== 2 * pending.length || sigs.length !== (mode === "minhash" ? pending.length * k : 0))
+        throw new TersorError("E_SHAPE", "internal: a batch's hashes or signatures have the wrong size");
       const file = `run-${String(manifest.runs.length).padStart(6, "0")}.bin`;
       await native().selectLshSpillRun(join(dir, file), sigs, hashes, pending.length, first, k, bands || 1, rows || 1);
       if (sigs.length) {
@@ -494,10 +784,10 @@ export async function dedupSpilled(docs: AsyncIterable<SelectDoc> | Iterable<Sel
       bytes = 0;
       o.onProgress?.(done);
     };
-    for await (const d of docs) {
+    for await (const d of items) {
       if (seen++ < skip) continue;
-      pending.push(d.text);
-      bytes += 3 * d.text.length + perDoc;
+      pending.push(d);
+      bytes += cost(d) + perDoc;
       if (bytes >= budget) await flush();
     }
     await flush();

@@ -25,7 +25,10 @@ import {
   kdeEntropy,
   lazyGreedy,
   mergeSignatureShards,
+  mergeSignatureShardsSpilled,
   minhashShard,
+  readSignatureShard,
+  writeSignatureShard,
   naiveGreedy,
   ngramOverlap,
   optimalParams,
@@ -117,6 +120,41 @@ describe("dedup", () => {
     expect(m.indices).toEqual(all.map((d) => d.index));
     const merged = await clusterSignatures(m.keys, m.signatures, m.options);
     expect(merged.decisions).toEqual(single.decisions);
+  });
+
+  it("shard files merged through sorted runs under a tiny memory budget equal the single process", async () => {
+    const { texts } = planted();
+    // Exact copies too, so both sections of the runs are exercised.
+    const all = docs([...texts, texts[5]!.toUpperCase(), texts[40]!]);
+    for (const mode of ["minhash", "exact"] as const) {
+      const single = await dedupDocs(all, { mode });
+      const paths: string[] = [];
+      for (let s = 0; s < 3; s++) {
+        const shard = await minhashShard(all.filter((d) => d.index % 3 === s), { mode });
+        shard.decontam = { target: "t", ngram: 13, overlap: shard.indices.map((i) => i % 7) };
+        paths.push(join(dir, `merge-${mode}-${s}.jsonl`));
+        await writeSignatureShard(paths[s]!, shard);
+        // The file reads back as the shard it was written from.
+        expect(await readSignatureShard(paths[s]!)).toEqual({ ...shard, format: "tersor-dedup-shard/1", options: { mode } });
+      }
+      const work = join(dir, `merge-spill-${mode}`);
+      let runs = 0;
+      const m = await mergeSignatureShardsSpilled(paths.reverse(), { memory: mode === "minhash" ? 2048 : 256, workDir: work, onProgress: () => runs++ });
+      expect(runs).toBeGreaterThan(10);
+      expect(Array.from(m.indices)).toEqual(all.map((d) => d.index));
+      expect(Array.from(m.decontam!.overlap)).toEqual(all.map((d) => d.index % 7));
+      expect(m.result.decisions).toEqual(single.decisions);
+      expect(m.result.candidatePairs).toBe(single.candidatePairs);
+      expect(m.result.estimatedPrecision).toBe(single.estimatedPrecision);
+      expect(m.result.exactDuplicates).toBe(2);
+      await expect(readdir(work)).rejects.toThrow();
+    }
+    // Repeated positions and mixed options are refused.
+    const p0 = join(dir, "merge-minhash-0.jsonl");
+    await expect(mergeSignatureShardsSpilled([p0, p0], { workDir: join(dir, "merge-dup") })).rejects.toThrow(/appears in two shards/);
+    await expect(mergeSignatureShardsSpilled([p0, join(dir, "merge-exact-1.jsonl")])).rejects.toThrow(/different options/);
+    await writeFile(join(dir, "not-a-shard.jsonl"), "{}\n");
+    await expect(mergeSignatureShardsSpilled([join(dir, "not-a-shard.jsonl")])).rejects.toThrow(/not a dedup shard file/);
   });
 
   it("the spilled path (many sorted runs on disk) gives the in-memory clusters and removes its files", async () => {

@@ -4,7 +4,7 @@
  *   tersor dedup <input> --out kept.jsonl [--mode exact|minhash] [--ngram 5] [--num-perm 112]
  *         [--bands 14 --rows 8 | --threshold 0.7] [--decontaminate target.jsonl --decontam-ngram 13]
  *         [--memory 256MB] [--work-dir dir] [--shard i/N --signatures shard.json] [--report r.html]
- *   tersor dedup merge <shard.json...> --input <input> --out kept.jsonl
+ *   tersor dedup merge <shard.json...> --input <input> --out kept.jsonl [--memory 256MB] [--work-dir dir]
  *   tersor select <input> --method random|stratified|dsir|zipfit|gio|rds|novelselect|perplexity|quests|kcenter|facility-location|coverage|gopher
  *         --budget 10%|N [--target t.jsonl|corpus:name] [--seed 0] [--optimizer naive|lazy|stochastic]
  *         [--shard i/N] --out selected.jsonl [--report r.html]
@@ -23,17 +23,15 @@ import {
   type ReadOptions,
   type SelectDoc,
   SELECT_METHODS,
-  clusterSignatures,
   dedupSpilled,
   diversity,
-  mergeSignatureShards,
+  mergeSignatureShardsSpilled,
   minhashShard,
   ngramOverlap,
   parseMemory,
   parseShard,
   readAllDocs,
   readDocs,
-  readSignatureShard,
   runSelect,
   SHARDABLE_METHODS,
   isShardable,
@@ -137,22 +135,110 @@ function need(o: Opts, key: string, flag: string): string {
   return v;
 }
 
+/**
+ * Pass 2 of a spilled dedup or merge: streams the input again, writes the kept records and the
+ * sidecar in input order (atomically), dropping contaminated documents (`overlapOf` gives a batch's
+ * shared n-gram counts, or null). `check` may reject a document (e.g. one the shards did not cover).
+ */
+async function writeDedupOutput(
+  input: string,
+  o: IoOpts,
+  out: string,
+  r: DedupResult,
+  overlapOf: (batch: SelectDoc[], pos: number) => Promise<ArrayLike<number> | null>,
+  check: (d: SelectDoc, pos: number) => void,
+  countError: (read: number) => TersorError,
+): Promise<{ written: number; contaminated: number }> {
+  const parquetOut = out.endsWith(".parquet");
+  const keptRecords: Record<string, unknown>[] = [];
+  const kept = parquetOut ? null : await openAtomic(out);
+  const side = await openAtomic(sidecarPath(out));
+  let n = 0;
+  let contaminatedCount = 0;
+  try {
+    let batch: SelectDoc[] = [];
+    let pos = 0;
+    const flush = async () => {
+      const overlap = batch.length ? await overlapOf(batch, pos) : null;
+      let a = "";
+      let b = "";
+      batch.forEach((d, j) => {
+        const dec = r.decisions[pos + j]!;
+        const dirty = overlap !== null && overlap[j]! > 0;
+        if (dirty) contaminatedCount++;
+        const keep = dec.keep && !dirty;
+        if (keep) {
+          if (parquetOut) keptRecords.push(d.record);
+          else a += JSON.stringify(d.record) + "\n";
+          n++;
+        }
+        b += JSON.stringify({ index: d.index, id: d.id, keep, cluster: dec.cluster, reason: dirty ? `contaminated (${overlap![j]} shared n-grams)` : dec.reason }) + "\n";
+      });
+      pos += batch.length;
+      batch = [];
+      if (a) await kept!.write(a);
+      await side.write(b);
+    };
+    let read = 0;
+    for await (const d of readDocs(input, readOptions(o, false))) {
+      if (read >= r.documents) throw countError(read + 1);
+      check(d, read++);
+      batch.push(d);
+      if (batch.length >= 2000) await flush();
+    }
+    await flush();
+    if (pos !== r.documents) throw countError(pos);
+    if (kept) await kept.commit();
+    else await writeRecords(out, keptRecords);
+    await side.commit();
+  } catch (e) {
+    await kept?.abort();
+    await side.abort();
+    throw e;
+  }
+  return { written: n, contaminated: contaminatedCount };
+}
+
+/**
+ * `tersor dedup merge`: the shard files are streamed in input order through sorted runs on disk
+ * under --memory (constant memory in the corpus size besides 4 bytes of union-find per document),
+ * then the input is streamed again to write the kept records and the sidecar: the same output as
+ * one process over the whole input.
+ */
 async function dedupMerge(shards: string[], o: Opts): Promise<void> {
   if (shards.length === 0) throw new TersorError("E_RANGE", "tersor dedup merge needs signature files");
-  const m = mergeSignatureShards(await Promise.all(shards.map(readSignatureShard)));
-  const docs = await loadDocs(need(o, "input", "--input <input>"), o, false);
-  if (docs.length !== m.indices.length || docs.some((d, i) => d.index !== m.indices[i]))
-    throw new TersorError("E_RANGE", `the shards cover ${m.indices.length} documents but the input has ${docs.length}: missing or extra shards`);
-  const r = await clusterSignatures(m.keys, m.signatures, m.options);
+  const input = need(o, "input", "--input <input>");
+  const out = need(o, "out", "--out <path>");
+  const bar = progress({ label: "dedup merge: signatures", unit: "docs" });
+  let done = 0;
+  let m: Awaited<ReturnType<typeof mergeSignatureShardsSpilled>>;
+  try {
+    m = await mergeSignatureShardsSpilled(shards, {
+      memory: parseMemory(o["memory"] as string),
+      workDir: (o["workDir"] as string | undefined) ?? out + ".dedup-work",
+      onProgress: (n) => {
+        bar.tick(n - done);
+        done = n;
+      },
+    });
+  } finally {
+    bar.stop();
+  }
+  const r = m.result;
   const overlap = m.decontam?.overlap;
-  const dirty = (i: number) => overlap !== undefined && overlap[i]! > 0;
-  const n = await writeKept(
-    need(o, "out", "--out <path>"),
-    docs,
-    (i) => r.decisions[i]!.keep && !dirty(i),
-    (i) => ({ cluster: r.decisions[i]!.cluster, reason: dirty(i) ? `contaminated (${overlap![i]} shared n-grams)` : r.decisions[i]!.reason }),
+  const missing = (read: number) => new TersorError("E_RANGE", `the shards cover ${r.documents} documents but the input has ${read > r.documents ? "more" : read}: missing or extra shards`);
+  const w = await writeDedupOutput(
+    input,
+    o,
+    out,
+    r,
+    async (batch, pos) => (overlap ? overlap.subarray(pos, pos + batch.length) : null),
+    (d, pos) => {
+      if (d.index !== m.indices[pos]) throw new TersorError("E_RANGE", `input document ${d.index} is not in the shards (the shards cover ${r.documents} documents): missing or extra shards`);
+    },
+    missing,
   );
-  const summary = { ...dedupSummary(r), ...(overlap ? { contaminated: overlap.filter((c) => c > 0).length } : {}), written: n };
+  const summary = { ...dedupSummary(r), ...(overlap ? { contaminated: w.contaminated } : {}), written: w.written };
   process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
 }
 
@@ -242,50 +328,15 @@ export function registerSelect(program: Command): void {
       });
       bar1.stop();
       // Pass 2: stream again, decontaminate in batches, write kept records and the sidecar in input order.
-      const parquetOut = out.endsWith(".parquet");
-      const keptRecords: Record<string, unknown>[] = [];
-      const kept = parquetOut ? null : await openAtomic(out);
-      const side = await openAtomic(sidecarPath(out));
-      let n = 0;
-      let contaminatedCount = 0;
-      try {
-        let batch: SelectDoc[] = [];
-        let pos = 0;
-        const flush = async () => {
-          const overlap = target ? await ngramOverlap(batch.map((d) => d.text), target, decontamN) : null;
-          let a = "";
-          let b = "";
-          batch.forEach((d, j) => {
-            const dec = r.decisions[pos + j]!;
-            const dirty = overlap !== null && overlap[j]! > 0;
-            if (dirty) contaminatedCount++;
-            const keep = dec.keep && !dirty;
-            if (keep) {
-              if (parquetOut) keptRecords.push(d.record);
-              else a += JSON.stringify(d.record) + "\n";
-              n++;
-            }
-            b += JSON.stringify({ index: d.index, id: d.id, keep, cluster: dec.cluster, reason: dirty ? `contaminated (${overlap![j]} shared n-grams)` : dec.reason }) + "\n";
-          });
-          pos += batch.length;
-          batch = [];
-          if (a) await kept!.write(a);
-          await side.write(b);
-        };
-        for await (const d of readDocs(input, readOptions(o))) {
-          batch.push(d);
-          if (batch.length >= 2000) await flush();
-        }
-        await flush();
-        if (pos !== r.documents) throw new TersorError("E_IO", `${input} changed between the two passes (${r.documents} then ${pos} documents)`);
-        if (kept) await kept.commit();
-        else await writeRecords(out, keptRecords);
-        await side.commit();
-      } catch (e) {
-        await kept?.abort();
-        await side.abort();
-        throw e;
-      }
+      const { written: n, contaminated: contaminatedCount } = await writeDedupOutput(
+        input,
+        o,
+        out,
+        r,
+        async (batch) => (target ? ngramOverlap(batch.map((d) => d.text), target, decontamN) : null),
+        () => undefined,
+        (read) => new TersorError("E_IO", `${input} changed between the two passes (${r.documents} then ${read > r.documents ? "more" : read} documents)`),
+      );
       const summary = { ...dedupSummary(r), contaminated: contaminatedCount, written: n };
       if (o["report"]) await writeReport(o["report"] as string, { title: `tersor dedup ${input}`, summary, charts: { "duplicate-cluster sizes": sizeHistogram(r.clusterSizes) } });
       process.stdout.write(o["json"] ? JSON.stringify(summary) + "\n" : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join("\n") + "\n");
