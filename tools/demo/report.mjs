@@ -102,7 +102,7 @@ export function reportModel(results) {
   const mixText = Object.entries(mix).map(([d, w]) => `${d} ${w.toFixed(2)}`).join(", ");
   const dist = r.distill;
   const kvBase = r.kv.methods.find((m) => m.method === "fp16") ?? r.kv.methods[0];
-  const summary = table("Summary", ["step", "figure", "value"], [
+  const summary = table("The whole job in figures", ["step", "figure", "value"], [
     ["select", "documents kept of the pools", `${kept} of ${pool} (${bytes(keptBytes)} of text)`],
     ["select", "duplicates dropped (MinHash, email-ham)", `${sel.dedup.documents - sel.dedup.kept} of ${sel.dedup.documents} (${sel.dedup.exact_duplicates ?? "n/a"} exact, ${sel.dedup.near_duplicates ?? "n/a"} near)`],
     ["mix", `mixture (${r.mix.chosen.method}/${r.mix.chosen.model}, target ${r.mix.chosen.target})`, mixText],
