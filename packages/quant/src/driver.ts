@@ -45,7 +45,12 @@ export const QuantizeModelOptionsSchema = z
   .object({
     scheme: z.string().min(1).max(64),
     method: z.enum(["rtn", "gptq", "awq", "hqq"]).default("gptq"),
-    /** Scheme for linears whose row length the scheme's block does not divide; absent = error. */
+    /**
+     * Scheme for linears whose row length the scheme's block does not divide; absent = error.
+     * `f16`, `bf16` or `f32` keeps such linears in float (llama.cpp's choice for tensors no block
+     * fits): written as a plain `<linear>.weight` of that dtype, listed in quantization_config's
+     * `modules_to_not_convert` (as Hugging Face's quantizers do), never calibrated.
+     */
     fallback: z.string().min(1).max(64).optional(),
     eoraRank: z.number().int().min(1).optional(),
     lorcRank: z.number().int().min(1).optional(),
@@ -94,7 +99,7 @@ export interface QuantizeModelReport {
   linears: LinearReport[];
   bytesBefore: number;
   bytesAfter: number;
-  /** Bits per quantized linear weight (packed rows plus adapters), over all linears. */
+  /** Bits per linear weight (packed rows plus adapters; 16 / 32 for linears kept in float by the fallback), over all linears. */
   bitsPerWeight: number;
   peakRssBytes: number;
   seconds: number;
@@ -110,6 +115,11 @@ function hqqSchemeOk(scheme: string): { bits: number; group: number; kind: "int"
   if (info.format !== "int" || info.symmetric || info.perTensor) return undefined;
   return { bits: info.bits, group: info.group, kind: "int" };
 }
+
+/** Fallback schemes that keep a linear in float (stored as a tensor of that dtype). */
+const FLOAT_FALLBACKS = ["f16", "bf16", "f32"] as const;
+type FloatFallback = (typeof FLOAT_FALLBACKS)[number];
+const isFloatScheme = (s: string): s is FloatFallback => (FLOAT_FALLBACKS as readonly string[]).includes(s);
 
 const HQQ_SCHEMES = "q4_1, q5_1, int<2..8>-asym, int<2..8>-g32-asym, -g64-asym, -g128-asym";
 
@@ -290,10 +300,12 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
   if (sequences.length === 0) throw new TersorError("E_RANGE", "quantize: no calibration sequences");
   if (o.floatOutput && (o.eoraRank !== undefined || o.lorcRank !== undefined)) throw new TersorError("E_RANGE", "quantize: floatOutput writes float weights; it takes no eoraRank / lorcRank");
   // Validates the scheme names early (E_RANGE listing the valid ones).
+  if (isFloatScheme(o.scheme)) throw new TersorError("E_RANGE", `quantize: scheme ${o.scheme} is a float type, not a quantization scheme (float types are fallbacks only; a float model needs no quantize, or write a GGUF with --scheme ${o.scheme})`);
   native().quantRowBytes(o.scheme, 256 * 1024);
-  if (o.fallback) native().quantRowBytes(o.fallback, 256 * 1024);
+  const floatFallback = o.fallback !== undefined && isFloatScheme(o.fallback);
+  if (o.fallback && !floatFallback) native().quantRowBytes(o.fallback, 256 * 1024);
   if (o.method === "hqq") {
-    for (const s of [o.scheme, ...(o.fallback ? [o.fallback] : [])])
+    for (const s of [o.scheme, ...(o.fallback && !floatFallback ? [o.fallback] : [])])
       if (!hqqSchemeOk(s)) throw new TersorError("E_RANGE", `quantize: method hqq writes schemes with a zero point only (${HQQ_SCHEMES}); got ${s}`);
   }
   const schemeFor = (cols: number, name: string): string => {
@@ -302,7 +314,7 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
       return o.scheme;
     } catch (e) {
       if (o.fallback === undefined) throw new TersorError("E_SHAPE", `quantize: ${name} has rows of ${cols}, which the blocks of ${o.scheme} do not divide (give a fallback scheme for such linears)`, { cause: e });
-      native().quantRowBytes(o.fallback, cols);
+      if (!isFloatScheme(o.fallback)) native().quantRowBytes(o.fallback, cols);
       return o.fallback;
     }
   };
@@ -311,6 +323,8 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
   let rc: RotatedCheckpoint | undefined;
   const outTensors = new Map<string, Tensor>();
   const modules: Record<string, { scheme: string }> = {};
+  /** Linears kept in float by a float fallback (quantization_config.modules_to_not_convert). */
+  const notConverted: string[] = [];
   const linears: LinearReport[] = [];
   let bytesBefore = 0;
   let bytesAfter = 0;
@@ -375,9 +389,11 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
       if (o.method === "awq") {
         const raw = await model.captureLinearInputs(sequences, { layers: [l], accumulate: "raw" });
         const m = (short: string) => meanAbs(raw.tensors.get(`layers.${l}.${short}`) as Tensor<"f32">);
-        const search = async (group: string[], mean: Float32Array, gram: Tensor<"f64">): Promise<Float32Array> => {
+        // A group kept in float (float fallback) is not scaled: undefined = no scale searched or folded.
+        const search = async (group: string[], mean: Float32Array, gram: Tensor<"f64">): Promise<Float32Array | undefined> => {
           const cols = mean.length;
           const scheme = schemeFor(cols, `model.layers.${l} ${group.join("/")}`);
+          if (isFloatScheme(scheme)) return undefined;
           if (o.awqAlpha !== undefined) {
             // The search's scale formula at the given alpha.
             const p = Float32Array.from(mean, (v) => Math.max(1e-4, v ** o.awqAlpha!));
@@ -405,18 +421,24 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
         const moTied = new Float32Array(heads * headDim);
         for (let h = 0; h < heads; h++) for (let j = 0; j < headDim; j++) moTied[h * headDim + j] = mv[Math.floor(h / per) * headDim + j]!;
         const sO = await search(["o"], moTied, grams.get("o")!.g);
-        const sV = new Float32Array(kvHeads * headDim);
-        for (let h = 0; h < heads; h++) for (let j = 0; j < headDim; j++) sV[Math.floor(h / per) * headDim + j] = sO[h * headDim + j]!;
+        let sV: Float32Array | undefined;
+        if (sO) {
+          sV = new Float32Array(kvHeads * headDim);
+          for (let h = 0; h < heads; h++) for (let j = 0; j < headDim; j++) sV[Math.floor(h / per) * headDim + j] = sO[h * headDim + j]!;
+        }
         const sMlp = await search(["gate", "up"], m("gate"), grams.get("gate")!.g);
         const sDown = await search(["down"], m("down"), grams.get("down")!.g);
-        for (const s of ["q", "k", "v"]) colScale.set(s, sQkv);
-        colScale.set("o", sO);
-        rowScale.set("v", inv(sV));
-        for (const s of ["gate", "up"]) colScale.set(s, sMlp);
-        colScale.set("down", sDown);
-        rowScale.set("up", inv(sDown));
+        if (sQkv) for (const s of ["q", "k", "v"]) colScale.set(s, sQkv);
+        if (sO) colScale.set("o", sO);
+        if (sV) rowScale.set("v", inv(sV));
+        if (sMlp) for (const s of ["gate", "up"]) colScale.set(s, sMlp);
+        if (sDown) {
+          colScale.set("down", sDown);
+          rowScale.set("up", inv(sDown));
+        }
         // Fold into the norms (and the v bias, when the model has one).
         for (const [norm, s] of [["input_layernorm", sQkv], ["post_attention_layernorm", sMlp]] as const) {
+          if (!s) continue;
           const name = `model.layers.${l}.${norm}.weight`;
           const g = (outTensors.get(name) as Tensor).to("f32").data as Float32Array;
           const t = new Tensor("f32", [g.length], Float32Array.from(g, (v, j) => v / s[j]!));
@@ -425,7 +447,7 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
           setRuntime(runtimeName(name)!, t);
         }
         const vb = `model.layers.${l}.self_attn.v_proj.bias`;
-        if (outTensors.has(vb)) {
+        if (sV && outTensors.has(vb)) {
           const b = outTensors.get(vb)!.to("f32").data as Float32Array;
           const t = new Tensor("f32", [b.length], Float32Array.from(b, (v, j) => v / sV[j]!));
           bytesAfter += t.byteLength - outTensors.get(vb)!.byteLength;
@@ -444,6 +466,23 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
         const wq = r || c ? rescale(w0, r, c) : w0;
         const gram = c ? scaleGram(gram0, c) : gram0;
         const scheme = schemeFor(cols, name);
+        if (isFloatScheme(scheme)) {
+          // Float fallback: the linear stays as it is, in the fallback's dtype; no calibration, no adapter.
+          const kept = scheme === "f32" || o.floatOutput ? w0 : w0.to(scheme);
+          const values = (kept === w0 ? w0 : kept.to("f32")) as Tensor<"f32">;
+          outTensors.set(`${name}.weight`, kept);
+          notConverted.push(name);
+          bytesAfter += kept.byteLength;
+          qBits += 8 * kept.byteLength;
+          qWeights += rows * cols;
+          const d0 = w0.data as Float32Array;
+          let mse = 0;
+          for (let i = 0; i < d0.length; i++) mse += (d0[i]! - values.data[i]!) ** 2;
+          const err = (await outputError(w0, values, gram0)) / n;
+          linears.push({ name, scheme, rows, cols, bitsPerWeight: (8 * kept.byteLength) / (rows * cols), weightMse: mse / d0.length, outputError: err, rtnOutputError: err, adapterRank: 0 });
+          setRuntime(`layers.${l}.${short}.weight`, values);
+          continue;
+        }
         if (scheme !== o.scheme) modules[name] = { scheme };
         const q = o.method === "gptq" ? await gptq(wq, gram, n, scheme, { damp: o.damp, actOrder: o.actOrder }) : o.method === "hqq" ? await hqqPacked(wq, scheme) : await rtn(wq, scheme);
         let values: Tensor<"f32"> = q.values;
@@ -510,6 +549,7 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
     method: o.method,
     ...(rotation ? { rotation } : {}),
     ...(Object.keys(modules).length ? { modules } : {}),
+    ...(notConverted.length ? { modules_to_not_convert: notConverted } : {}),
   };
   await writeSafetensors(join(out, "model.safetensors"), [...outTensors.entries()], { format: "pt", quantized_by: `tersor ${o.method}${rotation ? " hadamard" : ""}` });
   await copyTokenizer(dir, out);

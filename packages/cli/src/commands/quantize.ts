@@ -1,7 +1,7 @@
 /**
  * `tersor quantize <model> --scheme <s> --method rtn|gptq|awq|hqq [--rotate hadamard [--rotate-seed 0]]
  *  [--eora-rank R | --lorc-rank R] --calib corpus:sotu --samples 128 --seq-len 256 --out <dir>
- *  [--fallback int8] [--report r.json] [--plot p.svg] [--seed 0]`
+ *  [--fallback int8|f16|bf16|f32] [--report r.json] [--plot p.svg] [--seed 0]`
  *
  * Quantizes a Hugging Face Llama-family model layer by layer (@tersor/quant's quantizeModel), writes
  * the quantized directory, and reports per-layer weight MSE and calibration output error, bits per
@@ -69,7 +69,7 @@ export function registerQuantize(program: Command): void {
     .description("quantize a Hugging Face model (RTN, GPTQ, AWQ or HQQ, optional Hadamard rotation and EoRA/LoRC adapters) and report what was lost")
     .requiredOption("--scheme <scheme>", "q8_0, q4_0, q4_k, q6_k, int4-g128, int3-g64-asym, nf4, fp8, mxfp4, …")
     .option("--method <method>", "rtn | gptq | awq (activation-aware scales folded into the norms, then RTN) | hqq (no calibration; q4_1, q5_1, int<b>[-g<n>]-asym)", "gptq")
-    .option("--fallback <scheme>", "scheme for linears whose rows the scheme's block does not divide (default: error)")
+    .option("--fallback <scheme>", "scheme for linears whose rows the scheme's block does not divide, or f16 | bf16 | f32 to keep them in float (as llama.cpp does; default: error)")
     .option("--eora-rank <r>", "EoRA adapter rank per linear")
     .option("--lorc-rank <r>", "LoRC adapter rank per linear")
     .option("--rotate <kind>", "none | hadamard (QuaRot: fold the RMSNorm gains, rotate the residual stream by a randomised Walsh-Hadamard matrix, then quantize; the output holds the rotated model)", "none")
@@ -116,8 +116,8 @@ export function registerQuantize(program: Command): void {
       if (floatGguf && rotate !== "none") throw new TersorError("E_RANGE", "quantize: --rotate applies to quantized schemes; a float GGUF export copies the weights as they are");
       if (gguf && !floatGguf) {
         // Every linear's rows must fit the ggml blocks of the scheme or of the fallback (llama.cpp has no other types for them).
+        // A float fallback (f16 / bf16 / f32: blocks of 1) fits every row: such linears become F16 / BF16 / F32 tensors.
         const fb = opts["fallback"] ? String(opts["fallback"]) : undefined;
-        if (fb !== undefined && ["f32", "f16", "bf16"].includes(fb)) throw new TersorError("E_RANGE", `quantize: --fallback ${fb} (keeping linears in float) is not supported by the quantize driver; give a ggml block scheme`);
         const c = model.config;
         for (const cols of new Set([c.hidden, c.heads * c.headDim, c.intermediate])) {
           const fits = (s: string) => cols % ggmlTypeByName(s)!.blockSize === 0;
