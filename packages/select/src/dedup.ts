@@ -296,6 +296,60 @@ export async function writeSignatureShard(path: string, shard: SignatureShard): 
   });
 }
 
+/**
+ * Streams one shard's documents (in input order) into a shard file in batches: signatures, exact
+ * keys and, with `decontaminate`, each document's shared n-gram count with the target (texts are
+ * never all in memory). Returns the number of documents written. The file equals
+ * {@link writeSignatureShard} of {@link minhashShard} (plus the decontamination counts).
+ */
+export async function writeMinhashShardStream(
+  path: string,
+  docs: AsyncIterable<SelectDoc> | Iterable<SelectDoc>,
+  options: MinhashOptions & { mode?: "exact" | "minhash" } = {},
+  extra: { decontaminate?: { target: string; ngram: number; texts: readonly string[] }; onProgress?: (done: number) => void } = {},
+): Promise<number> {
+  const { mode = "minhash", ...rest } = options;
+  const o = MinhashOptionsSchema.parse(rest);
+  const k = o.numPerm;
+  const dc = extra.decontaminate;
+  if (dc && dc.texts.length === 0) throw new TersorError("E_RANGE", "the decontamination target is empty");
+  const header: ShardFileHeader = { format: "tersor-dedup-shard/2", numPerm: k, options, ...(dc ? { decontam: { target: dc.target, ngram: dc.ngram } } : {}) };
+  let n = 0;
+  let last = -1;
+  await writeAtomic(path, async (w) => {
+    await w.write(JSON.stringify(header) + "\n");
+    let pending: SelectDoc[] = [];
+    let bytes = 0;
+    const flush = async () => {
+      if (!pending.length) return;
+      const texts = pending.map((d) => d.text);
+      const sigs = mode === "minhash" ? await minhashSignatures(texts, rest) : new Uint32Array(0);
+      const keys = exactKeys(texts);
+      const overlap = dc ? await ngramOverlap(texts, dc.texts, dc.ngram) : null;
+      let buf = "";
+      pending.forEach((d, r) => {
+        const row: ShardFileRow = { index: d.index, id: d.id, key: keys[r]!, sig: mode === "minhash" ? u32ToB64(sigs.subarray(r * k, (r + 1) * k)) : "" };
+        if (overlap) row.overlap = overlap[r]!;
+        buf += JSON.stringify(row) + "\n";
+      });
+      await w.write(buf);
+      n += pending.length;
+      pending = [];
+      bytes = 0;
+      extra.onProgress?.(n);
+    };
+    for await (const d of docs) {
+      if (d.index <= last) throw new TersorError("E_RANGE", "a dedup shard's documents must be in input order");
+      last = d.index;
+      pending.push(d);
+      bytes += d.text.length;
+      if (pending.length >= 2000 || bytes >= 8 << 20) await flush();
+    }
+    await flush();
+  });
+  return n;
+}
+
 /** One shard file opened for streaming: its header and its rows in file order. */
 async function openShardFile(path: string): Promise<{ header: ShardFileHeader; rows: AsyncIterator<ShardFileRow>; close: () => void }> {
   const stream = createReadStream(path, { encoding: "utf8" });

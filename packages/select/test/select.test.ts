@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -29,6 +29,7 @@ import {
   minhashShard,
   readSignatureShard,
   writeSignatureShard,
+  writeMinhashShardStream,
   naiveGreedy,
   ngramOverlap,
   optimalParams,
@@ -136,6 +137,13 @@ describe("dedup", () => {
         await writeSignatureShard(paths[s]!, shard);
         // The file reads back as the shard it was written from.
         expect(await readSignatureShard(paths[s]!)).toEqual({ ...shard, format: "tersor-dedup-shard/1", options: { mode } });
+        if (s === 0) {
+          // Streaming a shard's documents in batches writes the same file as the in-memory shard.
+          const plain = await minhashShard(all.filter((d) => d.index % 3 === s), { mode });
+          await writeSignatureShard(join(dir, "plain.jsonl"), plain);
+          expect(await writeMinhashShardStream(join(dir, "streamed.jsonl"), all.filter((d) => d.index % 3 === s), { mode })).toBe(plain.indices.length);
+          expect(await readFile(join(dir, "streamed.jsonl"), "utf8")).toBe(await readFile(join(dir, "plain.jsonl"), "utf8"));
+        }
       }
       const work = join(dir, `merge-spill-${mode}`);
       let runs = 0;

@@ -26,7 +26,6 @@ import {
   dedupSpilled,
   diversity,
   mergeSignatureShardsSpilled,
-  minhashShard,
   ngramOverlap,
   parseMemory,
   parseShard,
@@ -43,7 +42,7 @@ import {
   writeSelectShard,
   writeRecords,
   writeReport,
-  writeSignatureShard,
+  writeMinhashShardStream,
   zipfitScores,
 } from "@tersor/select";
 import { intOpt, numOpt } from "../options.js";
@@ -295,16 +294,26 @@ export function registerSelect(program: Command): void {
         layout: o["layout"] as "datatrove" | "datasketch",
       };
       if (o.shard) {
-        const docs = await loadDocs(input, o);
         if (!o["signatures"]) throw new TersorError("E_RANGE", "--shard needs --signatures <path> (merge them with `tersor dedup merge`)");
-        const shard = await minhashShard(docs, mh);
-        if (o["decontaminate"]) {
-          const target = (await loadTarget(o["decontaminate"] as string, o))!;
-          const ngram = intOpt(o["decontamNgram"] as string, "decontam-ngram", 1)!;
-          shard.decontam = { target: o["decontaminate"] as string, ngram, overlap: Array.from(await ngramOverlap(docs.map((d) => d.text), target, ngram)) };
+        // Streamed in batches: signatures, exact keys and decontamination counts, one line per document.
+        const decontaminate = o["decontaminate"]
+          ? { target: o["decontaminate"] as string, ngram: intOpt(o["decontamNgram"] as string, "decontam-ngram", 1)!, texts: (await loadTarget(o["decontaminate"] as string, o))! }
+          : undefined;
+        const bar = progress({ label: `dedup shard ${o.shard}`, unit: "docs" });
+        let done = 0;
+        let count: number;
+        try {
+          count = await writeMinhashShardStream(o["signatures"] as string, readDocs(input, readOptions(o)), mh, {
+            decontaminate,
+            onProgress: (n) => {
+              bar.tick(n - done);
+              done = n;
+            },
+          });
+        } finally {
+          bar.stop();
         }
-        await writeSignatureShard(o["signatures"] as string, shard);
-        process.stdout.write(`shard ${o.shard}: ${docs.length} documents -> ${o["signatures"]}\n`);
+        process.stdout.write(`shard ${o.shard}: ${count} documents -> ${o["signatures"]}\n`);
         return;
       }
       if (!o["out"]) throw new TersorError("E_RANGE", "--out <path> is required");
