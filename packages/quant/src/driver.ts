@@ -314,7 +314,13 @@ export async function quantizeModel(model: Model, dir: string, sequences: number
       return o.scheme;
     } catch (e) {
       if (o.fallback === undefined) throw new TersorError("E_SHAPE", `quantize: ${name} has rows of ${cols}, which the blocks of ${o.scheme} do not divide (give a fallback scheme for such linears)`, { cause: e });
-      if (!isFloatScheme(o.fallback)) native().quantRowBytes(o.fallback, cols);
+      if (!isFloatScheme(o.fallback)) {
+        try {
+          native().quantRowBytes(o.fallback, cols);
+        } catch (e2) {
+          throw new TersorError("E_SHAPE", `quantize: ${name} has rows of ${cols}, which the blocks of neither ${o.scheme} nor the fallback ${o.fallback} divide (a float fallback, f16 | bf16 | f32, fits every row)`, { cause: e2 });
+        }
+      }
       return o.fallback;
     }
   };

@@ -91,6 +91,7 @@ export function registerQuantize(program: Command): void {
       const scheme = String(opts["scheme"]);
       const floatGguf = gguf && ["f32", "f16", "bf16"].includes(checkGgufScheme(scheme, "--scheme"));
       if (gguf && opts["fallback"]) checkGgufScheme(String(opts["fallback"]), "--fallback");
+      if (!gguf && ["f32", "f16", "bf16"].includes(scheme)) throw new TersorError("E_RANGE", `quantize: --scheme ${scheme} is a float type: a Hugging Face directory keeps float weights without quantizing (use it as --fallback for linears no block fits, or write a GGUF: --out model.gguf)`);
       if (gguf && (opts["eoraRank"] || opts["lorcRank"])) throw new TersorError("E_RANGE", "quantize: GGUF has no place for low-rank adapters (--eora-rank / --lorc-rank); write a Hugging Face directory for them");
       if (existsSync(out)) throw new TersorError("E_IO", `quantize: ${out} already exists; choose a new output ${gguf ? "file" : "directory"}`);
       const calib = corpusName(String(opts["calib"]), "--calib");
