@@ -16,6 +16,10 @@
  * folded, embeddings untied, residual stream rotated by a randomised Walsh–Hadamard Q) and the rotated
  * weights are quantized; the output directory holds the rotated model, which loads unchanged.
  *
+ * Linears whose rows no block of the scheme fits take the `fallback`; a float fallback (`f16`, `bf16`,
+ * `f32`, what llama.cpp does for such tensors) keeps them as plain float tensors of that dtype, listed
+ * in `quantization_config.modules_to_not_convert` and never calibrated.
+ *
  * The runtime of the `model` passed in is overwritten (quantized, and rotated / rescaled weights):
  * load the output directory to use the quantized model.
  * @module

@@ -337,6 +337,10 @@ export async function exportGguf(dir: string, out: string, options: GgufExportOp
       const qi = src.get(qweight);
       if (qi) {
         if (!quant) throw new TersorError("E_FORMAT", `${dir}: tensor "${qweight}" is quantized but config.json has no quantization_config`);
+        const notConverted = (quant as Record<string, unknown>)["modules_to_not_convert"];
+        if (Array.isArray(notConverted) && (notConverted.includes(stem) || notConverted.includes(stem.replace(/^model\./, "")))) {
+          throw new TersorError("E_FORMAT", `${dir}: ${stem} is listed in quantization_config.modules_to_not_convert but has a quantized ${qweight}`);
+        }
         const scheme = quant.modules?.[stem]?.scheme ?? quant.modules?.[stem.replace(/^model\./, "")]?.scheme ?? quant.scheme;
         const type = checkGgufScheme(scheme, `${stem}: scheme`);
         if (FLOAT_TYPES.has(type)) throw new TersorError("E_FORMAT", `${dir}: ${qweight} claims float scheme ${scheme}`);

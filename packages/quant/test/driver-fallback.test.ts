@@ -3,7 +3,7 @@
  * (ref-small's down_proj: rows of 688 = 16·43 fit neither a 256-element K-quant block nor a 32-element
  * one), in the HF output as plain tensors of that dtype and in the GGUF as F16 / BF16 / F32 tensors.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -117,6 +117,13 @@ describe("quantizeModel: float fallback (f16 / bf16 / f32) for linears no block 
     } finally {
       await g.close();
     }
+    // A directory claiming a quantized linear as not converted is refused.
+    const bad = join(root, "q4k-f16-bad");
+    cpSync(out, bad, { recursive: true });
+    const badCfg = { ...cfg, quantization_config: { ...cfg.quantization_config, modules_to_not_convert: [...downNames, "model.layers.0.self_attn.q_proj"] } };
+    writeFileSync(join(bad, "config.json"), JSON.stringify(badCfg));
+    const e = await exportGguf(bad, join(root, "bad.gguf"), { progress: "silent" }).catch((x: unknown) => x);
+    expect(isTersorError(e) && e.code === "E_FORMAT" && e.message.includes("modules_to_not_convert"), String(e)).toBe(true);
     // Both load and score within 1% of the float model.
     const testText = await text("test", 6000);
     const float = await loadModel(REF_SMALL, { progress: "silent" });
