@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tersor/select.hpp"
+#include "tersor/utf8.hpp"
 
 namespace tersor::select {
 namespace {
@@ -58,46 +59,6 @@ bool is_datatrove_punct(uint32_t cp) {
   return std::binary_search(std::begin(kOther), std::end(kOther), cp);
 }
 
-uint32_t decode_utf8(std::string_view s, size_t& i) {
-  const auto c = static_cast<uint8_t>(s[i]);
-  auto cont = [&](size_t k) -> uint32_t { return i + k < s.size() ? static_cast<uint8_t>(s[i + k]) & 0x3Fu : 0u; };
-  if (c < 0x80) return ++i, c;
-  if (c >= 0xF0 && i + 3 < s.size() + 0) {
-    const uint32_t cp = ((c & 0x07u) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3);
-    i += 4;
-    return cp;
-  }
-  if (c >= 0xE0 && i + 2 < s.size()) {
-    const uint32_t cp = ((c & 0x0Fu) << 12) | (cont(1) << 6) | cont(2);
-    i += 3;
-    return cp;
-  }
-  if (c >= 0xC0 && i + 1 < s.size()) {
-    const uint32_t cp = ((c & 0x1Fu) << 6) | cont(1);
-    i += 2;
-    return cp;
-  }
-  ++i;
-  return 0xFFFD;  // invalid or truncated: the replacement character, as a lenient decoder
-}
-
-void encode_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 bool is_word_cp(uint32_t cp) {
   if (cp < 128) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
@@ -176,14 +137,14 @@ void datatrove_words(std::string_view text, std::string& joined, std::vector<uin
       } else {
         // NLTK's splits: decode the token, split, write the pieces back.
         cps.clear();
-        for (size_t q = 0; q < t.size();) cps.push_back(decode_utf8(t, q));
+        for (size_t q = 0; q < t.size();) cps.push_back(utf8::decode(t, q));
         toks.clear();
         nltk_split(cps, toks);
         joined.resize(tstart);
         for (size_t k = 0; k < toks.size(); ++k) {
           if (k) joined.push_back(' ');
           starts.push_back(static_cast<uint32_t>(joined.size()));
-          for (uint32_t cp : toks[k]) encode_utf8(cp, joined);
+          for (uint32_t cp : toks[k]) utf8::encode(cp, joined);
           ends.push_back(static_cast<uint32_t>(joined.size()));
         }
       }
@@ -198,7 +159,7 @@ void datatrove_words(std::string_view text, std::string& joined, std::vector<uin
       in_tok = true;
     }
     if (cp < 0x80) joined.push_back(static_cast<char>(cp));
-    else encode_utf8(cp, joined);
+    else utf8::encode(cp, joined);
   };
   auto emit = [&](uint32_t m) {
     if (m < 0x80) {
@@ -238,7 +199,7 @@ void datatrove_words(std::string_view text, std::string& joined, std::vector<uin
       else if (!is_datatrove_punct(b)) emit((b >= 'A' && b <= 'Z') ? b + 32u : b);
       continue;
     }
-    const uint32_t cp = decode_utf8(text, i);
+    const uint32_t cp = utf8::decode(text, i);
     uint32_t low[2] = {cp, 0};
     size_t nl = 1;
     if (const CpMap* l = find_map(kLower, cp)) {
