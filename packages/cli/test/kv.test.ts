@@ -1,10 +1,8 @@
 /** `tersor kv plan | eval` and compressed caches on the bundled reference model ref-small. */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import { corpus } from "@tersor/corpora";
 import { evaluatePerplexity } from "@tersor/eval";
@@ -12,16 +10,9 @@ import { type Model, loadModel } from "@tersor/model";
 import { referenceModelPath } from "@tersor/models";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+import { BIN, type CliResult, runCli } from "./helpers/run-cli.js";
 
-function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, ...args], { maxBuffer: 64 << 20, env: { ...process.env, TERSOR_PROGRESS: "silent" } }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-  });
-}
+const tersor = (...args: string[]): Promise<CliResult> => runCli(args, { silent: true });
 
 let dir: string;
 const REF = referenceModelPath("ref-small");

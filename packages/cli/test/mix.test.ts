@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -7,18 +6,12 @@ import { fileURLToPath } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+import { type CliResult, runCli } from "./helpers/run-cli.js";
+
 const REGMIX = process.env["TERSOR_REGMIX_DIR"] ?? resolve(fileURLToPath(new URL(".", import.meta.url)), "../../../../shared/data/regmix");
 const HAVE_REGMIX = existsSync(join(REGMIX, "train_mixture_1m.csv"));
 
-function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, "--threads", "1", ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-  });
-}
+const tersor = (...args: string[]): Promise<CliResult> => runCli(args, { threads: 1 });
 
 let dir: string;
 beforeAll(async () => {

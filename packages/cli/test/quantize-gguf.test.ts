@@ -1,26 +1,17 @@
 /** `tersor quantize … --out model.gguf`: a llama.cpp GGUF instead of the Hugging Face directory, and its bad-input paths (clear error before any work, no file). */
-import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import { openGguf } from "@tersor/core";
 import { loadModel } from "@tersor/model";
 import { referenceModelPath } from "@tersor/models";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+import { type CliResult, runCli } from "./helpers/run-cli.js";
 
-function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, ...args], { maxBuffer: 64 << 20, env: { ...process.env, TERSOR_PROGRESS: "silent" } }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-  });
-}
+const tersor = (...args: string[]): Promise<CliResult> => runCli(args, { silent: true });
 
 const TINY = referenceModelPath("ref-tiny");
 const CAL = ["--samples", "4", "--seq-len", "64", "--eval-chars", "3000", "--seed", "1"];

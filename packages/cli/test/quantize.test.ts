@@ -1,25 +1,16 @@
 /** `tersor quantize` end to end on the bundled reference models, and its bad-input paths (clear error, no output). */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { copyFile, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import { Tensor, openSafetensorsDir, writeSafetensors } from "@tersor/core";
 import { referenceModelPath } from "@tersor/models";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+import { type CliResult, runCli } from "./helpers/run-cli.js";
 
-function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, ...args], { maxBuffer: 64 << 20, env: { ...process.env, TERSOR_PROGRESS: "silent" } }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-  });
-}
+const tersor = (...args: string[]): Promise<CliResult> => runCli(args, { silent: true });
 
 interface Report {
   bitsPerByteBefore: number;

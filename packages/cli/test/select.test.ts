@@ -1,22 +1,13 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import { Rng } from "@tersor/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-const BIN = resolve(fileURLToPath(new URL(".", import.meta.url)), "../dist/bin.js");
+import { type CliResult, runCli } from "./helpers/run-cli.js";
 
-function tersor(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) => {
-    execFile(process.execPath, [BIN, "--threads", "1", ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-      res({ code: typeof code === "number" ? code : 1, stdout, stderr });
-    });
-  });
-}
+const tersor = (...args: string[]): Promise<CliResult> => runCli(args, { threads: 1 });
 
 let dir: string;
 let corpusPath: string;
