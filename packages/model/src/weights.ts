@@ -252,8 +252,8 @@ export function safetensorsSource(src: SafetensorsSource, where: string, dtype?:
 const GGUF_QUANTIZED = new Set(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "mxfp4", "nvfp4"]);
 
 /**
- * A GGUF file as a {@link TensorSource}: f32/f16/bf16 tensors, and the ggml block types of
- * {@link GGUF_QUANTIZED} (read as their bytes plus the dequantized f32 values).
+ * A GGUF file as a {@link TensorSource}: f32/f16/bf16 tensors, and the ggml block types listed in
+ * `GGUF_QUANTIZED` (read as their bytes plus the dequantized f32 values).
  */
 export function ggufSource(g: GgufFile, dtype?: WeightDType): TensorSource {
   return {

@@ -292,7 +292,7 @@ function runtimeName(hf: string): string | undefined {
  * with RTN. The report's errors are in the original (unscaled) coordinates, with the original Gram.
  *
  * `method: "hqq"` (Badri & Shaji 2023): needs no calibration; schemes with a zero point only
- * (`q4_1`, `q5_1`, `int<b>-asym`, `int<b>-g<32|64|128>-asym`), see {@link hqqPacked}.
+ * (`q4_1`, `q5_1`, `int<b>-asym`, `int<b>-g<32|64|128>-asym`), see `hqqPacked` in methods.ts.
  */
 export async function quantizeModel(model: Model, dir: string, sequences: number[][], out: string, options: QuantizeModelOptions): Promise<QuantizeModelReport> {
   const parsed = QuantizeModelOptionsSchema.safeParse(options);
