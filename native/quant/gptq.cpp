@@ -92,6 +92,29 @@ void plan(const BlockCodec& c, size_t cols, const GptqOptions& opt, bool& fixed,
   bs = std::min(bs, cols);
 }
 
+/// What both GPTQ formulations start from: the prepared inputs, the block plan, and the result holding the
+/// codes of the up-front (RTN) block parameters when they are fixed before the column sweep.
+struct Setup {
+  size_t rb = 0;  // bytes per quantized row
+  Prepared p;
+  bool fixed = false;
+  size_t bs = 0;
+  GptqResult res;
+};
+
+Setup setup(const BlockCodec& c, const float* w, size_t rows, size_t cols, const double* gram, size_t n_samples,
+            const GptqOptions& opt) {
+  Setup st;
+  st.rb = codec_row_bytes(c, cols);
+  st.p = prepare(w, rows, cols, gram, n_samples, opt);
+  plan(c, cols, opt, st.fixed, st.bs);
+  st.res.dead = st.p.dead;
+  st.res.order = st.p.order;
+  st.res.q.assign(rows * st.rb, 0);
+  if (st.fixed) st.res.q = rtn_quantize(c, st.p.w.data(), rows, cols);
+  return st;
+}
+
 }  // namespace
 
 std::vector<uint8_t> rtn_quantize(const BlockCodec& c, const float* w, size_t rows, size_t cols, const float* importance) {
@@ -128,16 +151,12 @@ double output_error(const float* w, const float* v, size_t rows, size_t cols, co
 
 GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, const double* gram, size_t n_samples,
                 const GptqOptions& opt) {
-  const size_t rb = codec_row_bytes(c, cols);
-  Prepared p = prepare(w, rows, cols, gram, n_samples, opt);
-  bool fixed = false;
-  size_t bs = 0;
-  plan(c, cols, opt, fixed, bs);
-  GptqResult res;
-  res.dead = p.dead;
-  res.order = p.order;
-  res.q.assign(rows * rb, 0);
-  if (fixed) res.q = rtn_quantize(c, p.w.data(), rows, cols);
+  Setup st = setup(c, w, rows, cols, gram, n_samples, opt);
+  const size_t rb = st.rb;
+  const Prepared& p = st.p;
+  const bool fixed = st.fixed;
+  const size_t bs = st.bs;
+  GptqResult& res = st.res;
   // Wt: columns in processing order, each contiguous over rows.
   std::vector<float> wt(cols * rows);
   {
@@ -220,21 +239,16 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
   }
   for (double l : loss_t) res.loss += l;
   res.deq = dequantize_rows(c, res.q.data(), rows, cols);
-  return res;
+  return std::move(res);
 }
 
 GptqResult gptq_reference(const BlockCodec& c, const float* w, size_t rows, size_t cols, const double* gram, size_t n_samples,
                           const GptqOptions& opt) {
-  const size_t rb = codec_row_bytes(c, cols);
-  Prepared p = prepare(w, rows, cols, gram, n_samples, opt);
-  bool fixed = false;
-  size_t bs = 0;
-  plan(c, cols, opt, fixed, bs);
-  GptqResult res;
-  res.dead = p.dead;
-  res.order = p.order;
-  res.q.assign(rows * rb, 0);
-  if (fixed) res.q = rtn_quantize(c, p.w.data(), rows, cols);
+  Setup st = setup(c, w, rows, cols, gram, n_samples, opt);
+  const size_t rb = st.rb;
+  const Prepared& p = st.p;
+  const bool fixed = st.fixed;
+  GptqResult& res = st.res;
   // Row-major W in processing order; every column's error goes to all later columns at once.
   std::vector<float> wp(rows * cols);
   for (size_t r = 0; r < rows; ++r)
@@ -263,7 +277,7 @@ GptqResult gptq_reference(const BlockCodec& c, const float* w, size_t rows, size
   }
   res.loss = loss;
   res.deq = dequantize_rows(c, res.q.data(), rows, cols);
-  return res;
+  return std::move(res);
 }
 
 }  // namespace tersor

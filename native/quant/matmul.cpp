@@ -285,13 +285,28 @@ void rows_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
   }
 }
 
+// Q6_K: the 128 unsigned six-bit codes of half h of a 210-byte super-block (ggml's layout: low nibbles
+// in ql[64], two high bits each in qh[32]), as four vectors of 32 bytes in 0..63, in weight order.
+inline void q6_k_codes(const uint8_t* blk, int h, __m256i q[4]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  const uint8_t* ql = blk + 64 * h;
+  const uint8_t* qh = blk + 128 + 32 * h;
+  const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+  const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+  const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+  q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+  q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+  q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+  q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+}
+
 // Q6_K with Q8_0 activations: per 32 weights (two 16-sub-blocks) integer dot of (l - 32) with the
 // activation codes (sign trick), scaled per 16 by d * sc * dx.
 template <size_t NB>
 void rows_q6_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a, size_t b0,
                    size_t rows, float* y) {
   const size_t nsb = cols / 256, nb = cols / 32;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+  const __m256i c32 = _mm256_set1_epi8(32);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
     __m256 acc[NB][2];
@@ -305,16 +320,8 @@ void rows_q6_k_int(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t col
       const float d = h2f(blk + 208);
       const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
       for (int h = 0; h < 2; ++h) {
-        const uint8_t* ql = blk + 64 * h;
-        const uint8_t* qh = blk + 128 + 32 * h;
-        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        q6_k_codes(blk, h, q);
         for (int t = 0; t < 4; ++t) {
           const __m256i v = _mm256_sub_epi8(q[t], c32);
           const float s0 = d * sc[8 * h + 2 * t], s1 = d * sc[8 * h + 2 * t + 1];
@@ -349,18 +356,10 @@ void rows_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, c
       const float d = h2f(blk + 208);
       const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
       // unpack 256 six-bit codes to f32 times the sub-block scale
-      const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+      const __m256i c32 = _mm256_set1_epi8(32);
       for (int h = 0; h < 2; ++h) {
-        const uint8_t* ql = blk + 64 * h;
-        const uint8_t* qh = blk + 128 + 32 * h;
-        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
         __m256i q[4];
-        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
-        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+        q6_k_codes(blk, h, q);
         for (int t = 0; t < 4; ++t) {
           const __m256i v = _mm256_sub_epi8(q[t], c32);
           const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
