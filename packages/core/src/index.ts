@@ -10,6 +10,7 @@ export * from "./ggml.js";
 export * from "./tensor.js";
 export { Rng } from "./rng.js";
 export { openAtomic, writeAtomic, writeFileAtomic, type AtomicWriter } from "./atomic.js";
+export { pathExists } from "./paths.js";
 export { progress, defaultProgressMode, type Progress, type ProgressMode, type ProgressOptions } from "./progress.js";
 export * from "./matmul.js";
 export * from "./linalg.js";

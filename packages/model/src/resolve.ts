@@ -2,9 +2,8 @@
  * Model names → paths. A model argument that is not an existing path is offered to the resolvers
  * other packages register (e.g. a catalogue of bundled models), in registration order.
  */
-import { stat } from "node:fs/promises";
 
-import { TersorError } from "@tersor/core";
+import { TersorError, pathExists } from "@tersor/core";
 import { isReferenceModelName, referenceModelPath } from "@tersor/models";
 
 /** Returns a local path for `name`, or undefined when it does not know the name. */
@@ -25,18 +24,9 @@ export function modelResolvers(): string[] {
   return [...resolvers.keys()];
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** `pathOrName` when it exists on disk, else the first registered resolver's answer; `E_IO` when neither. */
 export async function resolveModelPath(pathOrName: string): Promise<string> {
-  if (await exists(pathOrName)) return pathOrName;
+  if (await pathExists(pathOrName)) return pathOrName;
   for (const r of resolvers.values()) {
     const p = await r(pathOrName);
     if (p !== undefined) return p;

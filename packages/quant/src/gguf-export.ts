@@ -43,6 +43,7 @@ import {
   ggmlTypeByName,
   openGgufWriter,
   openSafetensorsDir,
+  pathExists,
   progress,
   type GgmlTypeName,
   type GgufTensorDecl,
@@ -255,15 +256,6 @@ async function readJson(path: string): Promise<unknown> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The ggml type name a float source dtype is written as. */
 function storedFloatType(dtype: string, where: string): GgmlTypeName {
   const d = dtype.toLowerCase();
@@ -291,14 +283,14 @@ export async function exportGguf(dir: string, out: string, options: GgufExportOp
   const existing = await stat(out).catch(() => undefined);
   if (existing?.isDirectory()) throw new TersorError("E_IO", `GGUF export: ${out} is a directory; give a file path (e.g. model.gguf)`);
   const cfgPath = join(dir, "config.json");
-  if (!(await exists(cfgPath))) throw new TersorError("E_IO", `GGUF export: ${dir} has no config.json (not a Hugging Face model directory)`);
+  if (!(await pathExists(cfgPath))) throw new TersorError("E_IO", `GGUF export: ${dir} has no config.json (not a Hugging Face model directory)`);
   const cfg = (await readJson(cfgPath)) as Record<string, unknown>;
   const spec = parseHfConfig(cfg, cfgPath);
   checkLlama(spec, dir);
   const t = spec.transformer;
   // The tokenizer: only tersor's byte-level one maps exactly onto a llama.cpp vocabulary.
   const tokPath = join(dir, "tokenizer.json");
-  if (await exists(tokPath)) {
+  if (await pathExists(tokPath)) {
     if (!isByteLevelTokenizerJson(await readJson(tokPath))) throw new TersorError("E_FORMAT", `${tokPath}: GGUF export writes tersor's byte-level tokenizer only (this tokenizer.json is another one)`);
   }
   if (t.vocabSize < BYTE_VOCAB_SIZE) throw new TersorError("E_FORMAT", `${dir}: vocab_size ${t.vocabSize} is smaller than the byte-level vocabulary (${BYTE_VOCAB_SIZE})`);

@@ -6,7 +6,6 @@
  * The reader keeps a file handle open, reads and validates the header only, and reads each tensor
  * on demand by its offsets; the writer streams the tensors to an atomic temporary file.
  */
-import { stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { isAbsolute, join, normalize, sep } from "node:path";
 
@@ -14,6 +13,7 @@ import { TersorError } from "@tersor/native";
 
 import { writeAtomic } from "../atomic.js";
 import { type DType, isElementDType } from "../dtype.js";
+import { pathExists } from "../paths.js";
 import { Tensor } from "../tensor.js";
 import { fsError, lazyTensorFile, openFile, readExact } from "./file-io.js";
 
@@ -336,15 +336,6 @@ function makeFile(
   };
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The index file that lists the shards of a sharded checkpoint. */
 export const SAFETENSORS_INDEX_FILE = "model.safetensors.index.json";
 
@@ -355,13 +346,13 @@ export const SAFETENSORS_INDEX_FILE = "model.safetensors.index.json";
  */
 export async function openSafetensorsDir(dir: string): Promise<SafetensorsDir> {
   const indexPath = join(dir, SAFETENSORS_INDEX_FILE);
-  if (await exists(indexPath)) return await openIndexed(dir, indexPath);
+  if (await pathExists(indexPath)) return await openIndexed(dir, indexPath);
   const single = join(dir, "model.safetensors");
-  if (await exists(single)) {
+  if (await pathExists(single)) {
     const f = await openSafetensors(single);
     return merged(dir, [f], {}, undefined);
   }
-  if (!(await exists(dir))) throw new TersorError("E_IO", `cannot open ${dir}: no such file or directory`);
+  if (!(await pathExists(dir))) throw new TersorError("E_IO", `cannot open ${dir}: no such file or directory`);
   throw new TersorError("E_FORMAT", `${dir}: no ${SAFETENSORS_INDEX_FILE} and no model.safetensors in this directory`);
 }
 
@@ -406,7 +397,7 @@ async function openIndexed(dir: string, indexPath: string): Promise<SafetensorsD
     if (!shards.includes(file)) shards.push(file);
   }
   for (const s of shards) {
-    if (!(await exists(join(dir, s)))) throw new TersorError("E_FORMAT", `${indexPath}: shard "${s}" listed in weight_map does not exist in ${dir}`);
+    if (!(await pathExists(join(dir, s)))) throw new TersorError("E_FORMAT", `${indexPath}: shard "${s}" listed in weight_map does not exist in ${dir}`);
   }
   const files: SafetensorsFile[] = [];
   try {

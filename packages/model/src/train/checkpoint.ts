@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
-import { type NamedTensors, Tensor, TersorError, openSafetensors, openSafetensorsDir } from "@tersor/core";
+import { type NamedTensors, Tensor, TersorError, openSafetensors, openSafetensorsDir, pathExists } from "@tersor/core";
 import { writeSafetensors } from "@tersor/core";
 import type { NativeTrainable, TrainableParameter, TransformerConfig } from "@tersor/native";
 
@@ -260,18 +260,9 @@ export async function readTrainerState(dir: string): Promise<TrainerState | unde
   return s;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Refuses to write over a directory that holds files but no checkpoint (so a typo never replaces someone's folder). */
 export async function checkOutDir(out: string): Promise<void> {
-  if (!(await exists(out))) return;
+  if (!(await pathExists(out))) return;
   const st = await stat(out);
   if (!st.isDirectory()) throw new TersorError("E_IO", `out ${out} exists and is not a directory`);
   const entries = await readdir(out);
@@ -319,13 +310,13 @@ export async function writeCheckpoint(out: string, parts: CheckpointParts): Prom
     await rm(tmp, { recursive: true, force: true });
     throw e instanceof TersorError ? e : new TersorError("E_IO", `writing the checkpoint ${out}: ${(e as Error).message}`, { cause: e });
   }
-  const had = await exists(out);
+  const had = await pathExists(out);
   if (had) await rename(out, old);
   await rename(tmp, out);
   if (had) {
     const written = new Set<string>([...CHECKPOINT_FILES, ...Object.keys(parts.extra ?? {})]);
     for (const e of await readdir(old)) {
-      if (!written.has(e) && !(await exists(join(out, e)))) await rename(join(old, e), join(out, e));
+      if (!written.has(e) && !(await pathExists(join(out, e)))) await rename(join(old, e), join(out, e));
     }
     await rm(old, { recursive: true, force: true });
   }
