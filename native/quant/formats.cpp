@@ -15,10 +15,14 @@
 // candidate and its weighted squared error follow in closed form from those sums
 // (err = s^2 S_ll + 2 s m S_l + m^2 S_w - 2 s S_lx - 2 m S_x + S_xx), so no second pass is needed.
 // The candidate grid spans ggml's (nmax + [-1, +1.3]) in steps of 0.1. Error weights: x^2 for
-// Q6_K/Q3_K and |x| for Q2_K (ggml's), 1 for Q4_K/Q5_K (plain squared error, the metric the
-// issue measures; ggml uses av_x + |x| there, which costs ~0.7% relative RMSE), and with an imatrix
-// ggml's importance * sqrt(sigma^2 + x^2). Super-block scales are then quantized to 6 (4) bits and
-// the codes recomputed with the quantized scales, as in ggml.
+// Q3_K and |x| for Q2_K (ggml's), 1 for Q4_K/Q5_K/Q6_K (plain squared error, the metric the
+// issue measures; ggml uses av_x + |x| there, which costs ~0.7% relative RMSE, and x^2 for Q6_K),
+// and with an imatrix ggml's importance * sqrt(sigma^2 + x^2) (Q6_K: the importance itself).
+// Super-block scales are then quantized to 6 (4) bits and the codes recomputed with the quantized
+// scales, as in ggml.
+// Q6_K's search (q6_search8) runs the other way round: one SIMD lane per sub-block (8 sub-blocks of
+// 16 transposed into 16 vectors), looping over 8 candidates spread over a wide grid (see kQ6Cand);
+// its scalar reference (q6_search_ref) performs the same operations per sub-block in the same order.
 #include "tersor/quant_formats.hpp"
 
 #include <immintrin.h>
@@ -566,18 +570,124 @@ void qk_asym_row(const float* x, uint8_t* y, size_t n, const float* imp, int nma
   }
 }
 
+// Q6_K scale search (ours). Per sub-block of 16: the signed extreme mx, then kQ6Cand candidate inverse
+// scales is_k = -c_k / mx with c_k = kQ6C0 + kQ6Step * k spread over [28, 32.4] (a wide grid finds
+// lower-error scales than ggml's nmax +- 0.9 in steps of 0.1: the error is a rough function of the
+// scale, so spread beats density); codes l = clamp(round(x is_k), -32, 31); the least-squares scale
+// Slx / Sll of each and the first of the largest Slx^2 / Sll (= the least weighted squared error).
+// Unweighted (w = 1: the plain squared error the issue measures; ggml weights by x^2, which costs
+// ~2.6% relative RMSE) unless an importance vector is given. c_k <= 32.4 < 32.5 keeps every
+// |x is_k| below 32.5, so the lower clamp never acts (the fast path skips it).
+constexpr int kQ6Cand = 8;
+constexpr float kQ6C0 = 28.0f, kQ6Step = 0.62f;
+static_assert(kQ6C0 + kQ6Step * (kQ6Cand - 1) <= 32.41f, "Q6_K candidates must stay below 32.5");
+inline float q6_cand(int k) { return kQ6C0 + kQ6Step * static_cast<float>(k); }
+
+// The scalar reference of one sub-block (w null: unweighted).
+float q6_search_ref(const float* x, const float* w) {
+  float hi = 0, lo = 0;
+  for (int i = 0; i < 16; ++i) { hi = std::max(hi, x[i]); lo = std::min(lo, x[i]); }
+  const float mx = hi >= -lo ? hi : lo, amax = std::fabs(mx);
+  if (amax < 1e-30f) return 0.0f;
+  const float inv = -1.0f / mx;
+  float best = -0.5f, s = -mx / 32.0f;
+  for (int k = 0; k < kQ6Cand; ++k) {
+    const float is = q6_cand(k) * inv;
+    float sll = 0, slx = 0;
+    for (int i = 0; i < 16; ++i) {
+      const float l = std::min(std::max(std::nearbyint(x[i] * is), -32.0f), 31.0f);
+      const float wl = w ? w[i] * l : l;
+      sll = std::fma(wl, l, sll);
+      slx = std::fma(wl, x[i], slx);
+    }
+    const float sc = slx / (sll > 0 ? sll : 1.0f);
+    const float g = sll > 0 ? sc * slx : -1.0f;
+    if (g > best) { best = g; s = sc; }
+  }
+  return s;
+}
+
+// 8x8 transpose of the rows r[0..7] (r[i] lane j becomes r[j] lane i).
+inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+// The 16 x 8 transpose of 8 sub-blocks of 16: out[i] lane j = x[16 j + i].
+inline void transpose16x8(const float* x, __m256* out) {
+  for (int j = 0; j < 8; ++j) { out[j] = _mm256_loadu_ps(x + 16 * j); out[8 + j] = _mm256_loadu_ps(x + 16 * j + 8); }
+  transpose8(out);
+  transpose8(out + 8);
+}
+
+// The AVX2 search of 8 sub-blocks at once, lane j = sub-block j (x: 128 values; w: null or 128
+// weights); the same IEEE operations per sub-block, in the same order, as q6_search_ref.
+template <bool Weighted>
+void q6_search8(const float* x, const float* w, float* sc) {
+  __m256 xt[16], wt[16];
+  transpose16x8(x, xt);
+  if constexpr (Weighted) transpose16x8(w, wt);
+  __m256 hi = _mm256_setzero_ps(), lo = _mm256_setzero_ps();
+  for (int i = 0; i < 16; ++i) { hi = _mm256_max_ps(hi, xt[i]); lo = _mm256_min_ps(lo, xt[i]); }
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 mx = _mm256_blendv_ps(lo, hi, _mm256_cmp_ps(hi, _mm256_xor_ps(lo, sign), _CMP_GE_OQ));
+  const __m256 valid = _mm256_cmp_ps(_mm256_andnot_ps(sign, mx), _mm256_set1_ps(1e-30f), _CMP_GE_OQ);
+  const __m256 mxs = _mm256_blendv_ps(_mm256_set1_ps(1.0f), mx, valid);
+  const __m256 inv = _mm256_div_ps(_mm256_set1_ps(-1.0f), mxs);
+  __m256 best = _mm256_set1_ps(-0.5f), s = _mm256_div_ps(_mm256_xor_ps(mxs, sign), _mm256_set1_ps(32.0f));
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), c31 = _mm256_set1_ps(31.0f);
+  static_assert(kQ6Cand % 2 == 0, "candidates are searched two at a time");
+  for (int k = 0; k < kQ6Cand; k += 2) {
+    const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(q6_cand(k)), inv);
+    const __m256 is1 = _mm256_mul_ps(_mm256_set1_ps(q6_cand(k + 1)), inv);
+    __m256 sll0 = zero, slx0 = zero, sll1 = zero, slx1 = zero;
+    for (int i = 0; i < 16; ++i) {
+      constexpr int R = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m256 l0 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xt[i], is0), R), c31);
+      const __m256 l1 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xt[i], is1), R), c31);
+      if constexpr (Weighted) {
+        const __m256 wl0 = _mm256_mul_ps(wt[i], l0), wl1 = _mm256_mul_ps(wt[i], l1);
+        sll0 = _mm256_fmadd_ps(wl0, l0, sll0); slx0 = _mm256_fmadd_ps(wl0, xt[i], slx0);
+        sll1 = _mm256_fmadd_ps(wl1, l1, sll1); slx1 = _mm256_fmadd_ps(wl1, xt[i], slx1);
+      } else {
+        sll0 = _mm256_fmadd_ps(l0, l0, sll0); slx0 = _mm256_fmadd_ps(l0, xt[i], slx0);
+        sll1 = _mm256_fmadd_ps(l1, l1, sll1); slx1 = _mm256_fmadd_ps(l1, xt[i], slx1);
+      }
+    }
+    for (const auto& [sll, slx] : {std::pair{sll0, slx0}, std::pair{sll1, slx1}}) {
+      const __m256 pos = _mm256_cmp_ps(sll, zero, _CMP_GT_OQ);
+      const __m256 scc = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, pos));
+      const __m256 g = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_mul_ps(scc, slx), pos);
+      const __m256 better = _mm256_cmp_ps(g, best, _CMP_GT_OQ);
+      best = _mm256_blendv_ps(best, g, better);
+      s = _mm256_blendv_ps(s, scc, better);
+    }
+  }
+  _mm256_storeu_ps(sc, _mm256_and_ps(s, valid));
+}
+
 template <bool Fast>
 void q6_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
-  using V = std::conditional_t<Fast, VA, VS>;
-  alignas(32) float w[QK_K];
   int L[QK_K];
   for (size_t b = 0; b < n / QK_K; ++b, x += QK_K, y += 210, imp = imp ? imp + QK_K : nullptr) {
-    if (imp) std::memcpy(w, imp, sizeof w); else kweights(x, nullptr, 16, WKind::Sq, 0, w);
     float sc[16], max_s = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      sc[j] = search_sym<V, 2>(x + 16 * j, w + 16 * j, 16, 32, -1.1f, 0.15f);
-      if (std::fabs(sc[j]) > amax) { amax = std::fabs(sc[j]); max_s = sc[j]; }
+    if constexpr (Fast) {
+      if (imp) { q6_search8<true>(x, imp, sc); q6_search8<true>(x + 128, imp + 128, sc + 8); }
+      else { q6_search8<false>(x, nullptr, sc); q6_search8<false>(x + 128, nullptr, sc + 8); }
+    } else {
+      for (int j = 0; j < 16; ++j) sc[j] = q6_search_ref(x + 16 * j, imp ? imp + 16 * j : nullptr);
     }
+    for (int j = 0; j < 16; ++j)
+      if (std::fabs(sc[j]) > amax) { amax = std::fabs(sc[j]); max_s = sc[j]; }
     std::memset(y, 0, 210);
     if (amax == 0) continue;
     const float iscale = -128.0f / max_s;
@@ -587,17 +697,31 @@ void q6_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
     const float d = h2f(y + 208);
     for (int j = 0; j < 16; ++j) requant<Fast>(x + 16 * j, 16, d * scales[j], 0.0f, -32, 31, L + 16 * j);
     // (ours) least-squares refit of the super-block scale for the chosen codes: d = sum(s q x) / sum((s q)^2)
-    float axq[8] = {0}, aqq[8] = {0};  // 8 lanes (vectorises identically in both paths)
-    for (int i = 0; i < 256; i += 8) {
-      const float scf = static_cast<float>(scales[i / 16]);  // exact: small integers
-      for (int l = 0; l < 8; ++l) {
-        const float sq = scf * static_cast<float>(L[i + l]);
-        axq[l] = axq[l] + sq * x[i + l];
-        aqq[l] = aqq[l] + sq * sq;
-      }
-    }
     float sxq = 0, sqq = 0;
-    for (int l = 0; l < 8; ++l) { sxq += axq[l]; sqq += aqq[l]; }
+    if constexpr (Fast) {
+      __m256 axq = _mm256_setzero_ps(), aqq = _mm256_setzero_ps();
+      for (int i = 0; i < 256; i += 8) {
+        const __m256 sq = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(scales[i / 16])),
+                                        _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + i))));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(sq, _mm256_loadu_ps(x + i)));
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(sq, sq));
+      }
+      alignas(32) float a1[8], a2[8];
+      _mm256_store_ps(a1, axq);
+      _mm256_store_ps(a2, aqq);
+      for (int l = 0; l < 8; ++l) { sxq += a1[l]; sqq += a2[l]; }
+    } else {
+      float axq[8] = {0}, aqq[8] = {0};  // 8 lanes, the AVX2 path's order
+      for (int i = 0; i < 256; i += 8) {
+        const float scf = static_cast<float>(scales[i / 16]);  // exact: small integers
+        for (int l = 0; l < 8; ++l) {
+          const float sq = scf * static_cast<float>(L[i + l]);
+          axq[l] = axq[l] + sq * x[i + l];
+          aqq[l] = aqq[l] + sq * sq;
+        }
+      }
+      for (int l = 0; l < 8; ++l) { sxq += axq[l]; sqq += aqq[l]; }
+    }
     if (sqq > 0) f2h(y + 208, sxq / sqq);
     uint8_t* ql = y;
     uint8_t* qh = y + 128;
