@@ -244,6 +244,44 @@ TEST_CASE("quant formats avx2 and scalar reference give the same bytes") {
   }
 }
 
+TEST_CASE("quant formats q6_k lane-per-sub-block search on empty tied tiny and one-signed sub-blocks") {
+  // The AVX2 Q6_K search runs 8 sub-blocks of 16 in the lanes of one vector: every lane must take
+  // the scalar reference's branch (empty sub-block, +a / -a tie, extreme below 1e-30, one sign only).
+  const size_t n = 4096;
+  std::vector<float> x = gauss(n, 21);
+  for (size_t j = 0; j < n / 16; ++j) {
+    float* s = &x[16 * j];
+    switch (j % 9) {
+      case 0: for (int i = 0; i < 16; ++i) s[i] = 0.0f; break;                        // empty
+      case 1: s[3] = 4.0f; s[9] = -4.0f; break;                                      // tie: + wins
+      case 2: for (int i = 0; i < 16; ++i) s[i] *= 1e-31f; break;                    // below 1e-30
+      case 3: for (int i = 0; i < 16; ++i) s[i] = -std::fabs(s[i]); break;          // negative only
+      case 4: for (int i = 0; i < 16; ++i) s[i] = i == 7 ? 0.5f : 0.0f; break;       // one value
+      case 5: for (int i = 0; i < 16; ++i) s[i] = 1.25f; break;                      // constant
+      case 6: for (int i = 0; i < 16; ++i) s[i] *= 1e3f; break;                      // wide range
+      default: break;                                                                // N(0,1)
+    }
+  }
+  std::vector<float> imp = gauss(n, 22);
+  for (float& v : imp) v = v * v + 0.01f;
+  const QuantScheme s = parse_quant_scheme("q6_k");
+  for (const float* w : {static_cast<const float*>(nullptr), static_cast<const float*>(imp.data())}) {
+    CAPTURE(w != nullptr);
+    std::vector<uint8_t> a(scheme_row_bytes(s, n)), b(a.size());
+    quantize_row(s, x.data(), a.data(), n, w);
+    quant_ref::quantize_row(s, x.data(), b.data(), n, w);
+    CHECK(a == b);
+    const std::vector<float> y = dequant("q6_k", a, n);
+    for (size_t i = 0; i < n; ++i)
+      if (x[i] == 0.0f) CHECK(y[i] == 0.0f);  // zero is a code of every sub-block
+  }
+  // a super-block whose values are all below 1e-30 quantizes to zeros (d = 0)
+  std::vector<float> tiny(256, 1e-31f);
+  const std::vector<uint8_t> q = quant("q6_k", tiny);
+  CHECK(f16(q.data() + 208) == 0.0f);
+  for (float v : dequant("q6_k", q, 256)) CHECK(v == 0.0f);
+}
+
 TEST_CASE("quant formats round trip error on gaussian weights") {
   // relative RMSE bounds of issue 5 (llama.cpp's figures on 4096 x 4096 N(0,1)); 512 x 4096 here.
   struct Ref { const char* name; double rrmse; };
