@@ -317,14 +317,53 @@ inline bool visible(int32_t kp, int32_t qp, size_t window) {
 // the probabilities are scaled per token and the zero term is one sum per channel group. Every code
 // row is unpacked once for the GJ query heads of the GQA group.
 
-/// One of K or V of a tile: rows of `stride` bytes; S/Z null (f16 rows) or f32 scales and zeros
-/// (K: [D] per channel; V: [n * D / cgroup] per token and channel group).
+/// One of K or V of a tile: rows of `stride` bytes; S/Z null (f16 rows) or the scales and zero
+/// points: K the block's f16 per-channel arrays ([D], converted while q' is formed), V f32
+/// [D / cgroup][n8] (token-major f16 transposed by v_scales_by_group).
 struct FusedPart {
   const uint8_t* rows = nullptr;
   size_t stride = 0;
-  const float* S = nullptr;
-  const float* Z = nullptr;
+  const void* S = nullptr;
+  const void* Z = nullptr;
 };
+
+/// Per-token value scales (f16 [n][ng]) as f32 [ng][n8] (tokens padded to n8 with 0): with ng 1, 2
+/// or 4 eight tokens at a time by F16C and an in-register transpose, otherwise element by element.
+void v_scales_by_group(const uint16_t* src, size_t n, size_t ng, size_t n8, float* dst) {
+  size_t x = 0;
+  if (ng == 1) {
+    for (; x + 8 <= n; x += 8) _mm256_storeu_ps(dst + x, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + x))));
+  } else if (ng == 2) {
+    for (; x + 8 <= n; x += 8) {
+      const __m256 r0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * x)));
+      const __m256 r1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * x + 8)));
+      // [t0g0 t0g1 t1g0 t1g1 ..]: even lanes are group 0, odd lanes group 1
+      const __m256 g0 = _mm256_shuffle_ps(r0, r1, _MM_SHUFFLE(2, 0, 2, 0));
+      const __m256 g1 = _mm256_shuffle_ps(r0, r1, _MM_SHUFFLE(3, 1, 3, 1));
+      _mm256_storeu_ps(dst + x, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(g0), 0xD8)));
+      _mm256_storeu_ps(dst + n8 + x, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(g1), 0xD8)));
+    }
+  } else if (ng == 4) {
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; x + 8 <= n; x += 8) {
+      const uint16_t* p = src + 4 * x;
+      const __m256 r0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));       // t0, t1
+      const __m256 r1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));   // t2, t3
+      const __m256 r2 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));  // t4, t5
+      const __m256 r3 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 24)));  // t6, t7
+      // 4x4 transposes in each 128-bit half: lanes [t0 t2 t4 t6 | t1 t3 t5 t7] of each group
+      const __m256 a0 = _mm256_unpacklo_ps(r0, r1), a1 = _mm256_unpacklo_ps(r2, r3);
+      const __m256 a2 = _mm256_unpackhi_ps(r0, r1), a3 = _mm256_unpackhi_ps(r2, r3);
+      const __m256 g[4] = {_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 2, 3, 2)),
+                           _mm256_shuffle_ps(a2, a3, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(a2, a3, _MM_SHUFFLE(3, 2, 3, 2))};
+      for (size_t gg = 0; gg < 4; ++gg) _mm256_storeu_ps(dst + gg * n8 + x, _mm256_permutevar8x32_ps(g[gg], order));
+    }
+  }
+  for (size_t gg = 0; gg < ng; ++gg) {
+    for (size_t t = x; t < n; ++t) dst[gg * n8 + t] = f32h(src[t * ng + gg]);
+    for (size_t t = n; t < n8; ++t) dst[gg * n8 + t] = 0.f;
+  }
+}
 
 /// 8 raw values (f16 when BITS == 0, else the unsigned codes) of a row at channel c (c % 8 == 0).
 template <int BITS>
@@ -340,6 +379,14 @@ inline __m256 load8(const uint8_t* row, size_t c) {
     const __m256i mk = _mm256_set1_epi32((1 << BITS) - 1);
     return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
   }
+}
+
+/// Prefetches the n rows of a fused part into L1 (the V rows of a tile are read channel chunk by
+/// channel chunk, a strided pattern whose first pass would otherwise wait on every line).
+inline void prefetch_rows(const FusedPart& P, size_t n) {
+  const char* b = reinterpret_cast<const char*>(P.rows);
+  const size_t bytes = n * P.stride;
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(b + o, _MM_HINT_T0);
 }
 
 /// Lane i = sum of the 8 lanes of a[i].
@@ -386,13 +433,17 @@ inline void load16_nib(const uint8_t* row, size_t c, __m256& ev, __m256& od) {
 template <int BITS, int GJ, size_t TX>
 inline void score_rows(const FusedPart& K, size_t x, size_t n8, size_t D, const float* qk, float* red) {
   __m256 a[TX][GJ];
+  #pragma GCC unroll 16
   for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) a[tx][jj] = _mm256_setzero_ps();
   if constexpr (BITS == -4) {
     for (size_t c = 0; c < D; c += 16)
+      #pragma GCC unroll 16
       for (size_t tx = 0; tx < TX; ++tx) {
         __m256 ev, od;
         load16_nib(K.rows + (x + tx) * K.stride, c, ev, od);
+        #pragma GCC unroll 16
         for (int jj = 0; jj < GJ; ++jj) {
           const float* qj = qk + static_cast<size_t>(jj) * D + c;
           a[tx][jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), ev, a[tx][jj]);
@@ -401,13 +452,17 @@ inline void score_rows(const FusedPart& K, size_t x, size_t n8, size_t D, const 
       }
   } else {
     for (size_t c = 0; c < D; c += 8)
+      #pragma GCC unroll 16
       for (size_t tx = 0; tx < TX; ++tx) {
         const __m256 kv = load8<BITS>(K.rows + (x + tx) * K.stride, c);
+        #pragma GCC unroll 16
         for (int jj = 0; jj < GJ; ++jj)
           a[tx][jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qk + static_cast<size_t>(jj) * D + c), kv, a[tx][jj]);
       }
   }
+  #pragma GCC unroll 16
   for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8, a[tx][jj]);
 }
 
@@ -418,17 +473,27 @@ void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float
                   FusedScratch& w) {
   const float* qk = q0;
   float bias[GJ];
+  #pragma GCC unroll 16
   for (int jj = 0; jj < GJ; ++jj) bias[jj] = 0.f;
   if (K.S) {
     float* qs = w.qs.data();
-    for (int jj = 0; jj < GJ; ++jj) {
-      const float* qr = q0 + static_cast<size_t>(jj) * D;
-      __m256 b = _mm256_setzero_ps();
-      for (size_t c = 0; c < D; c += 8) {
-        const __m256 qv = _mm256_loadu_ps(qr + c);
-        _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, _mm256_mul_ps(qv, _mm256_loadu_ps(K.S + c)));
-        b = _mm256_fmadd_ps(qv, _mm256_loadu_ps(K.Z + c), b);
+    const uint16_t* S16 = static_cast<const uint16_t*>(K.S);
+    const uint16_t* Z16 = static_cast<const uint16_t*>(K.Z);
+    __m256 bv[GJ];
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) bv[jj] = _mm256_setzero_ps();
+    for (size_t c = 0; c < D; c += 8) {  // each f16 scale / zero converted once for the GJ heads
+      const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(S16 + c)));
+      const __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(Z16 + c)));
+      #pragma GCC unroll 16
+      for (int jj = 0; jj < GJ; ++jj) {
+        const __m256 qv = _mm256_loadu_ps(q0 + static_cast<size_t>(jj) * D + c);
+        _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, _mm256_mul_ps(qv, sv));
+        bv[jj] = _mm256_fmadd_ps(qv, zv, bv[jj]);
       }
+    }
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) {
       if constexpr (BITS == -4)
         for (size_t c = 0; c < D; c += 16) {
           __m256 ev, od;
@@ -436,22 +501,24 @@ void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float
           _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, ev);
           _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c + 8, od);
         }
-      bias[jj] = simd::hsum8(b);
+      bias[jj] = simd::hsum8(bv[jj]);
     }
     qk = qs;
   }
   const size_t n8 = (n + 7) / 8 * 8;
   float* red = w.red.data();
   // TX tokens at a time so that few query heads still give independent FMA chains
-  constexpr size_t TX = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+  constexpr size_t TX = GJ <= 2 ? 4 : GJ == 3 ? 3 : GJ == 4 ? 2 : 1;
   size_t x = 0;
   for (; x + TX <= n; x += TX) score_rows<BITS, GJ, TX>(K, x, n8, D, qk, red);
   for (; x < n; ++x) score_rows<BITS, GJ, 1>(K, x, n8, D, qk, red);
+  #pragma GCC unroll 16
   for (int jj = 0; jj < GJ; ++jj) {
     for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
     const __m256 sc = _mm256_set1_ps(scale), bs = _mm256_set1_ps(scale * bias[jj]);
     for (size_t x0 = 0; x0 < n8; x0 += 8) {
       __m256 v8[8];
+      #pragma GCC unroll 16
       for (int i = 0; i < 8; ++i) v8[i] = _mm256_loadu_ps(red + (static_cast<size_t>(jj) * n8 + x0 + static_cast<size_t>(i)) * 8);
       _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm256_fmadd_ps(hsum8x8(v8), sc, bs));
     }
@@ -464,20 +531,26 @@ inline void pv_chunks(const FusedPart& V, size_t n, size_t n8, size_t D, size_t 
                       const float* pv, const float* zt, const float* corr, float* acc) {
   __m256 a[GJ][CB];
   size_t gi[CB];
+  #pragma GCC unroll 16
   for (size_t ci = 0; ci < CB; ++ci) {
     gi[ci] = V.S ? (c0 + 8 * ci) / cgroup : 0;
+    #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj)
       a[jj][ci] = _mm256_mul_ps(_mm256_loadu_ps(acc + static_cast<size_t>(jj) * D + c0 + 8 * ci), _mm256_set1_ps(corr[jj]));
   }
   for (size_t x = 0; x < n; ++x) {
     const uint8_t* row = V.rows + x * V.stride;
+    #pragma GCC unroll 16
     for (size_t ci = 0; ci < CB; ++ci) {
       const __m256 vv = load8<BITS>(row, c0 + 8 * ci);
+      #pragma GCC unroll 16
       for (int jj = 0; jj < GJ; ++jj)
         a[jj][ci] = _mm256_fmadd_ps(_mm256_broadcast_ss(pv + (static_cast<size_t>(jj) * ng + gi[ci]) * n8 + x), vv, a[jj][ci]);
     }
   }
+  #pragma GCC unroll 16
   for (size_t ci = 0; ci < CB; ++ci)
+    #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) {
       __m256 r = a[jj][ci];
       if (V.S) r = _mm256_add_ps(r, _mm256_broadcast_ss(zt + static_cast<size_t>(jj) * ng + gi[ci]));
@@ -491,8 +564,10 @@ inline void pv_chunks_nib(const FusedPart& V, size_t n, size_t n8, size_t D, siz
                           const float* pv, const float* zt, const float* corr, float* acc) {
   __m256 ae[GJ][CB], ao[GJ][CB];
   size_t gi[CB];
+  #pragma GCC unroll 16
   for (size_t ci = 0; ci < CB; ++ci) {
     gi[ci] = (c0 + 16 * ci) / cgroup;
+    #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) {
       split16(acc + static_cast<size_t>(jj) * D + c0 + 16 * ci, ae[jj][ci], ao[jj][ci]);
       ae[jj][ci] = _mm256_mul_ps(ae[jj][ci], _mm256_set1_ps(corr[jj]));
@@ -501,9 +576,11 @@ inline void pv_chunks_nib(const FusedPart& V, size_t n, size_t n8, size_t D, siz
   }
   for (size_t x = 0; x < n; ++x) {
     const uint8_t* row = V.rows + x * V.stride;
+    #pragma GCC unroll 16
     for (size_t ci = 0; ci < CB; ++ci) {
       __m256 ev, od;
       load16_nib(row, c0 + 16 * ci, ev, od);
+      #pragma GCC unroll 16
       for (int jj = 0; jj < GJ; ++jj) {
         const __m256 pb = _mm256_broadcast_ss(pv + (static_cast<size_t>(jj) * ng + gi[ci]) * n8 + x);
         ae[jj][ci] = _mm256_fmadd_ps(pb, ev, ae[jj][ci]);
@@ -511,7 +588,9 @@ inline void pv_chunks_nib(const FusedPart& V, size_t n, size_t n8, size_t D, siz
       }
     }
   }
+  #pragma GCC unroll 16
   for (size_t ci = 0; ci < CB; ++ci)
+    #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) {
       const __m256 z = _mm256_broadcast_ss(zt + static_cast<size_t>(jj) * ng + gi[ci]);
       merge16(_mm256_add_ps(ae[jj][ci], z), _mm256_add_ps(ao[jj][ci], z), acc + static_cast<size_t>(jj) * D + c0 + 16 * ci);
@@ -528,6 +607,8 @@ void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float
   float* zt = w.zt.data();  // [jj][g]: sum_x p z
   if (V.S) {
     // V.S / V.Z are [g][n8] here (zero-padded), so both loops run over 8 tokens at a time
+    const float* VS = static_cast<const float*>(V.S);
+    const float* VZ = static_cast<const float*>(V.Z);
     for (int jj = 0; jj < GJ; ++jj)
       for (size_t g = 0; g < ng; ++g) {
         const float* pj = p + static_cast<size_t>(jj) * ss;
@@ -535,8 +616,8 @@ void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float
         __m256 z = _mm256_setzero_ps();
         for (size_t x = 0; x < n8; x += 8) {
           const __m256 pp = _mm256_loadu_ps(pj + x);
-          _mm256_storeu_ps(o + x, _mm256_mul_ps(pp, _mm256_loadu_ps(V.S + g * n8 + x)));
-          z = _mm256_fmadd_ps(pp, _mm256_loadu_ps(V.Z + g * n8 + x), z);
+          _mm256_storeu_ps(o + x, _mm256_mul_ps(pp, _mm256_loadu_ps(VS + g * n8 + x)));
+          z = _mm256_fmadd_ps(pp, _mm256_loadu_ps(VZ + g * n8 + x), z);
         }
         zt[static_cast<size_t>(jj) * ng + g] = simd::hsum8(z);
       }
@@ -1190,7 +1271,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
     std::vector<int32_t> pt(T);
     FusedScratch fs;
     fs.size(T, D);
-    std::vector<float> kS(D), kZ(D), vS((T + 8) * D / 8), vZ((T + 8) * D / 8), vtmp(2 * T * D / 8);
+    std::vector<float> vS((T + 8) * D / 8), vZ((T + 8) * D / 8);
 #pragma omp for schedule(static)
     for (std::ptrdiff_t hi = 0; hi < static_cast<std::ptrdiff_t>(KV); ++hi) {
       const size_t h = static_cast<size_t>(hi);
@@ -1221,28 +1302,11 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               fbits = bb == 4 && D % 16 == 0 && b.v.cgroup % 16 == 0 && g <= 4 ? -4 : bb;
               fcg = b.v.cgroup;
               const size_t ng = D / fcg;
-              f16_to_f32(b.k.scale.data(), kS.data(), D);
-              f16_to_f32(b.k.zero.data(), kZ.data(), D);
               // value scales and zeros as [group][token] (tokens padded to a multiple of 8 with 0)
               const size_t n8 = (n + 7) / 8 * 8;
-              f16_to_f32(b.v.scale.data(), vtmp.data(), n * ng);
-              f16_to_f32(b.v.zero.data(), vtmp.data() + n * ng, n * ng);
-              const __m256i stride = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                                        _mm256_set1_epi32(static_cast<int>(ng)));
-              for (size_t gg = 0; gg < ng; ++gg) {
-                size_t x = 0;
-                for (; x + 8 <= n; x += 8) {  // 8 tokens' scale of group gg: a strided gather
-                  _mm256_storeu_ps(vS.data() + gg * n8 + x, _mm256_i32gather_ps(vtmp.data() + x * ng + gg, stride, 4));
-                  _mm256_storeu_ps(vZ.data() + gg * n8 + x,
-                                   _mm256_i32gather_ps(vtmp.data() + n * ng + x * ng + gg, stride, 4));
-                }
-                for (; x < n; ++x) {
-                  vS[gg * n8 + x] = vtmp[x * ng + gg];
-                  vZ[gg * n8 + x] = vtmp[n * ng + x * ng + gg];
-                }
-                for (; x < n8; ++x) vS[gg * n8 + x] = vZ[gg * n8 + x] = 0.f;
-              }
-              fk = {b.k.codes.data(), row_bytes(D, bb), kS.data(), kZ.data()};
+              v_scales_by_group(b.v.scale.data(), n, ng, n8, vS.data());
+              v_scales_by_group(b.v.zero.data(), n, ng, n8, vZ.data());
+              fk = {b.k.codes.data(), row_bytes(D, bb), b.k.scale.data(), b.k.zero.data()};
               fv = {b.v.codes.data(), row_bytes(D, bb), vS.data(), vZ.data()};
               pmin = b.pos0;
               pmax = b.pos0 + static_cast<int32_t>(n) - 1;
@@ -1275,6 +1339,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             PvFn pfn = nullptr;
             if (fast) {
               pick_fused(fbits, gj, sfn, pfn);
+              if (j0 == 0 && t == 0) prefetch_rows(fv, n);  // V lines arrive while the scores run
               sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
             } else
             // scores s[jj * (T + 8) + x]
