@@ -799,6 +799,74 @@ void q3_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
   }
 }
 
+// Q2_K's AVX2 scale search (the same function as search_asym<VS> with nmax 3 over each sub-block of
+// 16, same IEEE operations in the same order) run the other way round: one lane per sub-block, 8
+// sub-blocks of 16 transposed into 16 vectors, looping over the kCand candidates two at a time.
+// x, w: 128 values and weights; writes the scales sc[8] and the (non-positive) mins m[8].
+void q2_search8(const float* x, const float* w, float rmin, float rdelta, float* sc, float* m_out) {
+  constexpr int nmax = 3;
+  __m256 xt[16], wt[16], xm[16];
+  transpose16x8(x, xt);
+  transpose16x8(w, wt);
+  __m256 mn = xt[0], mx = xt[0], sw = _mm256_setzero_ps(), sx = _mm256_setzero_ps();
+  for (int i = 0; i < 16; ++i) {
+    mn = _mm256_min_ps(xt[i], mn);  // std::min(mn, x): x < mn ? x : mn
+    mx = _mm256_max_ps(xt[i], mx);  // std::max(mx, x): mx < x ? x : mx
+    sw = _mm256_add_ps(sw, wt[i]);
+    sx = _mm256_fmadd_ps(wt[i], xt[i], sx);
+  }
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), fn = _mm256_set1_ps(static_cast<float>(nmax));
+  mn = _mm256_min_ps(zero, mn);  // if (mn > 0) mn = 0 (keeps -0)
+  const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_LE_OQ);  // mx <= mn: s = 0, m = mn
+  const __m256 range = _mm256_blendv_ps(_mm256_sub_ps(mx, mn), one, flat);
+  const __m256 inv = _mm256_div_ps(one, range);
+  for (int i = 0; i < 16; ++i) xm[i] = _mm256_sub_ps(xt[i], mn);
+  __m256 best_e = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 best_s = _mm256_div_ps(range, fn), best_m = mn;
+  const __m256 two = _mm256_set1_ps(2.0f), c3 = _mm256_set1_ps(3.0f);
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  static_assert(kCand % 2 == 0, "candidates are searched two at a time");
+  for (int k = 0; k < kCand; k += 2) {
+    // (nmax + rmin + rdelta k) * inv as search_asym computes it; every candidate is > 0, so
+    // round((x - mn) is) >= 0 and only the upper clamp acts.
+    const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)), inv);
+    const __m256 is1 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k + 1)), inv);
+    __m256 sl0 = zero, sll0 = zero, slx0 = zero, sl1 = zero, sll1 = zero, slx1 = zero;
+    for (int i = 0; i < 16; ++i) {
+      constexpr int R = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m256 l0 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xm[i], is0), R), c3);
+      const __m256 l1 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xm[i], is1), R), c3);
+      const __m256 w0 = _mm256_mul_ps(wt[i], l0), w1 = _mm256_mul_ps(wt[i], l1);
+      sl0 = _mm256_add_ps(sl0, w0); sll0 = _mm256_fmadd_ps(w0, l0, sll0); slx0 = _mm256_fmadd_ps(w0, xt[i], slx0);
+      sl1 = _mm256_add_ps(sl1, w1); sll1 = _mm256_fmadd_ps(w1, l1, sll1); slx1 = _mm256_fmadd_ps(w1, xt[i], slx1);
+    }
+    const __m256 acc[2][3] = {{sl0, sll0, slx0}, {sl1, sll1, slx1}};
+    for (const auto& a : acc) {
+      const __m256 sl = a[0], sll = a[1], slx = a[2];
+      const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
+      const __m256 dpos = _mm256_cmp_ps(D, zero, _CMP_GT_OQ);
+      const __m256 Dsafe = _mm256_blendv_ps(one, D, dpos);
+      __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sx, sl)), Dsafe);
+      __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), Dsafe);
+      const __m256 s0 = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, _mm256_cmp_ps(sll, zero, _CMP_GT_OQ)));
+      const __m256 mpos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
+      s = _mm256_blendv_ps(s, s0, mpos);
+      m = _mm256_blendv_ps(m, zero, mpos);
+      const __m256 t1 = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s, sll), _mm256_mul_ps(_mm256_mul_ps(two, m), sl)),
+                                      _mm256_mul_ps(two, slx));
+      const __m256 t2 = _mm256_sub_ps(_mm256_mul_ps(m, sw), _mm256_mul_ps(two, sx));
+      __m256 e = _mm256_add_ps(_mm256_mul_ps(s, t1), _mm256_mul_ps(m, t2));
+      e = _mm256_blendv_ps(inf, e, dpos);
+      const __m256 better = _mm256_cmp_ps(e, best_e, _CMP_LT_OQ);
+      best_e = _mm256_blendv_ps(best_e, e, better);
+      best_s = _mm256_blendv_ps(best_s, s, better);
+      best_m = _mm256_blendv_ps(best_m, m, better);
+    }
+  }
+  _mm256_storeu_ps(sc, _mm256_blendv_ps(best_s, zero, flat));
+  _mm256_storeu_ps(m_out, _mm256_blendv_ps(best_m, mn, flat));
+}
+
 template <bool Fast>
 void q2_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
   using V = std::conditional_t<Fast, VA, VS>;
@@ -807,10 +875,14 @@ void q2_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
   for (size_t b = 0; b < n / QK_K; ++b, x += QK_K, y += 84, imp = imp ? imp + QK_K : nullptr) {
     kweights(x, imp, 16, WKind::Abs, 1.0f, w);
     float sc[16], mn[16], max_s = 0, max_m = 0;
+    if constexpr (Fast) {
+      q2_search8(x, w, -0.5f, 0.1f, sc, mn);
+      q2_search8(x + 128, w + 128, -0.5f, 0.1f, sc + 8, mn + 8);
+    } else {
+      for (int j = 0; j < 16; ++j) sc[j] = search_asym<V>(x + 16 * j, w + 16 * j, 16, 3, -0.5f, 0.1f, &mn[j]);
+    }
     for (int j = 0; j < 16; ++j) {
-      float m;
-      sc[j] = search_asym<V>(x + 16 * j, w + 16 * j, 16, 3, -0.5f, 0.1f, &m);
-      mn[j] = -m;
+      mn[j] = -mn[j];
       max_s = std::max(max_s, sc[j]);
       max_m = std::max(max_m, mn[j]);
     }

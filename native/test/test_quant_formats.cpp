@@ -244,38 +244,50 @@ TEST_CASE("quant formats avx2 and scalar reference give the same bytes") {
   }
 }
 
-TEST_CASE("quant formats q6_k lane-per-sub-block search on empty tied tiny and one-signed sub-blocks") {
-  // The AVX2 Q6_K search runs 8 sub-blocks of 16 in the lanes of one vector: every lane must take
-  // the scalar reference's branch (empty sub-block, +a / -a tie, extreme below 1e-30, one sign only).
+TEST_CASE("quant formats lane-per-sub-block searches of q6_k and q2_k on empty tied tiny and one-signed sub-blocks") {
+  // The AVX2 Q6_K and Q2_K searches run 8 sub-blocks of 16 in the lanes of one vector: every lane must
+  // take the scalar reference's branch (empty sub-block, +a / -a tie, extreme below 1e-30, one sign
+  // only, flat, wide range).
   const size_t n = 4096;
   std::vector<float> x = gauss(n, 21);
   for (size_t j = 0; j < n / 16; ++j) {
     float* s = &x[16 * j];
-    switch (j % 9) {
+    // every case at every lane position; the wide range (which sets the whole super-block's scale)
+    // only in every third super-block
+    int c = static_cast<int>((j + j / 16) % 11);
+    if (c == 6 && (j / 16) % 3 != 0) c = 10;
+    switch (c) {
       case 0: for (int i = 0; i < 16; ++i) s[i] = 0.0f; break;                        // empty
       case 1: s[3] = 4.0f; s[9] = -4.0f; break;                                      // tie: + wins
       case 2: for (int i = 0; i < 16; ++i) s[i] *= 1e-31f; break;                    // below 1e-30
       case 3: for (int i = 0; i < 16; ++i) s[i] = -std::fabs(s[i]); break;          // negative only
       case 4: for (int i = 0; i < 16; ++i) s[i] = i == 7 ? 0.5f : 0.0f; break;       // one value
-      case 5: for (int i = 0; i < 16; ++i) s[i] = 1.25f; break;                      // constant
+      case 5: for (int i = 0; i < 16; ++i) s[i] = 1.25f; break;                      // constant > 0
       case 6: for (int i = 0; i < 16; ++i) s[i] *= 1e3f; break;                      // wide range
+      case 7: for (int i = 0; i < 16; ++i) s[i] = std::fabs(s[i]) + 0.5f; break;    // positive only
+      case 8: for (int i = 0; i < 16; ++i) s[i] = -0.75f; break;                     // flat < 0
       default: break;                                                                // N(0,1)
     }
   }
   std::vector<float> imp = gauss(n, 22);
   for (float& v : imp) v = v * v + 0.01f;
-  const QuantScheme s = parse_quant_scheme("q6_k");
-  for (const float* w : {static_cast<const float*>(nullptr), static_cast<const float*>(imp.data())}) {
-    CAPTURE(w != nullptr);
-    std::vector<uint8_t> a(scheme_row_bytes(s, n)), b(a.size());
-    quantize_row(s, x.data(), a.data(), n, w);
-    quant_ref::quantize_row(s, x.data(), b.data(), n, w);
-    CHECK(a == b);
-    const std::vector<float> y = dequant("q6_k", a, n);
-    for (size_t i = 0; i < n; ++i)
-      if (x[i] == 0.0f) CHECK(y[i] == 0.0f);  // zero is a code of every sub-block
+  for (const char* name : {"q6_k", "q2_k"}) {
+    CAPTURE(std::string(name));
+    const QuantScheme s = parse_quant_scheme(name);
+    for (const float* w : {static_cast<const float*>(nullptr), static_cast<const float*>(imp.data())}) {
+      CAPTURE(w != nullptr);
+      std::vector<uint8_t> a(scheme_row_bytes(s, n)), b(a.size());
+      quantize_row(s, x.data(), a.data(), n, w);
+      quant_ref::quantize_row(s, x.data(), b.data(), n, w);
+      CHECK(a == b);
+      if (std::string(name) == "q6_k") {
+        const std::vector<float> y = dequant(name, a, n);
+        for (size_t i = 0; i < n; ++i)
+          if (x[i] == 0.0f) CHECK(y[i] == 0.0f);  // zero is a code of every Q6_K sub-block
+      }
+    }
   }
-  // a super-block whose values are all below 1e-30 quantizes to zeros (d = 0)
+  // a Q6_K super-block whose values are all below 1e-30 quantizes to zeros (d = 0)
   std::vector<float> tiny(256, 1e-31f);
   const std::vector<uint8_t> q = quant("q6_k", tiny);
   CHECK(f16(q.data() + 208) == 0.0f);
