@@ -5,15 +5,25 @@
 // activation rows are processed per pass over a weight row).
 //
 // Kernels:
-//  * Q8_0, Q4_0, Q4_K and Q6_K: X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale, round
-//    half to even, as llama.cpp does for these formats) and the block dot products are integer (AVX2 maddubs with the sign trick, as in ggml),
-//    scaled by d_w * d_x in f32.
-//    (Q4_K: d*sc*dx * sum(l q) - dmin*m*dx * sum(q) per 32-block);
+//  * Q8_0, Q4_0, Q4_K, Q6_K, and NF4 (blocks a multiple of 32, no double quantization) and INT4
+//    (groups a multiple of 32): X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale,
+//    round half to even, as llama.cpp does for its formats) and the block dot products are integer
+//    (AVX2 maddubs), scaled by d_w * d_x in f32.
+//    - Q4_0, Q4_K, Q6_K at batch 1, NF4 and INT4 at every batch: eight weight rows at a time. The code
+//      bytes of the eight rows are transposed in registers as 4-byte units (lane i = row i), so maddubs
+//      against broadcast activation bytes leaves each row's partial sum in its own lane: no
+//      horizontal reduction per block, the eight rows' scales converted in one instruction, each
+//      activation load shared by the eight rows. Codes stay unsigned, their offsets become one term
+//      with the activation block sums (Q4_0: sum (c - 8) x = sum c x - 8 sum x; Q6_K: -32; Q4_K:
+//      - dmin m sum x; INT4: - z sum x). A tail of fewer than eight rows runs the same kernel on a
+//      zero-padded copy.
+//    - Q8_0 at every batch, Q4_0 / Q4_K / Q6_K at batch > 1: one weight row at a time for up to 8
+//      activation rows (the sign trick, as in ggml).
 //  * Q8_0 and Q4_0 with f32 activations: codes widened to f32 in registers, FMA with X, times d per block;
 //  * Q4_K and Q6_K with f32 activations: fused dequantize-and-FMA in f32 per 32 (16) weights, using
 //    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
-//  * NF4 and INT4: fused nibble decode (NF4 table by AVX2 permutes) and FMA on X split into even /
-//    odd elements (rows_nibble);
+//  * NF4 and INT4 with f32 activations (or groups that are not whole 32-blocks): fused nibble decode
+//    (NF4 table by AVX2 permutes) and FMA on X split into even / odd elements (rows_nibble);
 //  * every other format: each block is dequantized (scalar) into a small f32 buffer that is then
 //    dotted with X (AVX2 FMA).
 #include <immintrin.h>
@@ -61,7 +71,22 @@ struct Q8Act {
   std::vector<float> d;     // [batch, nb]
   std::vector<int8_t> q;    // [batch, nb * 32]
   std::vector<float> dsum;  // [batch, nb]: d * sum of the block's codes (Q4_K's min term)
+  std::vector<float> dsum16;  // [batch, cols / 16]: the same per half block (Q6_K's -32 offset)
 };
+/// One activation row of a Q8Act (and its even/odd permuted codes, for the nibble kernels).
+struct Q8Row {
+  const int8_t* q;
+  const float* d;
+  const float* dsum;
+  const float* dsum16;
+  const int8_t* xp;
+};
+inline Q8Row q8_row(const Q8Act& a, const std::vector<int8_t>& xperm, size_t b, size_t cols) {
+  const size_t nb = cols / 32;
+  return {a.q.data() + b * cols, a.d.data() + b * nb, a.dsum.data() + b * nb, a.dsum16.data() + b * 2 * nb,
+          xperm.empty() ? nullptr : xperm.data() + b * cols};
+}
+
 // Exactly quantize_row(q8_0) of each activation row (f16 scale, round half to even), unpacked.
 Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
   const size_t nb = cols / 32;
@@ -71,15 +96,18 @@ Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
   a.d.resize(batch * nb);
   a.q.resize(batch * cols);
   a.dsum.resize(batch * nb);
+  a.dsum16.resize(batch * nb * 2);
   std::vector<uint8_t> tmp(nb * 34);
   for (size_t b = 0; b < batch; ++b) {
     quantize_row(q8, x + b * cols, tmp.data(), cols);
     for (size_t k = 0; k < nb; ++k) {
       a.d[b * nb + k] = h2f(&tmp[k * 34]);
       std::memcpy(&a.q[b * cols + 32 * k], &tmp[k * 34 + 2], 32);
-      int t = 0;
-      for (int j = 0; j < 32; ++j) t += a.q[b * cols + 32 * k + j];
-      a.dsum[b * nb + k] = a.d[b * nb + k] * static_cast<float>(t);
+      int t0 = 0, t1 = 0;
+      for (int j = 0; j < 16; ++j) t0 += a.q[b * cols + 32 * k + j], t1 += a.q[b * cols + 32 * k + 16 + j];
+      a.dsum[b * nb + k] = a.d[b * nb + k] * static_cast<float>(t0 + t1);
+      a.dsum16[b * 2 * nb + 2 * k] = a.d[b * nb + k] * static_cast<float>(t0);
+      a.dsum16[b * 2 * nb + 2 * k + 1] = a.d[b * nb + k] * static_cast<float>(t1);
     }
   }
   return a;
@@ -97,35 +125,330 @@ template <size_t NB>
 void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const Q8Act& a,
                     size_t b0, size_t rows, float* y) {
   const size_t nb = cols / 32, bs = four ? 18 : 34;
-  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (size_t r = r0; r < r1; ++r) {
     const uint8_t* row = w + r * rb;
     if (r + 1 < r1) _mm_prefetch(reinterpret_cast<const char*>(row + rb), _MM_HINT_T0);
     // two accumulators per activation row (even / odd blocks) so the FMAs do not wait on each other
     __m256 acc[NB][2];
-    for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps();
+    float off[NB][2];  // Q4_0: sum_k d_w * (d_x * sum x_q) of the -8 offset, two chains
+    for (size_t b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = _mm256_setzero_ps(), off[b][0] = off[b][1] = 0.f;
     auto step = [&](size_t k, int slot) {
       const uint8_t* blk = row + k * bs;
       const float dw = h2f(blk);
-      __m256i wq;
       if (four) {
-        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-        const __m128i lo = _mm_and_si128(raw, m4), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
-        wq = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+        // codes unsigned (0..15) straight into maddubs: sum (c - 8) x = sum c x - 8 sum x
+        const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+        const __m256i wq = _mm256_and_si256(_mm256_blend_epi32(raw, _mm256_srli_epi16(raw, 4), 0xF0), m4);
+        for (size_t b = 0; b < NB; ++b) {
+          const size_t bi = b0 + b;
+          const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
+          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones));
+          acc[b][slot] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), p, acc[b][slot]);
+          off[b][slot] += dw * a.dsum[bi * nb + k];
+        }
       } else {
-        wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-      }
-      for (size_t b = 0; b < NB; ++b) {
-        const size_t bi = b0 + b;
-        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
-        acc[b][slot] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), dot_i8(wq, xq), acc[b][slot]);
+        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+        for (size_t b = 0; b < NB; ++b) {
+          const size_t bi = b0 + b;
+          const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&a.q[bi * cols + 32 * k]));
+          acc[b][slot] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a.d[bi * nb + k]), dot_i8(wq, xq), acc[b][slot]);
+        }
       }
     };
     size_t k = 0;
     for (; k + 2 <= nb; k += 2) { step(k, 0); step(k + 1, 1); }
     if (k < nb) step(k, 0);
-    for (size_t b = 0; b < NB; ++b) y[(b0 + b) * rows + r] = hsum(_mm256_add_ps(acc[b][0], acc[b][1]));
+    for (size_t b = 0; b < NB; ++b)
+      y[(b0 + b) * rows + r] = hsum(_mm256_add_ps(acc[b][0], acc[b][1])) - 8.f * (off[b][0] + off[b][1]);
   }
+}
+
+// Q4_0, batch 1, eight rows at a time: the 16 code bytes of block k of eight rows are transposed in
+// registers as 4-byte units (lane i = row i), so that maddubs against the broadcast activation bytes
+// leaves each row's block sum in its own lane: no horizontal reduction per block, the eight rows' f16
+// scales in one conversion, and each activation load shared by the eight rows. Codes stay unsigned:
+// sum (c - 8) x = sum c x - 8 sum x (the block sums of the activation codes precomputed).
+void rows8_q4_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  const size_t nb = cols / 32;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const uint8_t* rp[8];
+  for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb;
+  __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+  for (size_t k = 0; k < nb; ++k) {
+    const size_t o = k * 18;
+    auto ld = [&](int i, int j) {
+      return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rp[i] + o + 2))),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(rp[j] + o + 2)), 1);
+    };
+    const __m256i y0 = ld(0, 4), y1 = ld(1, 5), y2 = ld(2, 6), y3 = ld(3, 7);
+    const __m256i t0 = _mm256_unpacklo_epi32(y0, y1), t1 = _mm256_unpackhi_epi32(y0, y1);
+    const __m256i t2 = _mm256_unpacklo_epi32(y2, y3), t3 = _mm256_unpackhi_epi32(y2, y3);
+    const __m256i T[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
+                          _mm256_unpackhi_epi64(t1, t3)};
+    const int8_t* xq = &a.q[32 * k];
+    __m256i s16 = _mm256_setzero_si256();
+    for (int u = 0; u < 4; ++u) {
+      int32_t xl, xh;
+      std::memcpy(&xl, xq + 4 * u, 4);
+      std::memcpy(&xh, xq + 16 + 4 * u, 4);
+      const __m256i lo = _mm256_and_si256(T[u], m4), hi = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+    }
+    uint16_t h[8];
+    for (int i = 0; i < 8; ++i) std::memcpy(&h[i], rp[i] + o, 2);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d[k])), p, acc);
+    off = _mm256_fmadd_ps(dw, _mm256_set1_ps(a.dsum[k]), off);
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(8.f), off, acc));
+  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
+/// Lane i of T[u] = bytes 4u .. 4u + 3 of src[i] + off (16 bytes each, rows i = 0..7): the 4-byte
+/// transpose behind the eight-row kernels.
+inline void transpose8x16(const uint8_t* const* src, size_t off, __m256i T[4]) {
+  auto ld = [&](int i, int j) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src[i] + off))),
+                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[j] + off)), 1);
+  };
+  const __m256i y0 = ld(0, 4), y1 = ld(1, 5), y2 = ld(2, 6), y3 = ld(3, 7);
+  const __m256i t0 = _mm256_unpacklo_epi32(y0, y1), t1 = _mm256_unpackhi_epi32(y0, y1);
+  const __m256i t2 = _mm256_unpacklo_epi32(y2, y3), t3 = _mm256_unpackhi_epi32(y2, y3);
+  T[0] = _mm256_unpacklo_epi64(t0, t2);
+  T[1] = _mm256_unpackhi_epi64(t0, t2);
+  T[2] = _mm256_unpacklo_epi64(t1, t3);
+  T[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Q4_K, batch 1, eight rows at a time (see rows8_q4_0): per super-block the 6-bit scales and mins of
+// the eight rows are decoded into [sub-block][row] vectors; the code bytes are transposed per 16, so
+// each 32-weight sub-block's integer dot lands in lane i for row i.
+void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  const size_t nsb = cols / 256;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const uint8_t* rp[8];
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+  for (size_t s = 0; s < nsb; ++s) {
+    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + s * 144;
+    // the 12 scale bytes of each row unpacked to 8 scales then 8 mins (ggml's get_scale_min_k4, on
+    // 32-bit words), transposed so that lane i is row i
+    alignas(16) uint8_t sm[8][16];
+    uint16_t dh[8], mh[8];
+    const uint8_t* smp[8];
+    for (int i = 0; i < 8; ++i) {
+      const uint8_t* blk = rp[i];
+      std::memcpy(&dh[i], blk, 2);
+      std::memcpy(&mh[i], blk + 2, 2);
+      uint32_t u[4];
+      std::memcpy(u, blk + 4, 12);
+      const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
+      u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+      const uint32_t m03 = u[1] & k1;
+      u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+      u[2] = m03;
+      u[0] &= k1;
+      std::memcpy(sm[i], u, 16);
+      smp[i] = sm[i];
+    }
+    __m256i ST[4];
+    transpose8x16(smp, 0, ST);
+    const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(dh)));
+    const __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mh)));
+    const __m256i bmask = _mm256_set1_epi32(0xFF);
+    auto lane_byte = [&](__m256i t, int b) {
+      return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(t, 8 * b), bmask));
+    };
+    __m256 dj[8];
+    for (int j = 0; j < 8; ++j) {
+      dj[j] = _mm256_mul_ps(dv, lane_byte(ST[j / 4], j % 4));
+      off = _mm256_fmadd_ps(_mm256_mul_ps(mv, lane_byte(ST[2 + j / 4], j % 4)), _mm256_set1_ps(a.dsum[s * 8 + static_cast<size_t>(j)]), off);
+    }
+    for (int c = 0; c < 4; ++c) {
+      const size_t k0 = s * 8 + 2 * static_cast<size_t>(c);
+      const int8_t* xl = &a.q[32 * k0];
+      const int8_t* xh = xl + 32;
+      __m256i sl = _mm256_setzero_si256(), sh = _mm256_setzero_si256();
+      for (int g = 0; g < 2; ++g) {
+        __m256i T[4];
+        transpose8x16(rp, 16 + 32 * static_cast<size_t>(c) + 16 * static_cast<size_t>(g), T);
+        for (int u = 0; u < 4; ++u) {
+          const int U = 4 * g + u;
+          sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(_mm256_and_si256(T[u], m4), bcast4(xl + 4 * U)));
+          sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4), bcast4(xh + 4 * U)));
+        }
+      }
+      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dj[2 * c], _mm256_set1_ps(a.d[k0])),
+                             _mm256_cvtepi32_ps(_mm256_madd_epi16(sl, ones)), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dj[2 * c + 1], _mm256_set1_ps(a.d[k0 + 1])),
+                             _mm256_cvtepi32_ps(_mm256_madd_epi16(sh, ones)), acc1);
+    }
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_sub_ps(_mm256_add_ps(acc0, acc1), off));
+  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
+// Q6_K, batch 1, eight rows at a time (see rows8_q4_0): each super-block of the eight rows is first
+// transposed as 4-byte units into a 1.6 KB scratch (ql, qh and the int8 scales; lane i = row i), then
+// the six-bit codes are assembled in registers, kept unsigned: sum (l - 32) x = sum l x - 32 sum x
+// (activation sums per 16 precomputed).
+void rows8_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  const size_t nsb = cols / 256;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const __m256i h0 = _mm256_set1_epi8(0x03), h1 = _mm256_set1_epi8(0x0C), h2 = _mm256_set1_epi8(0x30),
+                h3 = _mm256_set1_epi8(static_cast<char>(0xC0));
+  __m256i T[13][4];  // 16-byte column groups 0..12 of the super-block (ql 0..7, qh 8..11, scales 12)
+  const uint8_t* rp[8];
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+  for (size_t s = 0; s < nsb; ++s) {
+    uint16_t dh[8];
+    for (int i = 0; i < 8; ++i) {
+      rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + s * 210;
+      std::memcpy(&dh[i], rp[i] + 208, 2);
+      if (s + 2 < nsb)
+        for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(rp[i] + 2 * 210 + 64 * l), _MM_HINT_T0);
+    }
+    for (size_t c = 0; c < 13; ++c) transpose8x16(rp, 16 * c, T[c]);
+    const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(dh)));
+    for (int h = 0; h < 2; ++h)
+      for (int t = 0; t < 4; ++t)
+        for (int g = 0; g < 2; ++g) {
+          // weights 128 h + 32 t + 16 g .. + 15: sub-block j = 8 h + 2 t + g; ql group 4 h + 2 (t & 1) + g,
+          // low nibbles for t < 2; qh group 8 + 2 h + g, bits 2 t .. 2 t + 1
+          const __m256i* L = T[4 * h + 2 * (t & 1) + g];
+          const __m256i* QH = T[8 + 2 * h + g];
+          const int8_t* xb = &a.q[s * 256 + 128 * static_cast<size_t>(h) + 32 * static_cast<size_t>(t) + 16 * static_cast<size_t>(g)];
+          __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+          for (int u = 0; u < 4; ++u) {
+            const __m256i lo = t < 2 ? _mm256_and_si256(L[u], m4) : _mm256_and_si256(_mm256_srli_epi16(L[u], 4), m4);
+            __m256i hi;
+            switch (t) {
+              case 0: hi = _mm256_slli_epi16(_mm256_and_si256(QH[u], h0), 4); break;
+              case 1: hi = _mm256_slli_epi16(_mm256_and_si256(QH[u], h1), 2); break;
+              case 2: hi = _mm256_and_si256(QH[u], h2); break;
+              default: hi = _mm256_srli_epi16(_mm256_and_si256(QH[u], h3), 2); break;
+            }
+            const __m256i pr = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), bcast4(xb + 4 * u));
+            if (u < 2) p0 = _mm256_add_epi16(p0, pr);
+            else p1 = _mm256_add_epi16(p1, pr);
+          }
+          const int j = 8 * h + 2 * t + g;
+          const size_t k = s * 8 + 4 * static_cast<size_t>(h) + static_cast<size_t>(t);  // activation block of 32
+          const __m256 dj = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(T[12][j / 4], 24 - 8 * (j % 4)), 24)));
+          const __m256 sum = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+          if (g) acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dj, _mm256_set1_ps(a.d[k])), sum, acc1);
+          else acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dj, _mm256_set1_ps(a.d[k])), sum, acc0);
+          off = _mm256_fmadd_ps(dj, _mm256_set1_ps(a.dsum16[2 * k + static_cast<size_t>(g)]), off);
+        }
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(32.f), off, _mm256_add_ps(acc0, acc1)));
+  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
+// NF4 and INT4 with Q8_0 activations, batch 1, eight rows at a time (see rows8_q4_0). Element 2j of a
+// group sits in the low nibble of code byte j, so the activation codes are used in a permuted copy
+// (xp: each 8 elements reordered even-then-odd) and a 4-byte unit of codes meets two broadcast
+// 4-byte activation units (its low nibbles the even, its high nibbles the odd elements).
+//   INT4: sum_g d * (sum c x - z * sum x), codes unsigned into maddubs.
+//   NF4: the table in 13-bit fixed point, T = round(4096 table[c]) = 128 hi + lo (lo in 0..127,
+//   hi + 32 in 0..64, both looked up by pshufb), so sum T q = 128 sum (hi + 32) q - 4096 sum q +
+//   sum lo q is exact integer arithmetic (the hi products of a code byte's two nibbles fit one int16
+//   sum); the only rounding is T's (|error| <= 2^-13 absmax = 1.2e-4 absmax), well below the
+//   activation quantization's (2^-8 of the activation block's absmax).
+std::vector<int8_t> permute_even_odd(const int8_t* q, size_t n) {
+  std::vector<int8_t> p(n);
+  for (size_t i = 0; i < n; i += 8)
+    for (size_t j = 0; j < 4; ++j) p[i + j] = q[i + 2 * j], p[i + 4 + j] = q[i + 2 * j + 1];
+  return p;
+}
+
+struct Nf4Fixed {
+  __m256i hi, lo;  // pshufb tables (both 128-bit lanes)
+};
+Nf4Fixed nf4_fixed() {
+  alignas(16) int8_t hi[16], lo[16];
+  for (int c = 0; c < 16; ++c) {
+    const int t = static_cast<int>(std::lrint(4096.0 * nf4_table()[c]));
+    const int h = t >> 7;  // floor division
+    hi[c] = static_cast<int8_t>(h + 32);
+    lo[c] = static_cast<int8_t>(t - 128 * h);
+  }
+  return {_mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hi))),
+          _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)))};
+}
+
+template <bool NF4>
+void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  const int8_t* xp = a.xp;
+  const size_t g = qs.group ? qs.group : cols, ng = cols / g;
+  const size_t hdr = NF4 ? 4 : (qs.symmetric ? 2 : 3), gb = hdr + g / 2;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), w128 = _mm256_set1_epi16(128);
+  const Nf4Fixed tab = NF4 ? nf4_fixed() : Nf4Fixed{_mm256_setzero_si256(), _mm256_setzero_si256()};
+  const uint8_t* rp[8];
+  const __m256i vrow = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(rb)));
+  __m256 total = _mm256_setzero_ps();
+  for (size_t k = 0; k < ng; ++k) {
+    for (int i = 0; i < 8; ++i) {
+      rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + k * gb;
+      if (k + 2 < ng) _mm_prefetch(reinterpret_cast<const char*>(rp[i] + 2 * gb), _MM_HINT_T0);
+    }
+    // the eight rows' group headers (scale, zero point) by one gather at the row stride
+    const __m256i hd = _mm256_i32gather_epi32(reinterpret_cast<const int*>(rp[0]), vrow, 1);
+    __m256 gacc = _mm256_setzero_ps();
+    float gsum = 0.f;  // sum of the activation block sums d_x * sum q over the group
+    for (size_t b = 0; b < g / 32; ++b) {
+      const size_t kb = (k * g) / 32 + b;  // activation block
+      const int8_t* xb = xp + 32 * kb;
+      __m256i T[2][4];
+      transpose8x16(rp, hdr + 16 * b, T[0]);
+      __m256i isum;
+      if constexpr (NF4) {
+        isum = _mm256_setzero_si256();
+        for (int u = 0; u < 4; ++u) {
+          const __m256i cl = _mm256_and_si256(T[0][u], m4), ch = _mm256_and_si256(_mm256_srli_epi16(T[0][u], 4), m4);
+          const __m256i xe = bcast4(xb + 8 * u), xo = bcast4(xb + 8 * u + 4);
+          const __m256i ph = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.hi, cl), xe),
+                                              _mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.hi, ch), xo));
+          isum = _mm256_add_epi32(isum, _mm256_madd_epi16(ph, w128));
+          isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.lo, cl), xe), ones));
+          isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.lo, ch), xo), ones));
+        }
+      } else {
+        __m256i s16 = _mm256_setzero_si256();
+        for (int u = 0; u < 4; ++u) {
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(T[0][u], m4), bcast4(xb + 8 * u)));
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(T[0][u], 4), m4), bcast4(xb + 8 * u + 4)));
+        }
+        isum = _mm256_madd_epi16(s16, ones);
+      }
+      gacc = _mm256_fmadd_ps(_mm256_set1_ps(a.d[kb]), _mm256_cvtepi32_ps(isum), gacc);
+      gsum += a.dsum[kb];
+    }
+    if constexpr (NF4) {
+      total = _mm256_fmadd_ps(_mm256_castsi256_ps(hd), _mm256_fmsub_ps(gacc, _mm256_set1_ps(1.f / 4096.f), _mm256_set1_ps(gsum)), total);
+    } else {
+      // f16 scale in the low half of each gathered word, the zero point (asymmetric) in byte 2
+      const __m256i h16 = _mm256_and_si256(hd, _mm256_set1_epi32(0xFFFF));
+      const __m256 d = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(h16, h16), 0x08)));
+      const __m256 z = qs.symmetric ? _mm256_set1_ps(8.f)
+                                    : _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(hd, 16), _mm256_set1_epi32(0xFF)));
+      total = _mm256_fmadd_ps(d, _mm256_fnmadd_ps(z, _mm256_set1_ps(gsum), gacc), total);
+    }
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, total);
+  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
 }
 
 // Q8_0 / Q4_0 with f32 activations (the transformer runtime's path): codes widened to f32 in registers,
@@ -526,6 +849,22 @@ void with_nb(size_t n, F&& f) {
   }
 }
 
+/// Runs an eight-row kernel kern(weights, first row, out) over rows r0 .. r1 of one activation row.
+/// A tail of fewer than eight rows goes through the same kernel on a zero-padded copy (zero scales give
+/// zero outputs), so every row gets the same arithmetic wherever it falls.
+template <class K>
+void eight_rows(K&& kern, const uint8_t* w, size_t rb, size_t r0, size_t r1, float* yb) {
+  size_t r = r0;
+  for (; r + 8 <= r1; r += 8) kern(w, r, yb);
+  if (r < r1) {
+    std::vector<uint8_t> pad(8 * rb, 0);
+    std::memcpy(pad.data(), w + r * rb, (r1 - r) * rb);
+    float t[8];
+    kern(pad.data(), 0, t);
+    for (size_t i = 0; i < r1 - r; ++i) yb[r + i] = t[i];
+  }
+}
+
 void check_args(const QuantScheme& s, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y) {
   require(rows > 0 && cols > 0 && batch > 0, ErrorCode::Shape, "quant_matmul: rows, cols and batch must be > 0");
   require(w && x && y, ErrorCode::Range, "quant_matmul: null buffer");
@@ -541,9 +880,18 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
   const size_t rb = scheme_row_bytes(s, cols);
   Q8Act act;
   std::vector<float> xsum;
+  const size_t grp = s.group ? s.group : cols;
+  // NF4 / INT4 with Q8_0 activations (eight-row kernels, any batch): groups of whole activation blocks
+  const bool nib8 = !f32_activations && cols % 32 == 0 && grp % 32 == 0 &&
+                    ((s.format == QuantFormat::NF4 && !s.double_quant) || (s.format == QuantFormat::INT && s.bits == 4));
   const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 ||
-                                           s.format == QuantFormat::Q4_K || s.format == QuantFormat::Q6_K);
+                                           s.format == QuantFormat::Q4_K || s.format == QuantFormat::Q6_K || nib8);
+  // the eight-row kernels: NF4 / INT4 always, Q4_0 / Q4_K / Q6_K at batch 1 (larger batches amortise
+  // each weight row over up to 8 activation rows in the per-row kernels instead)
+  const bool rows8 = nib8 || (q8path && batch == 1 && s.format != QuantFormat::Q8_0);
   if (q8path) act = quantize_act(x, batch, cols);
+  std::vector<int8_t> xperm;
+  if (nib8) xperm = permute_even_odd(act.q.data(), batch * cols);
   if (s.format == QuantFormat::Q4_K && !q8path) {
     const size_t n32 = cols / 32;
     xsum.resize(batch * n32);
@@ -555,14 +903,38 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
       }
   }
   const bool nf4_fast = s.format == QuantFormat::NF4 && !s.double_quant && s.group % 16 == 0;
-  const bool int4_fast = s.format == QuantFormat::INT && s.bits == 4 && (s.group ? s.group : cols) % 16 == 0;
+  const bool int4_fast = s.format == QuantFormat::INT && s.bits == 4 && grp % 16 == 0;
   SplitX sx;
-  if (nf4_fast || int4_fast) sx = split_x(x, batch, cols, s.group ? s.group : cols);
+  if (!rows8 && (nf4_fast || int4_fast)) sx = split_x(x, batch, cols, grp);
   const long chunk = 16;
   const long nchunks = static_cast<long>((rows + chunk - 1) / chunk);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads())
   for (long c = 0; c < nchunks; ++c) {
     const size_t r0 = static_cast<size_t>(c) * chunk, r1 = std::min(rows, r0 + chunk);
+    if (rows8) {
+      for (size_t b = 0; b < batch; ++b) {
+        const Q8Row ar = q8_row(act, xperm, b, cols);
+        float* yb = y + b * rows;
+        switch (s.format) {
+          case QuantFormat::Q4_0:
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_0(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
+          case QuantFormat::Q4_K:
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
+          case QuantFormat::Q6_K:
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q6_k(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
+          case QuantFormat::NF4:
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
+          default:
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<false>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
+        }
+      }
+      continue;
+    }
     for (size_t b0 = 0; b0 < batch; b0 += kMaxB) {
       const size_t nbt = std::min(kMaxB, batch - b0);
       switch (s.format) {

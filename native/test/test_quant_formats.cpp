@@ -457,10 +457,12 @@ TEST_CASE("quant matmul matches the dequantized reference") {
       const QuantScheme s = parse_quant_scheme(name);
       std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
       quantize_matrix(s, w.data(), rows, cols, q.data());
-      // Q8_0, Q4_0, Q4_K and Q6_K quantize the activations to Q8_0: the reference sees the same activations.
+      // Q8_0, Q4_0, Q4_K, Q6_K, NF4 (no double quantization) and INT4 (32-multiple groups) quantize the
+      // activations to Q8_0: the reference sees the same activations.
       std::vector<float> xr = x;
+      const bool nf4_q8 = s.format == QuantFormat::NF4 && !s.double_quant;
       if (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 || s.format == QuantFormat::Q4_K ||
-          s.format == QuantFormat::Q6_K) {
+          s.format == QuantFormat::Q6_K || nf4_q8 || (s.format == QuantFormat::INT && s.bits == 4)) {
         const QuantScheme q8 = parse_quant_scheme("q8_0");
         std::vector<uint8_t> t(scheme_row_bytes(q8, cols));
         for (size_t b = 0; b < batch; ++b) {
@@ -472,12 +474,19 @@ TEST_CASE("quant matmul matches the dequantized reference") {
       quant_matmul(s, q.data(), rows, cols, x.data(), batch, y.data());
       quant_ref::quant_matmul(s, q.data(), rows, cols, xr.data(), batch, yr.data());
       dequantize_matrix(s, q.data(), rows, cols, deq.data());
+      const size_t rb = scheme_row_bytes(s, cols);
       for (size_t b = 0; b < batch; ++b)
         for (size_t r = 0; r < rows; ++r) {
-          double mag = 0;
+          double mag = 0, table = 0;
           for (size_t k = 0; k < cols; ++k) mag += std::fabs(deq[r * cols + k] * xr[b * cols + k]);
+          if (nf4_q8)  // the NF4 table in 13-bit fixed point: |error| <= 2^-13 absmax per weight
+            for (size_t k = 0; k < cols; ++k) {
+              float absmax;
+              std::memcpy(&absmax, q.data() + r * rb + (k / s.group) * (4 + s.group / 2), 4);
+              table += std::fabs(absmax * xr[b * cols + k]) / 8192.0;
+            }
           // f32 accumulation over cols terms: |error| <= ~cols * 2^-24 * sum |w x|
-          CHECK(std::fabs(y[b * rows + r] - yr[b * rows + r]) <= 2.0 * cols * 5.96e-8 * mag + 1e-30);
+          CHECK(std::fabs(y[b * rows + r] - yr[b * rows + r]) <= 2.0 * cols * 5.96e-8 * mag + table + 1e-30);
         }
     }
   }

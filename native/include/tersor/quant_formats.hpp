@@ -107,9 +107,11 @@ void snap_to_blocks(const QuantScheme&, void* block0, size_t stride, size_t coun
 
 /// Y[b, r] = sum_k W[r, k] X[b, k] for a quantized W [rows, cols] (rows * scheme_row_bytes(cols)
 /// bytes) and f32 X [batch, cols]; Y is [batch, rows]. Dequantizes on the fly (AVX2), rows in
-/// parallel on tersor::num_threads(). Q8_0, Q4_0, Q4_K and Q6_K quantize X to Q8_0 blocks (8-bit
+/// parallel on tersor::num_threads(). Q8_0, Q4_0, Q4_K, Q6_K, NF4 (blocks a multiple of 32, no
+/// double quantization) and 4-bit INT (groups a multiple of 32) quantize X to Q8_0 blocks (8-bit
 /// activations, as llama.cpp does; exactly quantize_row(q8_0) of each row) and use integer dot
-/// products; every other format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
+/// products (NF4's table in 13-bit fixed point: |error| <= 2^-13 absmax per weight); every other
+/// format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
 /// for every format (the product then equals the f32 product with the dequantized weights up to
 /// f32 summation rounding; the transformer runtime uses it).
 void quant_matmul(const QuantScheme&, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y,
