@@ -321,6 +321,102 @@ float search_sym(const float* x, const float* w, int n, int nmax, float rmin, fl
   return s;
 }
 
+// 8x8 transpose of the rows r[0..7] (r[i] lane j becomes r[j] lane i).
+inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+// The N x 8 transpose of 8 sub-blocks of N (a multiple of 8): out[i] lane j = x[N j + i].
+template <int N>
+inline void transpose_sub8(const float* x, __m256* out) {
+  for (int q = 0; q < N / 8; ++q) {
+    for (int j = 0; j < 8; ++j) out[8 * q + j] = _mm256_loadu_ps(x + N * j + 8 * q);
+    transpose8(out + 8 * q);
+  }
+}
+inline void transpose16x8(const float* x, __m256* out) { transpose_sub8<16>(x, out); }
+
+// The AVX2 form of search_asym (the K-quants with a min: Q2_K over sub-blocks of 16, Q4_K / Q5_K over
+// sub-blocks of 32): the same IEEE operations per sub-block in the same order, run the other way
+// round: one lane per sub-block, 8 sub-blocks of N transposed into N vectors, looping over the kCand
+// candidates two at a time (no broadcasts, no horizontal reductions). x, w: 8 N values and weights
+// (Unit: every weight is 1 and w is not read; 1 * l = l exactly, so the products are skipped);
+// writes the scales sc[8] and the (non-positive) mins m[8].
+template <int N, bool Unit>
+void asym_search8(const float* x, const float* w, int nmax, float rmin, float rdelta, float* sc, float* m_out) {
+  __m256 xt[N], wt[Unit ? 1 : N], xm[N];
+  transpose_sub8<N>(x, xt);
+  if constexpr (!Unit) transpose_sub8<N>(w, wt);
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), fn = _mm256_set1_ps(static_cast<float>(nmax));
+  __m256 mn = xt[0], mx = xt[0], sw = zero, sx = zero;
+  for (int i = 0; i < N; ++i) {
+    mn = _mm256_min_ps(xt[i], mn);  // std::min(mn, x): x < mn ? x : mn
+    mx = _mm256_max_ps(xt[i], mx);  // std::max(mx, x): mx < x ? x : mx
+    const __m256 wi = Unit ? one : wt[i];
+    sw = _mm256_add_ps(sw, wi);
+    sx = _mm256_fmadd_ps(wi, xt[i], sx);
+  }
+  mn = _mm256_min_ps(zero, mn);  // if (mn > 0) mn = 0 (keeps -0)
+  const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_LE_OQ);  // mx <= mn: s = 0, m = mn
+  const __m256 range = _mm256_blendv_ps(_mm256_sub_ps(mx, mn), one, flat);
+  const __m256 inv = _mm256_div_ps(one, range);
+  for (int i = 0; i < N; ++i) xm[i] = _mm256_sub_ps(xt[i], mn);
+  __m256 best_e = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 best_s = _mm256_div_ps(range, fn), best_m = mn;
+  const __m256 two = _mm256_set1_ps(2.0f);
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  static_assert(kCand % 2 == 0, "candidates are searched two at a time");
+  for (int k = 0; k < kCand; k += 2) {
+    // (nmax + rmin + rdelta k) * inv as search_asym computes it; every candidate is > 0 (callers'
+    // rmin > -nmax), so round((x - mn) is) >= 0 and only the upper clamp acts.
+    const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)), inv);
+    const __m256 is1 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k + 1)), inv);
+    __m256 sl0 = zero, sll0 = zero, slx0 = zero, sl1 = zero, sll1 = zero, slx1 = zero;
+    for (int i = 0; i < N; ++i) {
+      constexpr int R = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m256 l0 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xm[i], is0), R), fn);
+      const __m256 l1 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xm[i], is1), R), fn);
+      const __m256 w0 = Unit ? l0 : _mm256_mul_ps(wt[i], l0), w1 = Unit ? l1 : _mm256_mul_ps(wt[i], l1);
+      sl0 = _mm256_add_ps(sl0, w0); sll0 = _mm256_fmadd_ps(w0, l0, sll0); slx0 = _mm256_fmadd_ps(w0, xt[i], slx0);
+      sl1 = _mm256_add_ps(sl1, w1); sll1 = _mm256_fmadd_ps(w1, l1, sll1); slx1 = _mm256_fmadd_ps(w1, xt[i], slx1);
+    }
+    const __m256 acc[2][3] = {{sl0, sll0, slx0}, {sl1, sll1, slx1}};
+    for (const auto& a : acc) {
+      const __m256 sl = a[0], sll = a[1], slx = a[2];
+      const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
+      const __m256 dpos = _mm256_cmp_ps(D, zero, _CMP_GT_OQ);
+      const __m256 Dsafe = _mm256_blendv_ps(one, D, dpos);
+      __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sx, sl)), Dsafe);
+      __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), Dsafe);
+      const __m256 s0 = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, _mm256_cmp_ps(sll, zero, _CMP_GT_OQ)));
+      const __m256 mpos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
+      s = _mm256_blendv_ps(s, s0, mpos);
+      m = _mm256_blendv_ps(m, zero, mpos);
+      const __m256 t1 = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s, sll), _mm256_mul_ps(_mm256_mul_ps(two, m), sl)),
+                                      _mm256_mul_ps(two, slx));
+      const __m256 t2 = _mm256_sub_ps(_mm256_mul_ps(m, sw), _mm256_mul_ps(two, sx));
+      __m256 e = _mm256_add_ps(_mm256_mul_ps(s, t1), _mm256_mul_ps(m, t2));
+      e = _mm256_blendv_ps(inf, e, dpos);
+      const __m256 better = _mm256_cmp_ps(e, best_e, _CMP_LT_OQ);
+      best_e = _mm256_blendv_ps(best_e, e, better);
+      best_s = _mm256_blendv_ps(best_s, s, better);
+      best_m = _mm256_blendv_ps(best_m, m, better);
+    }
+  }
+  _mm256_storeu_ps(sc, _mm256_blendv_ps(best_s, zero, flat));
+  _mm256_storeu_ps(m_out, _mm256_blendv_ps(best_m, mn, flat));
+}
+
 // ---------------------------------------------------------------- ggml simple blocks
 template <bool Fast>
 void q8_0_row(const float* x, uint8_t* y, size_t n) {
@@ -533,12 +629,20 @@ void qk_asym_row(const float* x, uint8_t* y, size_t n, const float* imp, int nma
   alignas(32) float w[QK_K];
   int L[QK_K];
   for (size_t b = 0; b < n / QK_K; ++b, x += QK_K, y += bs, imp = imp ? imp + QK_K : nullptr) {
-    kweights(x, imp, 32, WKind::One, 2.0f, w);
     float sc[8], mn[8], max_s = 0, max_m = 0;
+    if constexpr (Fast) {
+      if (imp) {
+        kweights(x, imp, 32, WKind::One, 2.0f, w);
+        asym_search8<32, false>(x, w, nmax, -1.0f, 0.1f, sc, mn);
+      } else {
+        asym_search8<32, true>(x, nullptr, nmax, -1.0f, 0.1f, sc, mn);  // WKind::One: unit weights
+      }
+    } else {
+      kweights(x, imp, 32, WKind::One, 2.0f, w);
+      for (int j = 0; j < 8; ++j) sc[j] = search_asym<V>(x + 32 * j, w + 32 * j, 32, nmax, -1.0f, 0.1f, &mn[j]);
+    }
     for (int j = 0; j < 8; ++j) {
-      float m;
-      sc[j] = search_asym<V>(x + 32 * j, w + 32 * j, 32, nmax, -1.0f, 0.1f, &m);
-      mn[j] = -m;
+      mn[j] = -mn[j];
       max_s = std::max(max_s, sc[j]);
       max_m = std::max(max_m, mn[j]);
     }
@@ -560,11 +664,10 @@ void qk_asym_row(const float* x, uint8_t* y, size_t n, const float* imp, int nma
       std::memset(qh, 0, 32);
       uint8_t m1 = 1, m2 = 2;
       for (size_t j = 0; j < QK_K; j += 64, ql += 32, m1 <<= 2, m2 <<= 2)
-        for (int l = 0; l < 32; ++l) {
-          int a = L[j + l], c = L[j + l + 32];
-          if (a > 15) { a -= 16; qh[l] |= m1; }
-          if (c > 15) { c -= 16; qh[l] |= m2; }
-          ql[l] = static_cast<uint8_t>(a | (c << 4));
+        for (int l = 0; l < 32; ++l) {  // branch-free (the high bits are random: branches mispredict)
+          const int a = L[j + l], c = L[j + l + 32];
+          qh[l] = static_cast<uint8_t>(qh[l] | (a > 15 ? m1 : 0) | (c > 15 ? m2 : 0));
+          ql[l] = static_cast<uint8_t>((a & 15) | ((c & 15) << 4));
         }
     }
   }
@@ -607,27 +710,6 @@ float q6_search_ref(const float* x, const float* w) {
   return s;
 }
 
-// 8x8 transpose of the rows r[0..7] (r[i] lane j becomes r[j] lane i).
-inline void transpose8(__m256* r) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-// The 16 x 8 transpose of 8 sub-blocks of 16: out[i] lane j = x[16 j + i].
-inline void transpose16x8(const float* x, __m256* out) {
-  for (int j = 0; j < 8; ++j) { out[j] = _mm256_loadu_ps(x + 16 * j); out[8 + j] = _mm256_loadu_ps(x + 16 * j + 8); }
-  transpose8(out);
-  transpose8(out + 8);
-}
 
 // The AVX2 search of 8 sub-blocks at once, lane j = sub-block j (x: 128 values; w: null or 128
 // weights); the same IEEE operations per sub-block, in the same order, as q6_search_ref.
@@ -799,74 +881,6 @@ void q3_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
   }
 }
 
-// Q2_K's AVX2 scale search (the same function as search_asym<VS> with nmax 3 over each sub-block of
-// 16, same IEEE operations in the same order) run the other way round: one lane per sub-block, 8
-// sub-blocks of 16 transposed into 16 vectors, looping over the kCand candidates two at a time.
-// x, w: 128 values and weights; writes the scales sc[8] and the (non-positive) mins m[8].
-void q2_search8(const float* x, const float* w, float rmin, float rdelta, float* sc, float* m_out) {
-  constexpr int nmax = 3;
-  __m256 xt[16], wt[16], xm[16];
-  transpose16x8(x, xt);
-  transpose16x8(w, wt);
-  __m256 mn = xt[0], mx = xt[0], sw = _mm256_setzero_ps(), sx = _mm256_setzero_ps();
-  for (int i = 0; i < 16; ++i) {
-    mn = _mm256_min_ps(xt[i], mn);  // std::min(mn, x): x < mn ? x : mn
-    mx = _mm256_max_ps(xt[i], mx);  // std::max(mx, x): mx < x ? x : mx
-    sw = _mm256_add_ps(sw, wt[i]);
-    sx = _mm256_fmadd_ps(wt[i], xt[i], sx);
-  }
-  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), fn = _mm256_set1_ps(static_cast<float>(nmax));
-  mn = _mm256_min_ps(zero, mn);  // if (mn > 0) mn = 0 (keeps -0)
-  const __m256 flat = _mm256_cmp_ps(mx, mn, _CMP_LE_OQ);  // mx <= mn: s = 0, m = mn
-  const __m256 range = _mm256_blendv_ps(_mm256_sub_ps(mx, mn), one, flat);
-  const __m256 inv = _mm256_div_ps(one, range);
-  for (int i = 0; i < 16; ++i) xm[i] = _mm256_sub_ps(xt[i], mn);
-  __m256 best_e = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  __m256 best_s = _mm256_div_ps(range, fn), best_m = mn;
-  const __m256 two = _mm256_set1_ps(2.0f), c3 = _mm256_set1_ps(3.0f);
-  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  static_assert(kCand % 2 == 0, "candidates are searched two at a time");
-  for (int k = 0; k < kCand; k += 2) {
-    // (nmax + rmin + rdelta k) * inv as search_asym computes it; every candidate is > 0, so
-    // round((x - mn) is) >= 0 and only the upper clamp acts.
-    const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)), inv);
-    const __m256 is1 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k + 1)), inv);
-    __m256 sl0 = zero, sll0 = zero, slx0 = zero, sl1 = zero, sll1 = zero, slx1 = zero;
-    for (int i = 0; i < 16; ++i) {
-      constexpr int R = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-      const __m256 l0 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xm[i], is0), R), c3);
-      const __m256 l1 = _mm256_min_ps(_mm256_round_ps(_mm256_mul_ps(xm[i], is1), R), c3);
-      const __m256 w0 = _mm256_mul_ps(wt[i], l0), w1 = _mm256_mul_ps(wt[i], l1);
-      sl0 = _mm256_add_ps(sl0, w0); sll0 = _mm256_fmadd_ps(w0, l0, sll0); slx0 = _mm256_fmadd_ps(w0, xt[i], slx0);
-      sl1 = _mm256_add_ps(sl1, w1); sll1 = _mm256_fmadd_ps(w1, l1, sll1); slx1 = _mm256_fmadd_ps(w1, xt[i], slx1);
-    }
-    const __m256 acc[2][3] = {{sl0, sll0, slx0}, {sl1, sll1, slx1}};
-    for (const auto& a : acc) {
-      const __m256 sl = a[0], sll = a[1], slx = a[2];
-      const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sw, sll), _mm256_mul_ps(sl, sl));
-      const __m256 dpos = _mm256_cmp_ps(D, zero, _CMP_GT_OQ);
-      const __m256 Dsafe = _mm256_blendv_ps(one, D, dpos);
-      __m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, slx), _mm256_mul_ps(sx, sl)), Dsafe);
-      __m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sll, sx), _mm256_mul_ps(sl, slx)), Dsafe);
-      const __m256 s0 = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, _mm256_cmp_ps(sll, zero, _CMP_GT_OQ)));
-      const __m256 mpos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
-      s = _mm256_blendv_ps(s, s0, mpos);
-      m = _mm256_blendv_ps(m, zero, mpos);
-      const __m256 t1 = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s, sll), _mm256_mul_ps(_mm256_mul_ps(two, m), sl)),
-                                      _mm256_mul_ps(two, slx));
-      const __m256 t2 = _mm256_sub_ps(_mm256_mul_ps(m, sw), _mm256_mul_ps(two, sx));
-      __m256 e = _mm256_add_ps(_mm256_mul_ps(s, t1), _mm256_mul_ps(m, t2));
-      e = _mm256_blendv_ps(inf, e, dpos);
-      const __m256 better = _mm256_cmp_ps(e, best_e, _CMP_LT_OQ);
-      best_e = _mm256_blendv_ps(best_e, e, better);
-      best_s = _mm256_blendv_ps(best_s, s, better);
-      best_m = _mm256_blendv_ps(best_m, m, better);
-    }
-  }
-  _mm256_storeu_ps(sc, _mm256_blendv_ps(best_s, zero, flat));
-  _mm256_storeu_ps(m_out, _mm256_blendv_ps(best_m, mn, flat));
-}
-
 template <bool Fast>
 void q2_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
   using V = std::conditional_t<Fast, VA, VS>;
@@ -876,8 +890,8 @@ void q2_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
     kweights(x, imp, 16, WKind::Abs, 1.0f, w);
     float sc[16], mn[16], max_s = 0, max_m = 0;
     if constexpr (Fast) {
-      q2_search8(x, w, -0.5f, 0.1f, sc, mn);
-      q2_search8(x + 128, w + 128, -0.5f, 0.1f, sc + 8, mn + 8);
+      asym_search8<16, false>(x, w, 3, -0.5f, 0.1f, sc, mn);
+      asym_search8<16, false>(x + 128, w + 128, 3, -0.5f, 0.1f, sc + 8, mn + 8);
     } else {
       for (int j = 0; j < 16; ++j) sc[j] = search_asym<V>(x + 16 * j, w + 16 * j, 16, 3, -0.5f, 0.1f, &mn[j]);
     }

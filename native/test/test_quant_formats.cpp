@@ -244,35 +244,38 @@ TEST_CASE("quant formats avx2 and scalar reference give the same bytes") {
   }
 }
 
-TEST_CASE("quant formats lane-per-sub-block searches of q6_k and q2_k on empty tied tiny and one-signed sub-blocks") {
-  // The AVX2 Q6_K and Q2_K searches run 8 sub-blocks of 16 in the lanes of one vector: every lane must
-  // take the scalar reference's branch (empty sub-block, +a / -a tie, extreme below 1e-30, one sign
-  // only, flat, wide range).
+TEST_CASE("quant formats lane-per-sub-block searches of the K-quants on empty tied tiny and one-signed sub-blocks") {
+  // The AVX2 searches of Q6_K and Q2_K (sub-blocks of 16) and Q4_K / Q5_K (sub-blocks of 32) run 8
+  // sub-blocks in the lanes of one vector: every lane must take the scalar reference's branch (empty
+  // sub-block, +a / -a tie, extreme below 1e-30, one sign only, flat, wide range).
   const size_t n = 4096;
-  std::vector<float> x = gauss(n, 21);
-  for (size_t j = 0; j < n / 16; ++j) {
-    float* s = &x[16 * j];
-    // every case at every lane position; the wide range (which sets the whole super-block's scale)
-    // only in every third super-block
-    int c = static_cast<int>((j + j / 16) % 11);
-    if (c == 6 && (j / 16) % 3 != 0) c = 10;
-    switch (c) {
-      case 0: for (int i = 0; i < 16; ++i) s[i] = 0.0f; break;                        // empty
-      case 1: s[3] = 4.0f; s[9] = -4.0f; break;                                      // tie: + wins
-      case 2: for (int i = 0; i < 16; ++i) s[i] *= 1e-31f; break;                    // below 1e-30
-      case 3: for (int i = 0; i < 16; ++i) s[i] = -std::fabs(s[i]); break;          // negative only
-      case 4: for (int i = 0; i < 16; ++i) s[i] = i == 7 ? 0.5f : 0.0f; break;       // one value
-      case 5: for (int i = 0; i < 16; ++i) s[i] = 1.25f; break;                      // constant > 0
-      case 6: for (int i = 0; i < 16; ++i) s[i] *= 1e3f; break;                      // wide range
-      case 7: for (int i = 0; i < 16; ++i) s[i] = std::fabs(s[i]) + 0.5f; break;    // positive only
-      case 8: for (int i = 0; i < 16; ++i) s[i] = -0.75f; break;                     // flat < 0
-      default: break;                                                                // N(0,1)
-    }
-  }
   std::vector<float> imp = gauss(n, 22);
   for (float& v : imp) v = v * v + 0.01f;
-  for (const char* name : {"q6_k", "q2_k"}) {
+  for (const auto& [name, sub] : {std::pair{"q6_k", 16}, std::pair{"q2_k", 16}, std::pair{"q4_k", 32},
+                                  std::pair{"q5_k", 32}, std::pair{"q4_k", 16}, std::pair{"q5_k", 16}}) {
     CAPTURE(std::string(name));
+    CAPTURE(sub);
+    std::vector<float> x = gauss(n, 21);
+    for (size_t j = 0; j < n / sub; ++j) {
+      float* s = &x[sub * j];
+      // every case at every lane position; the wide range (which sets the whole super-block's scale)
+      // only in every third super-block
+      const size_t per = 256 / sub;
+      int c = static_cast<int>((j + j / per) % 11);
+      if (c == 6 && (j / per) % 3 != 0) c = 10;
+      switch (c) {
+        case 0: for (int i = 0; i < sub; ++i) s[i] = 0.0f; break;                        // empty
+        case 1: s[3] = 4.0f; s[9] = -4.0f; break;                                       // tie: + wins
+        case 2: for (int i = 0; i < sub; ++i) s[i] *= 1e-31f; break;                    // below 1e-30
+        case 3: for (int i = 0; i < sub; ++i) s[i] = -std::fabs(s[i]); break;          // negative only
+        case 4: for (int i = 0; i < sub; ++i) s[i] = i == 7 ? 0.5f : 0.0f; break;       // one value
+        case 5: for (int i = 0; i < sub; ++i) s[i] = 1.25f; break;                      // constant > 0
+        case 6: for (int i = 0; i < sub; ++i) s[i] *= 1e3f; break;                      // wide range
+        case 7: for (int i = 0; i < sub; ++i) s[i] = std::fabs(s[i]) + 0.5f; break;    // positive only
+        case 8: for (int i = 0; i < sub; ++i) s[i] = -0.75f; break;                     // flat < 0
+        default: break;                                                                 // N(0,1)
+      }
+    }
     const QuantScheme s = parse_quant_scheme(name);
     for (const float* w : {static_cast<const float*>(nullptr), static_cast<const float*>(imp.data())}) {
       CAPTURE(w != nullptr);
