@@ -12,8 +12,9 @@
 //    all threads, vs the scalar reference GEMV (dequantize a row, f64 dot); gb_per_s = quantized
 //    weight bytes read per second (effective weight-read bandwidth); cpu_gb_per_s_per_thread = the same
 //    on one thread from thread CPU time (robust on a loaded machine); f32_activations_gb_per_s = the
-//    transformer runtime's path (activations kept in f32). f32/gemv: the dense f32 weights
-//    (AVX2 FMA GEMV) against tersor::sgemm with n = 1.
+//    transformer runtime's path (activations kept in f32); nf4 on a CPU with AVX-512 VNNI also carries
+//    avx2_gb_per_s (the AVX2 kernel). f32/gemv: the dense f32 weights (AVX2 FMA GEMV) against
+//    tersor::sgemm with n = 1.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -198,11 +199,20 @@ void run_quant(bool quick) {
       const double tc = one_thread_cpu_seconds([&] { tersor::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data()); }, quick ? 3 : 7);
       const double tf = tersor::bench::median_seconds(
           [&] { tersor::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data(), /*f32_activations=*/true); }, quick ? 3 : 7, 1);
-      tersor::bench::report("quant", std::string(name) + "/gemv", t, "scalar reference gemv", tr,
-                            {{"gb_per_s", bytes / t / 1e9}, {"f32_equiv_gb_per_s", 4.0 * rows * cols / t / 1e9},
-                             {"cpu_gb_per_s_per_thread", bytes / tc / 1e9}, {"f32_activations_gb_per_s", bytes / tf / 1e9},
-                             {"rows", static_cast<double>(rows)}, {"cols", static_cast<double>(cols)},
-                             {"threads", static_cast<double>(tersor::num_threads())}});
+      tersor::bench::Extra ex = {{"gb_per_s", bytes / t / 1e9}, {"f32_equiv_gb_per_s", 4.0 * rows * cols / t / 1e9},
+                         {"cpu_gb_per_s_per_thread", bytes / tc / 1e9}, {"f32_activations_gb_per_s", bytes / tf / 1e9},
+                         {"rows", static_cast<double>(rows)}, {"cols", static_cast<double>(cols)},
+                         {"threads", static_cast<double>(tersor::num_threads())}};
+      if (s.format == tersor::QuantFormat::NF4 && tersor::quant_matmul_vnni_active()) {
+        // the AVX2 kernel too (the figure above uses AVX-512 VNNI)
+        tersor::quant_matmul_set_vnni(false);
+        const double ta = tersor::bench::median_seconds([&] { tersor::quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data()); },
+                                                        quick ? 5 : 9, 2, quick ? 0.05 : 0.3);
+        tersor::quant_matmul_set_vnni(true);
+        ex.push_back({"vnni", 1.0});
+        ex.push_back({"avx2_gb_per_s", bytes / ta / 1e9});
+      }
+      tersor::bench::report("quant", std::string(name) + "/gemv", t, "scalar reference gemv", tr, ex);
     }
   }
 }

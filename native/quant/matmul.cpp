@@ -17,6 +17,8 @@
 //      with the activation block sums (Q4_0: sum (c - 8) x = sum c x - 8 sum x; Q6_K: -32; Q4_K:
 //      - dmin m sum x; INT4: - z sum x). A tail of fewer than eight rows runs the same kernel on a
 //      zero-padded copy.
+//      NF4 uses AVX-512 VNNI (vpdpbusd on 256-bit registers) where the CPU has it: the same exact
+//      integer sums, in fewer instructions.
 //    - Q8_0 at every batch, Q4_0 / Q4_K / Q6_K at batch > 1: one weight row at a time for up to 8
 //      activation rows (the sign trick, as in ggml).
 //  * Q8_0 and Q4_0 with f32 activations: codes widened to f32 in registers, FMA with X, times d per block;
@@ -29,6 +31,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -388,7 +391,23 @@ Nf4Fixed nf4_fixed() {
           _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)))};
 }
 
-template <bool NF4>
+// AVX-512 VNNI (vpdpbusd: u8 x s8 dot products of four, added to int32 lanes, no int16 saturation) on
+// 256-bit registers, for the CPUs that have it (checked at run time; the build targets x86-64-v3, so
+// the instruction is emitted by inline assembly and only reached after the check).
+bool vnni_supported() {
+  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+std::atomic<bool> g_vnni_enabled{true};
+inline bool use_vnni() { return g_vnni_enabled.load(std::memory_order_relaxed) && vnni_supported(); }
+
+/// acc + (per int32 lane) the sum of the four products u8(a) * s8(b) of its bytes.
+inline __m256i dpbusd(__m256i acc, __m256i a, __m256i b) {
+  asm("%{evex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+  return acc;
+}
+
+template <bool NF4, bool VNNI = false>
 void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
   const int8_t* xp = a.xp;
   const size_t g = qs.group ? qs.group : cols, ng = cols / g;
@@ -410,13 +429,25 @@ void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0,
     for (size_t b = 0; b < g / 32; ++b) {
       const size_t kb = (k * g) / 32 + b;  // activation block
       const int8_t* xb = xp + 32 * kb;
-      __m256i T[2][4];
-      transpose8x16(rp, hdr + 16 * b, T[0]);
+      __m256i T[4];
+      transpose8x16(rp, hdr + 16 * b, T);
       __m256i isum;
-      if constexpr (NF4) {
+      if constexpr (NF4 && VNNI) {
+        // four accumulators: the dot products' latency spread over independent chains
+        __m256i ie = _mm256_setzero_si256(), io = ie, le = ie, lo = ie;
+        for (int u = 0; u < 4; ++u) {
+          const __m256i cl = _mm256_and_si256(T[u], m4), ch = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
+          const __m256i xe = bcast4(xb + 8 * u), xo = bcast4(xb + 8 * u + 4);
+          ie = dpbusd(ie, _mm256_shuffle_epi8(tab.hi, cl), xe);
+          io = dpbusd(io, _mm256_shuffle_epi8(tab.hi, ch), xo);
+          le = dpbusd(le, _mm256_shuffle_epi8(tab.lo, cl), xe);
+          lo = dpbusd(lo, _mm256_shuffle_epi8(tab.lo, ch), xo);
+        }
+        isum = _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(ie, io), 7), _mm256_add_epi32(le, lo));
+      } else if constexpr (NF4) {
         isum = _mm256_setzero_si256();
         for (int u = 0; u < 4; ++u) {
-          const __m256i cl = _mm256_and_si256(T[0][u], m4), ch = _mm256_and_si256(_mm256_srli_epi16(T[0][u], 4), m4);
+          const __m256i cl = _mm256_and_si256(T[u], m4), ch = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
           const __m256i xe = bcast4(xb + 8 * u), xo = bcast4(xb + 8 * u + 4);
           const __m256i ph = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.hi, cl), xe),
                                               _mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.hi, ch), xo));
@@ -427,8 +458,8 @@ void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0,
       } else {
         __m256i s16 = _mm256_setzero_si256();
         for (int u = 0; u < 4; ++u) {
-          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(T[0][u], m4), bcast4(xb + 8 * u)));
-          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(T[0][u], 4), m4), bcast4(xb + 8 * u + 4)));
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(T[u], m4), bcast4(xb + 8 * u)));
+          s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4), bcast4(xb + 8 * u + 4)));
         }
         isum = _mm256_madd_epi16(s16, ones);
       }
@@ -889,6 +920,7 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
   // the eight-row kernels: NF4 / INT4 always, Q4_0 / Q4_K / Q6_K at batch 1 (larger batches amortise
   // each weight row over up to 8 activation rows in the per-row kernels instead)
   const bool rows8 = nib8 || (q8path && batch == 1 && s.format != QuantFormat::Q8_0);
+  const bool vnni = use_vnni();
   if (q8path) act = quantize_act(x, batch, cols);
   std::vector<int8_t> xperm;
   if (nib8) xperm = permute_even_odd(act.q.data(), batch * cols);
@@ -926,7 +958,10 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
             eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q6_k(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           case QuantFormat::NF4:
-            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            if (vnni)
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<true, true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            else
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           default:
             eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<false>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
@@ -966,6 +1001,9 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
     }
   }
 }
+
+void quant_matmul_set_vnni(bool enabled) { g_vnni_enabled.store(enabled, std::memory_order_relaxed); }
+bool quant_matmul_vnni_active() { return use_vnni(); }
 
 namespace quant_ref {
 // Reference: dequantize each row exactly, then an f64 dot product (no activation quantization).

@@ -4,7 +4,9 @@
 //    (each activation row is quantized on its own, so a batch of two copies of x sees the same codes):
 //    the two may differ only by f32 summation order;
 //  * the f64 reference product with the dequantized weights and the Q8_0-rounded activations, on
-//    row counts below eight and around multiples of eight (the zero-padded tail).
+//    row counts below eight and around multiples of eight (the zero-padded tail);
+//  * for NF4, the AVX2 kernel against the AVX-512 VNNI one where the CPU has it (exact integer sums on
+//    both sides: identical results).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -78,38 +80,64 @@ TEST_CASE("quant matmul eight-row kernels on short and ragged row counts") {
   // Fewer rows than one group (1, 3, 7), exactly one (8), one more (9), and 16 + 7 across two chunks;
   // batch 1 and 3 (NF4 / INT4 run the eight-row kernel per activation row).
   const size_t cols = 512;
-  for (size_t rows : {size_t{1}, size_t{3}, size_t{7}, size_t{8}, size_t{9}, size_t{23}})
-    for (size_t batch : {size_t{1}, size_t{3}})
-      for (const char* name : {"q4_0", "q4_k", "q6_k", "nf4", "nf4-g128", "int4-g32", "int4-g128-asym", "int4"}) {
-        CAPTURE(std::string(name));
-        CAPTURE(rows);
-        CAPTURE(batch);
-        const QuantScheme s = parse_quant_scheme(name);
-        const std::vector<float> w = normal(rows * cols, 10 + static_cast<uint32_t>(rows), 0.05f);
-        const std::vector<float> x = normal(batch * cols, 20 + static_cast<uint32_t>(batch), 1.0f);
-        const std::vector<float> xr = q8_rounded(x, batch, cols);
-        std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
-        quantize_matrix(s, w.data(), rows, cols, q.data());
-        std::vector<float> deq(rows * cols), y(batch * rows), yr(batch * rows);
-        dequantize_matrix(s, q.data(), rows, cols, deq.data());
-        quant_matmul(s, q.data(), rows, cols, x.data(), batch, y.data());
-        quant_ref::quant_matmul(s, q.data(), rows, cols, xr.data(), batch, yr.data());
-        const bool nf4 = s.format == QuantFormat::NF4;
-        const size_t rb = scheme_row_bytes(s, cols);
-        for (size_t b = 0; b < batch; ++b) {
-          const std::vector<float> xb(xr.begin() + static_cast<std::ptrdiff_t>(b * cols),
-                                      xr.begin() + static_cast<std::ptrdiff_t>((b + 1) * cols));
-          for (size_t r = 0; r < rows; ++r) {
-            double table = 0;  // NF4: the 13-bit fixed-point table, |error| <= 2^-13 absmax per weight
-            if (nf4)
-              for (size_t k = 0; k < cols; ++k) {
-                float absmax;
-                std::memcpy(&absmax, q.data() + r * rb + (k / s.group) * (4 + s.group / 2), 4);
-                table += std::fabs(absmax * xb[k]) / 8192.0;
-              }
-            const double tol = 2.0 * cols * 5.96e-8 * magnitude(deq, xb, r, cols) + table + 1e-30;
-            CHECK(std::fabs(y[b * rows + r] - yr[b * rows + r]) <= tol);
+  for (bool vnni : {true, false}) {
+    quant_matmul_set_vnni(vnni);
+    for (size_t rows : {size_t{1}, size_t{3}, size_t{7}, size_t{8}, size_t{9}, size_t{23}})
+      for (size_t batch : {size_t{1}, size_t{3}})
+        for (const char* name : {"q4_0", "q4_k", "q6_k", "nf4", "nf4-g128", "int4-g32", "int4-g128-asym", "int4"}) {
+          CAPTURE(std::string(name));
+          CAPTURE(rows);
+          CAPTURE(batch);
+          const QuantScheme s = parse_quant_scheme(name);
+          const std::vector<float> w = normal(rows * cols, 10 + static_cast<uint32_t>(rows), 0.05f);
+          const std::vector<float> x = normal(batch * cols, 20 + static_cast<uint32_t>(batch), 1.0f);
+          const std::vector<float> xr = q8_rounded(x, batch, cols);
+          std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
+          quantize_matrix(s, w.data(), rows, cols, q.data());
+          std::vector<float> deq(rows * cols), y(batch * rows), yr(batch * rows);
+          dequantize_matrix(s, q.data(), rows, cols, deq.data());
+          quant_matmul(s, q.data(), rows, cols, x.data(), batch, y.data());
+          quant_ref::quant_matmul(s, q.data(), rows, cols, xr.data(), batch, yr.data());
+          const bool nf4 = s.format == QuantFormat::NF4;
+          const size_t rb = scheme_row_bytes(s, cols);
+          for (size_t b = 0; b < batch; ++b) {
+            const std::vector<float> xb(xr.begin() + static_cast<std::ptrdiff_t>(b * cols),
+                                        xr.begin() + static_cast<std::ptrdiff_t>((b + 1) * cols));
+            for (size_t r = 0; r < rows; ++r) {
+              double table = 0;  // NF4: the 13-bit fixed-point table, |error| <= 2^-13 absmax per weight
+              if (nf4)
+                for (size_t k = 0; k < cols; ++k) {
+                  float absmax;
+                  std::memcpy(&absmax, q.data() + r * rb + (k / s.group) * (4 + s.group / 2), 4);
+                  table += std::fabs(absmax * xb[k]) / 8192.0;
+                }
+              const double tol = 2.0 * cols * 5.96e-8 * magnitude(deq, xb, r, cols) + table + 1e-30;
+              CHECK(std::fabs(y[b * rows + r] - yr[b * rows + r]) <= tol);
+            }
           }
         }
-      }
+  }
+  quant_matmul_set_vnni(true);
+}
+
+TEST_CASE("quant matmul nf4 vnni and avx2 kernels give identical results") {
+  if (!quant_matmul_vnni_active()) {
+    MESSAGE("this CPU has no AVX-512 VNNI: only the AVX2 kernel exists here");
+    return;
+  }
+  const size_t rows = 37, cols = 1024, batch = 2;
+  const std::vector<float> w = normal(rows * cols, 41, 0.05f), x = normal(batch * cols, 42, 1.0f);
+  for (const char* name : {"nf4", "nf4-g32", "nf4-g256"}) {
+    CAPTURE(std::string(name));
+    const QuantScheme s = parse_quant_scheme(name);
+    std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
+    quantize_matrix(s, w.data(), rows, cols, q.data());
+    std::vector<float> a(batch * rows), b(batch * rows);
+    quant_matmul(s, q.data(), rows, cols, x.data(), batch, a.data());
+    quant_matmul_set_vnni(false);
+    CHECK_FALSE(quant_matmul_vnni_active());
+    quant_matmul(s, q.data(), rows, cols, x.data(), batch, b.data());
+    quant_matmul_set_vnni(true);
+    CHECK(a == b);
+  }
 }
