@@ -15,15 +15,18 @@
 // candidate and its weighted squared error follow in closed form from those sums
 // (err = s^2 S_ll + 2 s m S_l + m^2 S_w - 2 s S_lx - 2 m S_x + S_xx), so no second pass is needed.
 // The candidate grid spans ggml's (nmax + [-1, +1.3]) in steps of 0.1 (Q2_K: 12 candidates in steps
-// of 0.2, see kQ2Cand). Error weights: x^2 for Q3_K (ggml's), 1 for Q2_K/Q4_K/Q5_K/Q6_K (plain
-// squared error, the metric the issue measures; ggml uses av_x + |x| for Q4_K/Q5_K, which costs
-// ~0.7% relative RMSE, x^2 for Q6_K and |x| for Q2_K, which costs ~6%),
+// of 0.2, see kQ2Cand). Error weights: 1 (plain squared error, the metric the issue measures; ggml
+// uses av_x + |x| for Q4_K/Q5_K, which costs ~0.7% relative RMSE, x^2 for Q6_K and Q3_K, ~2.6% and
+// ~3.8%, and |x| for Q2_K, ~6%),
 // and with an imatrix ggml's importance * sqrt(sigma^2 + x^2) (Q6_K: the importance itself).
 // Super-block scales are then quantized to 6 (4) bits and the codes recomputed with the quantized
 // scales, as in ggml.
-// Q6_K's search (q6_search8) runs the other way round: one SIMD lane per sub-block (8 sub-blocks of
-// 16 transposed into 16 vectors), looping over 8 candidates spread over a wide grid (see kQ6Cand);
-// its scalar reference (q6_search_ref) performs the same operations per sub-block in the same order.
+// The AVX2 searches of the K-quants (q6_search8 for Q6_K, asym_search8 for Q2_K / Q4_K / Q5_K,
+// sym_search8 for Q3_K) run the other way round: one SIMD lane per sub-block (8 sub-blocks of 16 or
+// 32 transposed into 16 or 32 vectors), looping over the candidates two at a time, with no
+// broadcasts or horizontal reductions; their scalar references (q6_search_ref, asym_search_ref,
+// search_asym<VS>, search_sym<VS>) perform the same operations per sub-block in the same order.
+// Q6_K uses its own 8 candidates spread over a wide grid (see kQ6Cand).
 #include "tersor/quant_formats.hpp"
 
 #include <immintrin.h>
@@ -847,18 +850,73 @@ inline void pack2(const int* L, uint8_t* qs) {
       qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
+// The AVX2 form of search_sym for Q3_K (sub-blocks of 16): the same IEEE operations per sub-block in
+// the same order as search_sym<VS, 3>, one lane per sub-block (8 sub-blocks transposed into 16
+// vectors), looping over its 24 candidates two at a time. Unit: every weight is 1, w is not read.
+template <bool Unit>
+void sym_search8(const float* x, const float* w, int nmax, float rmin, float rdelta, float* sc) {
+  __m256 xt[16], wt[Unit ? 1 : 16];
+  transpose_sub8<16>(x, xt);
+  if constexpr (!Unit) transpose_sub8<16>(w, wt);
+  __m256 hi = _mm256_setzero_ps(), lo = _mm256_setzero_ps();
+  for (int i = 0; i < 16; ++i) { hi = _mm256_max_ps(hi, xt[i]); lo = _mm256_min_ps(lo, xt[i]); }
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 mx = _mm256_blendv_ps(lo, hi, _mm256_cmp_ps(hi, _mm256_xor_ps(lo, sign), _CMP_GE_OQ));
+  const __m256 valid = _mm256_cmp_ps(_mm256_andnot_ps(sign, mx), _mm256_set1_ps(1e-30f), _CMP_GE_OQ);
+  const __m256 mxs = _mm256_blendv_ps(_mm256_set1_ps(1.0f), mx, valid);
+  const __m256 inv = _mm256_div_ps(_mm256_set1_ps(-1.0f), mxs);
+  __m256 best = _mm256_set1_ps(-0.5f);
+  __m256 s = _mm256_div_ps(_mm256_xor_ps(mxs, sign), _mm256_set1_ps(static_cast<float>(nmax)));
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 clo = _mm256_set1_ps(-static_cast<float>(nmax)), chi = _mm256_set1_ps(static_cast<float>(nmax - 1));
+  for (int k = 0; k < kCand; k += 2) {
+    const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)), inv);
+    const __m256 is1 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k + 1)), inv);
+    __m256 sll0 = zero, slx0 = zero, sll1 = zero, slx1 = zero;
+    for (int i = 0; i < 16; ++i) {
+      constexpr int R = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      const __m256 l0 = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(_mm256_mul_ps(xt[i], is0), R), clo), chi);
+      const __m256 l1 = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(_mm256_mul_ps(xt[i], is1), R), clo), chi);
+      const __m256 w0 = Unit ? l0 : _mm256_mul_ps(wt[i], l0), w1 = Unit ? l1 : _mm256_mul_ps(wt[i], l1);
+      sll0 = _mm256_fmadd_ps(w0, l0, sll0); slx0 = _mm256_fmadd_ps(w0, xt[i], slx0);
+      sll1 = _mm256_fmadd_ps(w1, l1, sll1); slx1 = _mm256_fmadd_ps(w1, xt[i], slx1);
+    }
+    const __m256 acc[2][2] = {{sll0, slx0}, {sll1, slx1}};
+    for (const auto& a : acc) {
+      const __m256 sll = a[0], slx = a[1];
+      const __m256 pos = _mm256_cmp_ps(sll, zero, _CMP_GT_OQ);
+      const __m256 scc = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, pos));
+      const __m256 g = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_mul_ps(scc, slx), pos);
+      const __m256 better = _mm256_cmp_ps(g, best, _CMP_GT_OQ);
+      best = _mm256_blendv_ps(best, g, better);
+      s = _mm256_blendv_ps(s, scc, better);
+    }
+  }
+  _mm256_storeu_ps(sc, _mm256_and_ps(s, valid));
+}
+
 template <bool Fast>
 void q3_k_row(const float* x, uint8_t* y, size_t n, const float* imp) {
   using V = std::conditional_t<Fast, VA, VS>;
   alignas(32) float w[QK_K];
   int L[QK_K];
   for (size_t b = 0; b < n / QK_K; ++b, x += QK_K, y += 110, imp = imp ? imp + QK_K : nullptr) {
-    kweights(x, imp, 16, WKind::Sq, 2.0f, w);
     float sc[16], max_s = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      sc[j] = search_sym<V>(x + 16 * j, w + 16 * j, 16, 4, -0.5f, 0.1f);
-      if (std::fabs(sc[j]) > amax) { amax = std::fabs(sc[j]); max_s = sc[j]; }
+    if constexpr (Fast) {
+      if (imp) {
+        kweights(x, imp, 16, WKind::One, 2.0f, w);
+        sym_search8<false>(x, w, 4, -0.5f, 0.1f, sc);
+        sym_search8<false>(x + 128, w + 128, 4, -0.5f, 0.1f, sc + 8);
+      } else {  // unit weights
+        sym_search8<true>(x, nullptr, 4, -0.5f, 0.1f, sc);
+        sym_search8<true>(x + 128, nullptr, 4, -0.5f, 0.1f, sc + 8);
+      }
+    } else {
+      kweights(x, imp, 16, WKind::One, 2.0f, w);
+      for (int j = 0; j < 16; ++j) sc[j] = search_sym<V>(x + 16 * j, w + 16 * j, 16, 4, -0.5f, 0.1f);
     }
+    for (int j = 0; j < 16; ++j)
+      if (std::fabs(sc[j]) > amax) { amax = std::fabs(sc[j]); max_s = sc[j]; }
     std::memset(y, 0, 110);
     uint8_t* s = y + 96;
     if (amax > 0) {

@@ -245,14 +245,15 @@ TEST_CASE("quant formats avx2 and scalar reference give the same bytes") {
 }
 
 TEST_CASE("quant formats lane-per-sub-block searches of the K-quants on empty tied tiny and one-signed sub-blocks") {
-  // The AVX2 searches of Q6_K and Q2_K (sub-blocks of 16) and Q4_K / Q5_K (sub-blocks of 32) run 8
+  // The AVX2 searches of Q6_K, Q2_K and Q3_K (sub-blocks of 16) and Q4_K / Q5_K (sub-blocks of 32) run 8
   // sub-blocks in the lanes of one vector: every lane must take the scalar reference's branch (empty
   // sub-block, +a / -a tie, extreme below 1e-30, one sign only, flat, wide range).
   const size_t n = 4096;
   std::vector<float> imp = gauss(n, 22);
   for (float& v : imp) v = v * v + 0.01f;
-  for (const auto& [name, sub] : {std::pair{"q6_k", 16}, std::pair{"q2_k", 16}, std::pair{"q4_k", 32},
-                                  std::pair{"q5_k", 32}, std::pair{"q4_k", 16}, std::pair{"q5_k", 16}}) {
+  for (const auto& [name, sub] : {std::pair{"q6_k", 16}, std::pair{"q2_k", 16}, std::pair{"q3_k", 16},
+                                  std::pair{"q4_k", 32}, std::pair{"q5_k", 32}, std::pair{"q4_k", 16},
+                                  std::pair{"q5_k", 16}}) {
     CAPTURE(std::string(name));
     CAPTURE(sub);
     std::vector<float> x = gauss(n, 21);
