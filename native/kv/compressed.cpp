@@ -701,6 +701,97 @@ void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float
   }
 }
 
+/// GEAR's low-rank and sparse terms of a fused tile (Kang et al. 2024: X ~ D(Q_b(X - S)) + A B^T + S,
+/// see compress_block): q.x = q.D(Q)_x + A_x.(B^T q) + sum over the outliers of row x of q_c s, so
+/// after the fused scores each head adds scale (A_x.u + sparse) with u = B^T q (rank dots); and
+/// sum_x p_x x = fused P V + (sum_x p_x A_x) B^T + sum over outliers p_x s e_c, added after the fused
+/// P V. A (token-major f16) is transposed to [rank][n8] and B ([D][rank]) to [rank][D] once per
+/// block for the whole query group.
+class FusedLowRankSparse {
+ public:
+  /// Converts the block's factors; false when it has neither term (plain KIVI-style block).
+  bool prepare(const QBlock& b, size_t D) {
+    k_ = &b.k;
+    v_ = &b.v;
+    n_ = b.n;
+    n8_ = (n_ + 7) / 8 * 8;
+    D_ = D;
+    if (b.k.rank == 0 && b.v.rank == 0 && b.k.sp_idx.empty() && b.v.sp_idx.empty()) return false;
+    factors(b.k, kAT_, kBT_);
+    factors(b.v, vAT_, vBT_);
+    sparse_f32(b.k, ksp_, kst_, ksc_);
+    sparse_f32(b.v, vsp_, vst_, vsc_);
+    return true;
+  }
+  /// s[jj * ss + x] += scale * (A_x.u_jj + sum_{(x, c, val)} q_jj,c val) for the gj heads at q0.
+  void scores(const float* q0, size_t gj, float scale, float* s, size_t ss) {
+    const size_t D = D_, r = k_->rank;
+    u_.resize(r);
+    for (size_t jj = 0; jj < gj; ++jj) {
+      const float* qr = q0 + jj * D;
+      float* sr = s + jj * ss;
+      for (size_t j = 0; j < r; ++j) u_[j] = dot(qr, kBT_.data() + j * D, D);
+      if (r > 0)
+        for (size_t x = 0; x < n8_; x += 8) {
+          __m256 a = _mm256_setzero_ps();
+          for (size_t j = 0; j < r; ++j) a = _mm256_fmadd_ps(_mm256_loadu_ps(kAT_.data() + j * n8_ + x), _mm256_set1_ps(u_[j]), a);
+          _mm256_storeu_ps(sr + x, _mm256_fmadd_ps(a, _mm256_set1_ps(scale), _mm256_loadu_ps(sr + x)));
+        }
+      for (size_t e = 0; e < ksp_.size(); ++e) sr[kst_[e]] += scale * qr[ksc_[e]] * ksp_[e];
+    }
+  }
+  /// acc[jj * D + c] += sum_j (sum_x p_x A_xj) B_cj + sum_{(x, c, val)} p_x val for the gj heads
+  /// (p: the tile's probabilities, 0 past n).
+  void pv(const float* p, size_t ss, size_t gj, float* acc) {
+    const size_t D = D_, r = v_->rank;
+    u_.resize(r);
+    for (size_t jj = 0; jj < gj; ++jj) {
+      const float* pj = p + jj * ss;
+      float* ar = acc + jj * D;
+      for (size_t j = 0; j < r; ++j) u_[j] = dot(pj, vAT_.data() + j * n8_, n8_);
+      if (r > 0)
+        for (size_t c = 0; c < D; c += 8) {
+          __m256 a = _mm256_loadu_ps(ar + c);
+          for (size_t j = 0; j < r; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(u_[j]), _mm256_loadu_ps(vBT_.data() + j * D + c), a);
+          _mm256_storeu_ps(ar + c, a);
+        }
+      for (size_t e = 0; e < vsp_.size(); ++e) ar[vsc_[e]] += pj[vst_[e]] * vsp_[e];
+    }
+  }
+
+ private:
+  void factors(const QPart& p, AlignedFloats& AT, AlignedFloats& BT) {
+    const size_t r = p.rank;
+    if (r == 0) return;
+    if (AT.size() < r * n8_) AT.resize(r * n8_);
+    if (BT.size() < r * D_) BT.resize(r * D_);
+    v_scales_by_group(p.lr_a.data(), n_, r, n8_, AT.data());
+    tmp_.resize(D_ * r);
+    f16_to_f32(p.lr_b.data(), tmp_.data(), D_ * r);
+    for (size_t c = 0; c < D_; ++c)
+      for (size_t j = 0; j < r; ++j) BT[j * D_ + c] = tmp_[c * r + j];
+  }
+  /// The outliers as (token, channel, value), split once per block (not per head).
+  void sparse_f32(const QPart& p, std::vector<float>& val, std::vector<uint32_t>& tok, std::vector<uint32_t>& ch) const {
+    val.resize(p.sp_val.size());
+    tok.resize(p.sp_val.size());
+    ch.resize(p.sp_val.size());
+    f16_to_f32(p.sp_val.data(), val.data(), val.size());
+    const double inv = 1.0 / static_cast<double>(D_);  // (i + 0.5) / D is >= 0.5 / D from an integer: exact floor
+    for (size_t e = 0; e < val.size(); ++e) {
+      const uint32_t t = static_cast<uint32_t>((static_cast<double>(p.sp_idx[e]) + 0.5) * inv);
+      tok[e] = t;
+      ch[e] = p.sp_idx[e] - t * static_cast<uint32_t>(D_);
+    }
+  }
+  const QPart* k_ = nullptr;
+  const QPart* v_ = nullptr;
+  size_t n_ = 0, n8_ = 0, D_ = 0;
+  AlignedFloats kAT_, kBT_, vAT_, vBT_;
+  std::vector<float> u_, tmp_, ksp_, vsp_;
+  std::vector<uint32_t> kst_, ksc_, vst_, vsc_;
+};
+
 using ScoresFn = void (*)(const FusedPart&, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
 using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
@@ -1335,6 +1426,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
     std::vector<int32_t> pt(T);
     FusedScratch fs;
     fs.size(T, D);
+    FusedLowRankSparse lrs;
 #pragma omp for schedule(static)
     for (std::ptrdiff_t hi = 0; hi < static_cast<std::ptrdiff_t>(KV); ++hi) {
       const size_t h = static_cast<size_t>(hi);
@@ -1347,6 +1439,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
         // The fused view of the tile (f16 window rows, or a block of uniform codes with per-channel
         // keys and per-token values), used for the queries that see every token of it.
         FusedPart fk, fv;
+        bool extras = false;  // GEAR terms on top of the fused kernels
         int fbits = kNoFused;
         size_t n = 0, fcg = 0;
         int32_t pmin = 0, pmax = 0;
@@ -1354,12 +1447,14 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
           if (i < hd.blocks.size()) {
             const QBlock& b = hd.blocks[i];
             const int bb = b.k.bits;
+            // uniform codes, per-channel keys, per-token values (KIVI; GEAR adds low-rank and sparse
+            // terms, handled by FusedLowRankSparse around the fused kernels)
             const bool ok = b.k.axis == QPart::PerChannel && b.v.axis == QPart::PerToken && D % b.v.cgroup == 0 && !b.k.nonuniform &&
-                            !b.v.nonuniform && b.k.cscale.empty() && b.v.cscale.empty() && b.k.rank == 0 &&
-                            b.v.rank == 0 && b.k.sp_idx.empty() && b.v.sp_idx.empty() && b.v.bits == bb &&
+                            !b.v.nonuniform && b.k.cscale.empty() && b.v.cscale.empty() && b.v.bits == bb &&
                             (bb == 1 || bb == 2 || bb == 3 || bb == 4 || bb == 8) && b.v.cgroup % 8 == 0;
             if (ok) {
               n = b.n;
+              extras = lrs.prepare(b, D);
               // nibble-split 4-bit kernels need whole 16-channel blocks inside a value group and at
               // most 4 query heads a pass (16 accumulators)
               fbits = bb == 4 && D % 16 == 0 && b.v.cgroup % 16 == 0 && g <= 4 ? -4 : bb;
@@ -1404,6 +1499,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               pick_fused(fbits, gj, sfn, pfn);
               if (j0 == 0 && t == 0) prefetch_rows(fv, n);  // V lines arrive while the scores run
               sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
+              if (extras) lrs.scores(q0, gj, scale, s.data(), T + 8);
             } else
             // scores s[jj * (T + 8) + x]
             for (size_t x = 0; x < n; ++x) {
@@ -1455,6 +1551,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             // P V, each V row loaded once for the group
             if (fast) {
               pfn(fv, n, D, fcg, s.data(), T + 8, corr, acc.data() + (t * g + j0) * D, fs);
+              if (extras) lrs.pv(s.data(), T + 8, gj, acc.data() + (t * g + j0) * D);
             } else
             for (size_t c = 0; c < D; c += 8) {
               __m256 a8[8];
