@@ -1,9 +1,10 @@
 // Suite "kv": decode attention over compressed KV caches (tersor/kv.hpp).
 // Cases kv/decode/n<N>/d<D>/gqa<G>/<method>: one query token (G query heads per KV head, 8 KV heads)
 // attending to N cached tokens of one layer (group 32, residual window 128). "ours" = the
-// compressed cache through CompressedKv::attend (fused tiles: codes unpacked in registers, each K/V
-// row read once for the whole query group); baseline = an f16 cache (method fp16) through the same
-// kernel family (F16C rows). All variants of a (N, D, G) point are timed interleaved, repetition
+// compressed cache through CompressedKv::attend (fused tiles: codes unpacked in registers, key
+// scales folded into q and value scales into P once per block, each K/V row read once for the whole
+// query group with 8 independent FMA chains); baseline = an f16 cache (method fp16) through the
+// same kernel family (F16C rows). All variants of a (N, D, G) point are timed interleaved, repetition
 // by repetition (>= 5 full, 3 quick; median), so a loaded machine slows them alike; ratio =
 // f16_time / compressed_time. Extras:
 //   cpu_ratio            the same ratio from process CPU time (robust to preemption on a busy machine)
@@ -15,9 +16,10 @@
 //   f16_bytes_per_token  the f16 cache's; memory_ratio = f16 bytes / compressed bytes
 //   gbps, f16_gbps       bytes read / time of the compressed and the f16 cache
 //   gqa1_s, gqa_cost     (GQA 4) the same case at GQA 1 and time / gqa1_s; f16_gqa_cost the f16 cache's
-// KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 (f32-tile path:
-// non-uniform codes, sparse and low-rank terms, channel scales) at n4096 only (their compression
-// of 16384 tokens takes long).
+// KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 at n4096 only (their
+// compression of 16384 tokens takes long). GEAR-4 runs the fused KIVI kernels plus its low-rank
+// (rank dots) and sparse (per-entry) terms; KVQuant-4 (non-uniform codebook, pre-RoPE keys) and
+// ZipCache 4/2 (channel scales, mixed per-token widths) still go through f32 tiles.
 #include <time.h>
 
 #include <algorithm>

@@ -49,15 +49,21 @@
 // with FlashAttention's online softmax, every K/V row read once for the whole GQA group (up to 8
 // query heads in registers per pass); no full-precision copy of the cache exists. Two tile paths:
 //  * fused (a tile whose tokens every query of the pass can see: all of decode): f16 window rows are
-//    converted in registers (F16C); KIVI-style blocks (uniform 1/2/3/4/8-bit codes, per-channel
-//    keys, per-token values, no sparse/low-rank/channel-scale terms) are read as codes: the key
-//    scales are folded into q once per block (q'_c = q_c s_c; q.k = q'.code + q.z), the value
-//    scales into the probabilities (sum_x p_x s_xg code_xc + sum_x p_x z_xg), so the inner loops
-//    are code x float with the codes unpacked by shifts and masks (4-bit: two nibble lanes per
-//    byte, q' and the accumulators in even/odd channel order).
-//  * f32 tile (everything else: non-uniform KVQuant codes, sparse and low-rank terms, ZipCache's
-//    channel scales and mixed widths, RoPE of pre-RoPE keys, tiles cut by the causal mask or the
-//    window): the block is dequantized into an L1-sized f32 tile and used at once by the group.
+//    converted in registers (F16C); blocks of uniform 1/2/3/4/8-bit codes with per-channel keys and
+//    per-token values (KIVI, and GEAR's quantized part) are read as codes: the key scales are
+//    folded into q once per block (q'_c = q_c s_c, converted from f16 inline; q.k = q'.code + q.z),
+//    the value scales into the probabilities (sum_x p_x s_xg code_xc + sum_x p_x z_xg; the f16
+//    per-token scales transposed to [group][token] by F16C and shuffles), so the inner loops are
+//    code x float with the codes unpacked by shifts and masks (4-bit: two nibble lanes per byte, q'
+//    and the accumulators in even/odd channel order, q split once per attend call). The loops keep
+//    8 independent FMA chains in registers (scores: 4 tokens x 1-2 heads, 3 x 3, 2 x 4; P V: channel
+//    chunks x heads), scratch rows are 64-byte aligned, and a tile's V rows are prefetched while
+//    its scores run. GEAR's low-rank term enters as rank dots (A_x . B^T q for the scores,
+//    (sum_x p_x A_x) B^T for the values) and its sparse outliers as per-entry corrections, the
+//    factors converted once per block for the whole query group.
+//  * f32 tile (everything else: non-uniform KVQuant codes, ZipCache's channel scales and mixed
+//    widths, RoPE of pre-RoPE keys, tiles cut by the causal mask or the window): the block is
+//    dequantized into an L1-sized f32 tile and used at once by the group.
 // Causal masking by the stored positions; an optional sliding window.
 //
 // Byte accounting (bytes()): codes (ceil(bits * D / 8) per token and head, packed), every f16 scale,
