@@ -423,11 +423,14 @@ class AlignedFloats {
 
 /// Scratch of one attention task.
 struct FusedScratch {
-  AlignedFloats qs, qsplit, red, pv, zt;
+  AlignedFloats qs, qsplit, qnat, red, pv, zt;
   const float* qsplit_of = nullptr;  // the q rows qsplit holds (one attend call: q is constant)
   size_t qsplit_rows = 0;
+  const float* qnat_of = nullptr;  // the same for qnat (natural channel order, f16 rows)
+  size_t qnat_rows = 0;
   void size(size_t T, size_t D) {
     qs.resize(8 * D);
+    qnat.resize(8 * D);
     qsplit.resize(8 * D);
     red.resize(8 * (T + 8) * 8);
     pv.resize(8 * (T + 8) * D / 8);  // at most D / 8 channel groups per token
@@ -547,7 +550,16 @@ void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float
     #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) bias[jj] = simd::hsum8(bv[jj]);
     qk = qs;
-  } else if (K.S) {
+  } else if (!K.S) {
+    // f16 rows: the q rows copied once per attend call into 64-byte aligned scratch (the caller's
+    // rows may straddle cache lines on every 32-byte load of the inner loop)
+    if (w.qnat_of != q0 || w.qnat_rows != static_cast<size_t>(GJ)) {
+      std::memcpy(w.qnat.data(), q0, static_cast<size_t>(GJ) * D * sizeof(float));
+      w.qnat_of = q0;
+      w.qnat_rows = static_cast<size_t>(GJ);
+    }
+    qk = w.qnat.data();
+  } else {
     float* qs = w.qs.data();
     const uint16_t* S16 = static_cast<const uint16_t*>(K.S);
     const uint16_t* Z16 = static_cast<const uint16_t*>(K.Z);
