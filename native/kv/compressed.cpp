@@ -778,10 +778,7 @@ class FusedLowRankSparse {
     if (AT.size() < r * n8_) AT.resize(r * n8_);
     if (BT.size() < r * D_) BT.resize(r * D_);
     v_scales_by_group(p.lr_a.data(), n_, r, n8_, AT.data());
-    tmp_.resize(D_ * r);
-    f16_to_f32(p.lr_b.data(), tmp_.data(), D_ * r);
-    for (size_t c = 0; c < D_; ++c)
-      for (size_t j = 0; j < r; ++j) BT[j * D_ + c] = tmp_[c * r + j];
+    v_scales_by_group(p.lr_b.data(), D_, r, D_, BT.data());  // B [D][r] has the layout of [token][group]
   }
   /// The outliers as (token, channel, value), split once per block (not per head).
   void sparse_f32(const QPart& p, std::vector<float>& val, std::vector<uint32_t>& tok, std::vector<uint32_t>& ch) const {
@@ -800,7 +797,7 @@ class FusedLowRankSparse {
   const QPart* v_ = nullptr;
   size_t n_ = 0, n8_ = 0, D_ = 0;
   AlignedFloats kAT_, kBT_, vAT_, vBT_;
-  std::vector<float> u_, tmp_, ksp_, vsp_;
+  std::vector<float> u_, ksp_, vsp_;
   std::vector<uint32_t> kst_, ksc_, vst_, vsc_;
 };
 

@@ -550,12 +550,13 @@ TEST_CASE("kv: fused GEAR tiles with low-rank and sparse terms equal the f32 til
   // GEAR blocks (uniform codes + A B^T + sparse outliers) through the fused kernels with the
   // low-rank term as rank dots against B^T q and (P A) B^T and the outliers as per-entry
   // corrections, against the f32 tiles (dequantize then attend) and the double reference over the
-  // dequantized copy; heavy-tailed data so the outliers matter; rank 0 / no outliers included.
+  // dequantized copy; heavy-tailed data so the outliers matter; rank 0 / no outliers included, rank 3
+  // (factors transposed element by element) and 4 (by F16C and shuffles).
   const size_t KV = 2, n = 100;
   for (size_t D : {size_t{64}, size_t{128}})
     for (size_t g : {size_t{1}, size_t{4}})
       for (int bits : {2, 4})
-        for (size_t rank : {size_t{0}, size_t{3}})
+        for (size_t rank : {size_t{0}, size_t{3}, size_t{4}})
           for (double outl : {0.0, 0.02}) {
             CAPTURE(D);
             CAPTURE(g);
