@@ -5,11 +5,11 @@
 // activation rows are processed per pass over a weight row).
 //
 // Kernels:
-//  * Q8_0, Q4_0, Q4_K, Q6_K, and NF4 (blocks a multiple of 32, no double quantization) and INT4
-//    (groups a multiple of 32): X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale,
+//  * Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, MXFP4, and NF4 (blocks a multiple of 32, no double quantization)
+//    and INT4 / INT8 (groups a multiple of 32): X is quantized to Q8_0 blocks (exactly quantize_row(q8_0): f16 scale,
 //    round half to even, as llama.cpp does for its formats) and the block dot products are integer
 //    (AVX2 maddubs), scaled by d_w * d_x in f32.
-//    - Q4_0, Q4_K, Q6_K at batch 1, NF4 and INT4 at every batch: eight weight rows at a time. The code
+//    - Q4_0, Q4_K, Q6_K at batch 1, Q5_K, MXFP4, NF4, INT4 and INT8 at every batch: eight weight rows at a time. The code
 //      bytes of the eight rows are transposed in registers as 4-byte units (lane i = row i), so maddubs
 //      against broadcast activation bytes leaves each row's partial sum in its own lane: no
 //      horizontal reduction per block, the eight rows' scales converted in one instruction, each
@@ -17,7 +17,7 @@
 //      with the activation block sums (Q4_0: sum (c - 8) x = sum c x - 8 sum x; Q6_K: -32; Q4_K:
 //      - dmin m sum x; INT4: - z sum x). A tail of fewer than eight rows runs the same kernel on a
 //      zero-padded copy.
-//      NF4 uses AVX-512 VNNI (vpdpbusd on 256-bit registers) where the CPU has it: the same exact
+//      NF4, INT8 and Q5_K use AVX-512 VNNI (vpdpbusd on 256-bit registers) where the CPU has it: the same exact
 //      integer sums, in fewer instructions.
 //    - Q8_0 at every batch, Q4_0 / Q4_K / Q6_K at batch > 1: one weight row at a time for up to 8
 //      activation rows (the sign trick, as in ggml).
@@ -26,6 +26,7 @@
 //    sum_i (d*l_i - m) x_i = d * sum_i l_i x_i - m * sum_i x_i with the block sums of X precomputed.
 //  * NF4 and INT4 with f32 activations (or groups that are not whole 32-blocks): fused nibble decode
 //    (NF4 table by AVX2 permutes) and FMA on X split into even / odd elements (rows_nibble);
+//  * FP8 (E4M3 / E5M2): widened exactly to f16 then f32 in registers, four rows per pass (rows4_fp8);
 //  * every other format: each block is dequantized (scalar) into a small f32 buffer that is then
 //    dotted with X (AVX2 FMA).
 #include <immintrin.h>
@@ -167,48 +168,20 @@ void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1
   }
 }
 
-// Q4_0, batch 1, eight rows at a time: the 16 code bytes of block k of eight rows are transposed in
-// registers as 4-byte units (lane i = row i), so that maddubs against the broadcast activation bytes
-// leaves each row's block sum in its own lane: no horizontal reduction per block, the eight rows' f16
-// scales in one conversion, and each activation load shared by the eight rows. Codes stay unsigned:
-// sum (c - 8) x = sum c x - 8 sum x (the block sums of the activation codes precomputed).
-void rows8_q4_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
-  const size_t nb = cols / 32;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  const uint8_t* rp[8];
-  for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb;
-  __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
-  for (size_t k = 0; k < nb; ++k) {
-    const size_t o = k * 18;
-    auto ld = [&](int i, int j) {
-      return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rp[i] + o + 2))),
-                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(rp[j] + o + 2)), 1);
-    };
-    const __m256i y0 = ld(0, 4), y1 = ld(1, 5), y2 = ld(2, 6), y3 = ld(3, 7);
-    const __m256i t0 = _mm256_unpacklo_epi32(y0, y1), t1 = _mm256_unpackhi_epi32(y0, y1);
-    const __m256i t2 = _mm256_unpacklo_epi32(y2, y3), t3 = _mm256_unpackhi_epi32(y2, y3);
-    const __m256i T[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2), _mm256_unpacklo_epi64(t1, t3),
-                          _mm256_unpackhi_epi64(t1, t3)};
-    const int8_t* xq = &a.q[32 * k];
-    __m256i s16 = _mm256_setzero_si256();
-    for (int u = 0; u < 4; ++u) {
-      int32_t xl, xh;
-      std::memcpy(&xl, xq + 4 * u, 4);
-      std::memcpy(&xh, xq + 16 + 4 * u, 4);
-      const __m256i lo = _mm256_and_si256(T[u], m4), hi = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
-      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
-      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
-    }
-    uint16_t h[8];
-    for (int i = 0; i < 8; ++i) std::memcpy(&h[i], rp[i] + o, 2);
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
-    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d[k])), p, acc);
-    off = _mm256_fmadd_ps(dw, _mm256_set1_ps(a.dsum[k]), off);
-  }
-  alignas(32) float out[8];
-  _mm256_store_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(8.f), off, acc));
-  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+// AVX-512 VNNI (vpdpbusd: u8 x s8 dot products of four, added to int32 lanes, no int16 saturation) on
+// 256-bit registers, for the CPUs that have it (checked at run time; the build targets x86-64-v3, so
+// the instruction is emitted by inline assembly and only reached after the check).
+bool vnni_supported() {
+  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+std::atomic<bool> g_vnni_enabled{true};
+inline bool use_vnni() { return g_vnni_enabled.load(std::memory_order_relaxed) && vnni_supported(); }
+
+/// acc + (per int32 lane) the sum of the four products u8(a) * s8(b) of its bytes.
+inline __m256i dpbusd(__m256i acc, __m256i a, __m256i b) {
+  asm("%{evex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+  return acc;
 }
 
 /// Lane i of T[u] = bytes 4u .. 4u + 3 of src[i] + off (16 bytes each, rows i = 0..7): the 4-byte
@@ -233,16 +206,87 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// Q4_0 (and MXFP4), batch 1, eight rows at a time: the 16 code bytes of block k of eight rows are
+// transposed in registers as 4-byte units (lane i = row i), so that maddubs against the broadcast
+// activation bytes leaves each row's block sum in its own lane: no horizontal reduction per block,
+// the eight rows' scales in one conversion, and each activation load shared by the eight rows. Codes
+// stay unsigned: sum (c - 8) x = sum c x - 8 sum x (the block sums of the activation codes
+// precomputed). MXFP4 has the same nibble layout (elements j and j + 16 in byte j); its E2M1 codes
+// become twice their value plus 12 by one pshufb (0 .. 24, exact: 2 e2m1 is an integer), so
+// sum v x = (sum (2v + 12) x - 12 sum x) / 2, scaled by the block's E8M0 2^(e - 127).
+template <bool MX>
+void rows8_q4_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  const size_t nb = cols / 32, bs = MX ? 17 : 18, hdr = MX ? 1 : 2;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256i tab = _mm256_setzero_si256();
+  if constexpr (MX) {
+    alignas(16) int8_t t[16];
+    for (int c = 0; c < 16; ++c) t[c] = static_cast<int8_t>(std::lrint(2.0f * e2m1_decode(static_cast<uint8_t>(c)) + 12.0f));
+    tab = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+  }
+  const uint8_t* rp[8];
+  __m256 acc = _mm256_setzero_ps(), off = _mm256_setzero_ps();
+  for (size_t k = 0; k < nb; ++k) {
+    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + k * bs;
+    __m256i T[4];
+    transpose8x16(rp, hdr, T);
+    const int8_t* xq = a.q + 32 * k;
+    __m256i s16 = _mm256_setzero_si256();
+    for (int u = 0; u < 4; ++u) {
+      __m256i lo = _mm256_and_si256(T[u], m4), hi = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
+      if constexpr (MX) lo = _mm256_shuffle_epi8(tab, lo), hi = _mm256_shuffle_epi8(tab, hi);
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, bcast4(xq + 4 * u)));
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, bcast4(xq + 16 + 4 * u)));
+    }
+    __m256 dw;
+    if constexpr (MX) {
+      // E8M0 to f32 as ggml does: 2^(e - 127), e = 0 being the subnormal 2^-127; halved (2v above)
+      alignas(8) uint8_t e[8];
+      for (int i = 0; i < 8; ++i) e[i] = rp[i][0];
+      const __m256i ev = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e)));
+      const __m256i bits = _mm256_blendv_epi8(_mm256_slli_epi32(ev, 23), _mm256_set1_epi32(0x00400000),
+                                              _mm256_cmpeq_epi32(ev, _mm256_setzero_si256()));
+      dw = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0.5f));
+    } else {
+      uint16_t h[8];
+      for (int i = 0; i < 8; ++i) std::memcpy(&h[i], rp[i], 2);
+      dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+    }
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d[k])), p, acc);
+    off = _mm256_fmadd_ps(dw, _mm256_set1_ps(a.dsum[k]), off);
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(MX ? 12.f : 8.f), off, acc));
+  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
 // Q4_K, batch 1, eight rows at a time (see rows8_q4_0): per super-block the 6-bit scales and mins of
 // the eight rows are decoded into [sub-block][row] vectors; the code bytes are transposed per 16, so
 // each 32-weight sub-block's integer dot lands in lane i for row i.
+// Q5_K: the same with qh (32 bytes after the scales, bit 2c / 2c + 1 of byte l = the fifth bit of
+// weight l of sub-block 2c / 2c + 1), transposed alongside and OR-ed into bit 4 of the codes; codes
+// up to 31 keep two int16 partial sums per sub-block.
+template <bool Q5, bool VNNI = false>
 void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
-  const size_t nsb = cols / 256;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const size_t nsb = cols / 256, bs = Q5 ? 176 : 144, qs0 = Q5 ? 48 : 16;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), b4 = _mm256_set1_epi8(0x10);
   const uint8_t* rp[8];
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps();
   for (size_t s = 0; s < nsb; ++s) {
-    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + s * 144;
+    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + s * bs;
+    // Q5: qh and the code bytes of the super-block transposed into a scratch first (registers are
+    // short for codes, qh and the accumulators together)
+    __m256i QH[2][4], TQ[8][4];
+    if constexpr (Q5) {
+      transpose8x16(rp, 16, QH[0]);
+      transpose8x16(rp, 32, QH[1]);
+      for (size_t c = 0; c < 8; ++c) transpose8x16(rp, qs0 + 16 * c, TQ[c]);
+    }
+    // bit b of every byte of v moved to bit 4
+    auto bit4 = [&](__m256i v, int b) {
+      return _mm256_and_si256(b <= 4 ? _mm256_slli_epi16(v, 4 - b) : _mm256_srli_epi16(v, b - 4), b4);
+    };
     // the 12 scale bytes of each row unpacked to 8 scales then 8 mins (ggml's get_scale_min_k4, on
     // 32-bit words), transposed so that lane i is row i
     alignas(16) uint8_t sm[8][16];
@@ -280,20 +324,39 @@ void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
       const size_t k0 = s * 8 + 2 * static_cast<size_t>(c);
       const int8_t* xl = &a.q[32 * k0];
       const int8_t* xh = xl + 32;
-      __m256i sl = _mm256_setzero_si256(), sh = _mm256_setzero_si256();
+      __m256i sl[2], sh[2];  // per 16-byte half (Q5 codes up to 31: 4 maddubs per int16 sum)
       for (int g = 0; g < 2; ++g) {
-        __m256i T[4];
-        transpose8x16(rp, 16 + 32 * static_cast<size_t>(c) + 16 * static_cast<size_t>(g), T);
+        __m256i Tl[4];
+        const __m256i* T = Tl;
+        if constexpr (Q5) T = TQ[2 * c + g];
+        else transpose8x16(rp, qs0 + 32 * static_cast<size_t>(c) + 16 * static_cast<size_t>(g), Tl);
+        sl[g] = sh[g] = _mm256_setzero_si256();
         for (int u = 0; u < 4; ++u) {
           const int U = 4 * g + u;
-          sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(_mm256_and_si256(T[u], m4), bcast4(xl + 4 * U)));
-          sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4), bcast4(xh + 4 * U)));
+          __m256i lo = _mm256_and_si256(T[u], m4), hi = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
+          if constexpr (Q5) {
+            lo = _mm256_or_si256(lo, bit4(QH[g][u], 2 * c));
+            hi = _mm256_or_si256(hi, bit4(QH[g][u], 2 * c + 1));
+          }
+          if constexpr (VNNI) {  // int32 sums straight away (sl / sh hold int32 lanes here)
+            sl[g] = dpbusd(sl[g], lo, bcast4(xl + 4 * U));
+            sh[g] = dpbusd(sh[g], hi, bcast4(xh + 4 * U));
+          } else {
+            sl[g] = _mm256_add_epi16(sl[g], _mm256_maddubs_epi16(lo, bcast4(xl + 4 * U)));
+            sh[g] = _mm256_add_epi16(sh[g], _mm256_maddubs_epi16(hi, bcast4(xh + 4 * U)));
+          }
         }
       }
-      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dj[2 * c], _mm256_set1_ps(a.d[k0])),
-                             _mm256_cvtepi32_ps(_mm256_madd_epi16(sl, ones)), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dj[2 * c + 1], _mm256_set1_ps(a.d[k0 + 1])),
-                             _mm256_cvtepi32_ps(_mm256_madd_epi16(sh, ones)), acc1);
+      __m256i il, ih;
+      if constexpr (VNNI) {
+        il = _mm256_add_epi32(sl[0], sl[1]);
+        ih = _mm256_add_epi32(sh[0], sh[1]);
+      } else {
+        il = _mm256_add_epi32(_mm256_madd_epi16(sl[0], ones), _mm256_madd_epi16(sl[1], ones));
+        ih = _mm256_add_epi32(_mm256_madd_epi16(sh[0], ones), _mm256_madd_epi16(sh[1], ones));
+      }
+      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dj[2 * c], _mm256_set1_ps(a.d[k0])), _mm256_cvtepi32_ps(il), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dj[2 * c + 1], _mm256_set1_ps(a.d[k0 + 1])), _mm256_cvtepi32_ps(ih), acc1);
     }
   }
   alignas(32) float out[8];
@@ -391,27 +454,15 @@ Nf4Fixed nf4_fixed() {
           _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)))};
 }
 
-// AVX-512 VNNI (vpdpbusd: u8 x s8 dot products of four, added to int32 lanes, no int16 saturation) on
-// 256-bit registers, for the CPUs that have it (checked at run time; the build targets x86-64-v3, so
-// the instruction is emitted by inline assembly and only reached after the check).
-bool vnni_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  return ok;
-}
-std::atomic<bool> g_vnni_enabled{true};
-inline bool use_vnni() { return g_vnni_enabled.load(std::memory_order_relaxed) && vnni_supported(); }
 
-/// acc + (per int32 lane) the sum of the four products u8(a) * s8(b) of its bytes.
-inline __m256i dpbusd(__m256i acc, __m256i a, __m256i b) {
-  asm("%{evex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
-  return acc;
-}
+enum class GroupKind { Int4, Nf4, Int8 };
 
-template <bool NF4, bool VNNI = false>
-void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
-  const int8_t* xp = a.xp;
+template <GroupKind KIND, bool VNNI = false>
+void rows8_group(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  constexpr bool NF4 = KIND == GroupKind::Nf4, INT8 = KIND == GroupKind::Int8;
+  const int8_t* xp = INT8 ? a.q : a.xp;  // 8-bit codes are in element order
   const size_t g = qs.group ? qs.group : cols, ng = cols / g;
-  const size_t hdr = NF4 ? 4 : (qs.symmetric ? 2 : 3), gb = hdr + g / 2;
+  const size_t hdr = NF4 ? 4 : (qs.symmetric ? 2 : 3), gb = hdr + (INT8 ? g : g / 2);
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), w128 = _mm256_set1_epi16(128);
   const Nf4Fixed tab = NF4 ? nf4_fixed() : Nf4Fixed{_mm256_setzero_si256(), _mm256_setzero_si256()};
   const uint8_t* rp[8];
@@ -430,9 +481,31 @@ void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0,
       const size_t kb = (k * g) / 32 + b;  // activation block
       const int8_t* xb = xp + 32 * kb;
       __m256i T[4];
-      transpose8x16(rp, hdr + 16 * b, T);
       __m256i isum;
-      if constexpr (NF4 && VNNI) {
+      if constexpr (INT8) {
+        // 32 code bytes: two transposes, units of four elements in order; c = 16 hi + lo keeps maddubs
+        // within int16 (AVX2), vpdpbusd takes the bytes whole (VNNI)
+        __m256i U[4];
+        transpose8x16(rp, hdr + 32 * b, T);
+        transpose8x16(rp, hdr + 32 * b + 16, U);
+        if constexpr (VNNI) {
+          __m256i i0 = _mm256_setzero_si256(), i1 = i0;
+          for (int u = 0; u < 4; ++u) {
+            i0 = dpbusd(i0, T[u], bcast4(xb + 4 * u));
+            i1 = dpbusd(i1, U[u], bcast4(xb + 16 + 4 * u));
+          }
+          isum = _mm256_add_epi32(i0, i1);
+        } else {
+          __m256i sl = _mm256_setzero_si256(), sh = sl;
+          for (int u = 0; u < 8; ++u) {
+            const __m256i t = u < 4 ? T[u] : U[u - 4], xv = bcast4(xb + 4 * u);
+            sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(_mm256_and_si256(t, m4), xv));
+            sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(t, 4), m4), xv));
+          }
+          isum = _mm256_add_epi32(_mm256_madd_epi16(sh, _mm256_set1_epi16(16)), _mm256_madd_epi16(sl, ones));
+        }
+      } else if constexpr (NF4 && VNNI) {
+        transpose8x16(rp, hdr + 16 * b, T);
         // four accumulators: the dot products' latency spread over independent chains
         __m256i ie = _mm256_setzero_si256(), io = ie, le = ie, lo = ie;
         for (int u = 0; u < 4; ++u) {
@@ -445,6 +518,7 @@ void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0,
         }
         isum = _mm256_add_epi32(_mm256_slli_epi32(_mm256_add_epi32(ie, io), 7), _mm256_add_epi32(le, lo));
       } else if constexpr (NF4) {
+        transpose8x16(rp, hdr + 16 * b, T);
         isum = _mm256_setzero_si256();
         for (int u = 0; u < 4; ++u) {
           const __m256i cl = _mm256_and_si256(T[u], m4), ch = _mm256_and_si256(_mm256_srli_epi16(T[u], 4), m4);
@@ -456,6 +530,7 @@ void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0,
           isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(tab.lo, ch), xo), ones));
         }
       } else {
+        transpose8x16(rp, hdr + 16 * b, T);
         __m256i s16 = _mm256_setzero_si256();
         for (int u = 0; u < 4; ++u) {
           s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(T[u], m4), bcast4(xb + 8 * u)));
@@ -472,7 +547,7 @@ void rows8_nibble(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0,
       // f16 scale in the low half of each gathered word, the zero point (asymmetric) in byte 2
       const __m256i h16 = _mm256_and_si256(hd, _mm256_set1_epi32(0xFFFF));
       const __m256 d = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(h16, h16), 0x08)));
-      const __m256 z = qs.symmetric ? _mm256_set1_ps(8.f)
+      const __m256 z = qs.symmetric ? _mm256_set1_ps(INT8 ? 128.f : 8.f)
                                     : _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(hd, 16), _mm256_set1_epi32(0xFF)));
       total = _mm256_fmadd_ps(d, _mm256_fnmadd_ps(z, _mm256_set1_ps(gsum), gacc), total);
     }
@@ -842,6 +917,63 @@ void rows_nibble(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, s
   }
 }
 
+// FP8 (E4M3 / E5M2) with f32 activations, four rows at a time (each activation load shared): FP8
+// codes widen exactly to f16 in registers, then to f32 by F16C. E5M2 is the top byte of an f16; E4M3
+// (bias 7) becomes the f16 with the same sign, exponent field and mantissa, which is its value times
+// 2^-8 (subnormals included), so the group scale carries the 2^8. (E4M3's NaN codes, which the
+// quantizer never writes, would read as 480.)
+template <bool E4M3>
+void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
+               float* y) {
+  const size_t g = qs.group ? qs.group : cols, ng = cols / g, gb = 4 + g;
+  const float unit = E4M3 ? 256.f : 1.f;
+  auto widen = [](__m128i bytes, __m256& lo, __m256& hi) {
+    __m256i h = _mm256_cvtepu8_epi16(bytes);
+    if constexpr (E4M3) {
+      // t = b << 7 puts the sign at bit 14; adding bit 14 to itself carries it to bit 15
+      const __m256i t = _mm256_slli_epi16(h, 7);
+      h = _mm256_add_epi16(t, _mm256_and_si256(t, _mm256_set1_epi16(0x4000)));
+    } else
+      h = _mm256_slli_epi16(h, 8);
+    lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+  };
+  for (size_t r = r0; r < r1; r += 4) {
+    const size_t nr = std::min<size_t>(4, r1 - r);
+    __m256 tot[4];
+    for (auto& t : tot) t = _mm256_setzero_ps();
+    for (size_t k = 0; k < ng; ++k) {
+      __m256 acc[4][2];
+      for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
+      const float* xg = x + k * g;
+      size_t j = 0;
+      for (; j + 16 <= g; j += 16) {
+        const __m256 x0 = _mm256_loadu_ps(xg + j), x1 = _mm256_loadu_ps(xg + j + 8);
+        for (size_t i = 0; i < 4; ++i) {
+          if (i >= nr) break;
+          const uint8_t* c = w + (r + i) * rb + k * gb + 4 + j;
+          __m256 lo, hi;
+          widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)), lo, hi);
+          acc[i][0] = _mm256_fmadd_ps(lo, x0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(hi, x1, acc[i][1]);
+        }
+      }
+      for (size_t i = 0; i < nr; ++i) {
+        const uint8_t* blk = w + (r + i) * rb + k * gb;
+        float sc;
+        std::memcpy(&sc, blk, 4);
+        float tail = 0.f;
+        for (size_t t = j; t < g; ++t)
+          tail += (E4M3 ? fp8_e4m3_decode(blk[4 + t]) : fp8_e5m2_decode(blk[4 + t])) * xg[t];
+        // the tail in true values, the vector part in units of 2^-8 (E4M3)
+        tot[i] = _mm256_fmadd_ps(_mm256_set1_ps(sc * unit), _mm256_add_ps(acc[i][0], acc[i][1]), tot[i]);
+        tot[i] = _mm256_add_ps(tot[i], _mm256_setr_ps(sc * tail, 0, 0, 0, 0, 0, 0, 0));
+      }
+    }
+    for (size_t i = 0; i < nr; ++i) y[r + i] = hsum(tot[i]);
+  }
+}
+
 void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
                   size_t b0, size_t nbatch, size_t rows, float* y) {
   const size_t blk = scheme_block(s);
@@ -912,18 +1044,21 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
   Q8Act act;
   std::vector<float> xsum;
   const size_t grp = s.group ? s.group : cols;
-  // NF4 / INT4 with Q8_0 activations (eight-row kernels, any batch): groups of whole activation blocks
+  // NF4 / INT4 / INT8 with Q8_0 activations (eight-row kernels, any batch): groups of whole activation blocks
   const bool nib8 = !f32_activations && cols % 32 == 0 && grp % 32 == 0 &&
-                    ((s.format == QuantFormat::NF4 && !s.double_quant) || (s.format == QuantFormat::INT && s.bits == 4));
+                    ((s.format == QuantFormat::NF4 && !s.double_quant) ||
+                     (s.format == QuantFormat::INT && (s.bits == 4 || s.bits == 8)));
+  // MXFP4 and Q5_K: eight-row kernels at any batch as well (they have no per-row integer kernel)
+  const bool any8 = nib8 || (!f32_activations && (s.format == QuantFormat::MXFP4 || s.format == QuantFormat::Q5_K));
   const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 ||
-                                           s.format == QuantFormat::Q4_K || s.format == QuantFormat::Q6_K || nib8);
-  // the eight-row kernels: NF4 / INT4 always, Q4_0 / Q4_K / Q6_K at batch 1 (larger batches amortise
+                                           s.format == QuantFormat::Q4_K || s.format == QuantFormat::Q6_K || any8);
+  // the eight-row kernels: the above always, Q4_0 / Q4_K / Q6_K at batch 1 (larger batches amortise
   // each weight row over up to 8 activation rows in the per-row kernels instead)
-  const bool rows8 = nib8 || (q8path && batch == 1 && s.format != QuantFormat::Q8_0);
+  const bool rows8 = any8 || (q8path && batch == 1 && s.format != QuantFormat::Q8_0);
   const bool vnni = use_vnni();
   if (q8path) act = quantize_act(x, batch, cols);
   std::vector<int8_t> xperm;
-  if (nib8) xperm = permute_even_odd(act.q.data(), batch * cols);
+  if (nib8 && !(s.format == QuantFormat::INT && s.bits == 8)) xperm = permute_even_odd(act.q.data(), batch * cols);
   if (s.format == QuantFormat::Q4_K && !q8path) {
     const size_t n32 = cols / 32;
     xsum.resize(batch * n32);
@@ -949,22 +1084,36 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         float* yb = y + b * rows;
         switch (s.format) {
           case QuantFormat::Q4_0:
-            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_0(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_0<false>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           case QuantFormat::Q4_K:
-            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k<false>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           case QuantFormat::Q6_K:
             eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q6_k(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
+          case QuantFormat::Q5_K:
+            if (vnni)
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k<true, true>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            else
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k<true>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
+          case QuantFormat::MXFP4:
+            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_0<true>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
           case QuantFormat::NF4:
             if (vnni)
-              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<true, true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Nf4, true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             else
-              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Nf4>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           default:
-            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nibble<false>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            if (s.bits == 4)
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Int4>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            else if (vnni)
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Int8, true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            else
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Int8>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
         }
       }
@@ -995,6 +1144,13 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         case QuantFormat::INT:
           if (int4_fast) with_nb(nbt, [&](auto NB) { rows_nibble<false, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
+          break;
+        case QuantFormat::FP8_E4M3:
+        case QuantFormat::FP8_E5M2:
+          for (size_t b = b0; b < b0 + nbt; ++b) {
+            if (s.format == QuantFormat::FP8_E4M3) rows4_fp8<true>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+            else rows4_fp8<false>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+          }
           break;
         default: rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;
       }

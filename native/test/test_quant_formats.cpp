@@ -461,12 +461,13 @@ TEST_CASE("quant matmul matches the dequantized reference") {
       const QuantScheme s = parse_quant_scheme(name);
       std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
       quantize_matrix(s, w.data(), rows, cols, q.data());
-      // Q8_0, Q4_0, Q4_K, Q6_K, NF4 (no double quantization) and INT4 (32-multiple groups) quantize the
-      // activations to Q8_0: the reference sees the same activations.
+      // Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, MXFP4, NF4 (no double quantization) and INT4 / INT8 (32-multiple
+      // groups) quantize the activations to Q8_0: the reference sees the same activations.
       std::vector<float> xr = x;
       const bool nf4_q8 = s.format == QuantFormat::NF4 && !s.double_quant;
       if (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 || s.format == QuantFormat::Q4_K ||
-          s.format == QuantFormat::Q6_K || nf4_q8 || (s.format == QuantFormat::INT && s.bits == 4)) {
+          s.format == QuantFormat::Q6_K || s.format == QuantFormat::Q5_K || s.format == QuantFormat::MXFP4 || nf4_q8 ||
+          (s.format == QuantFormat::INT && (s.bits == 4 || s.bits == 8))) {
         const QuantScheme q8 = parse_quant_scheme("q8_0");
         std::vector<uint8_t> t(scheme_row_bytes(q8, cols));
         for (size_t b = 0; b < batch; ++b) {

@@ -5,8 +5,8 @@
 //    the two may differ only by f32 summation order;
 //  * the f64 reference product with the dequantized weights and the Q8_0-rounded activations, on
 //    row counts below eight and around multiples of eight (the zero-padded tail);
-//  * for NF4, the AVX2 kernel against the AVX-512 VNNI one where the CPU has it (exact integer sums on
-//    both sides: identical results).
+//  * for NF4, INT8 and Q5_K, the AVX2 kernel against the AVX-512 VNNI one where the CPU has it (exact
+//    integer sums on both sides: identical results).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -84,14 +84,17 @@ TEST_CASE("quant matmul eight-row kernels on short and ragged row counts") {
     quant_matmul_set_vnni(vnni);
     for (size_t rows : {size_t{1}, size_t{3}, size_t{7}, size_t{8}, size_t{9}, size_t{23}})
       for (size_t batch : {size_t{1}, size_t{3}})
-        for (const char* name : {"q4_0", "q4_k", "q6_k", "nf4", "nf4-g128", "int4-g32", "int4-g128-asym", "int4"}) {
+        for (const char* name : {"q4_0", "q4_k", "q5_k", "q6_k", "mxfp4", "nf4", "nf4-g128", "int4-g32", "int4-g128-asym", "int4",
+                                 "int8", "int8-g32-asym", "fp8", "fp8_e5m2-g64"}) {
           CAPTURE(std::string(name));
           CAPTURE(rows);
           CAPTURE(batch);
           const QuantScheme s = parse_quant_scheme(name);
           const std::vector<float> w = normal(rows * cols, 10 + static_cast<uint32_t>(rows), 0.05f);
           const std::vector<float> x = normal(batch * cols, 20 + static_cast<uint32_t>(batch), 1.0f);
-          const std::vector<float> xr = q8_rounded(x, batch, cols);
+          // FP8 keeps the activations in f32 (its values are not integers)
+          const bool fp8 = s.format == QuantFormat::FP8_E4M3 || s.format == QuantFormat::FP8_E5M2;
+          const std::vector<float> xr = fp8 ? x : q8_rounded(x, batch, cols);
           std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
           quantize_matrix(s, w.data(), rows, cols, q.data());
           std::vector<float> deq(rows * cols), y(batch * rows), yr(batch * rows);
@@ -120,14 +123,14 @@ TEST_CASE("quant matmul eight-row kernels on short and ragged row counts") {
   quant_matmul_set_vnni(true);
 }
 
-TEST_CASE("quant matmul nf4 vnni and avx2 kernels give identical results") {
+TEST_CASE("quant matmul vnni and avx2 kernels give identical results") {
   if (!quant_matmul_vnni_active()) {
     MESSAGE("this CPU has no AVX-512 VNNI: only the AVX2 kernel exists here");
     return;
   }
   const size_t rows = 37, cols = 1024, batch = 2;
   const std::vector<float> w = normal(rows * cols, 41, 0.05f), x = normal(batch * cols, 42, 1.0f);
-  for (const char* name : {"nf4", "nf4-g32", "nf4-g256"}) {
+  for (const char* name : {"nf4", "nf4-g32", "nf4-g256", "int8", "int8-g64-asym", "q5_k"}) {
     CAPTURE(std::string(name));
     const QuantScheme s = parse_quant_scheme(name);
     std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));

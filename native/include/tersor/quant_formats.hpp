@@ -107,8 +107,8 @@ void snap_to_blocks(const QuantScheme&, void* block0, size_t stride, size_t coun
 
 /// Y[b, r] = sum_k W[r, k] X[b, k] for a quantized W [rows, cols] (rows * scheme_row_bytes(cols)
 /// bytes) and f32 X [batch, cols]; Y is [batch, rows]. Dequantizes on the fly (AVX2), rows in
-/// parallel on tersor::num_threads(). Q8_0, Q4_0, Q4_K, Q6_K, NF4 (blocks a multiple of 32, no
-/// double quantization) and 4-bit INT (groups a multiple of 32) quantize X to Q8_0 blocks (8-bit
+/// parallel on tersor::num_threads(). Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, MXFP4, NF4 (blocks a multiple of
+/// 32, no double quantization) and 4- or 8-bit INT (groups a multiple of 32) quantize X to Q8_0 blocks (8-bit
 /// activations, as llama.cpp does; exactly quantize_row(q8_0) of each row) and use integer dot
 /// products (NF4's table in 13-bit fixed point: |error| <= 2^-13 absmax per weight); every other
 /// format multiplies dequantized f32 weights with f32 X. f32_activations = true keeps X in f32
@@ -116,7 +116,7 @@ void snap_to_blocks(const QuantScheme&, void* block0, size_t stride, size_t coun
 /// f32 summation rounding; the transformer runtime uses it).
 void quant_matmul(const QuantScheme&, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y,
                   bool f32_activations = false);
-/// quant_matmul uses AVX-512 VNNI (vpdpbusd on 256-bit registers) for NF4 where the CPU has it (checked
+/// quant_matmul uses AVX-512 VNNI (vpdpbusd on 256-bit registers) for NF4, INT8 and Q5_K where the CPU has it (checked
 /// at run time); false turns that off (the AVX2 kernels then run: tests compare the two, results are
 /// identical since both sums are exact integers). quant_matmul_vnni_active() says which runs now.
 void quant_matmul_set_vnni(bool enabled);

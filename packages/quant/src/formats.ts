@@ -136,8 +136,9 @@ export async function dequantizeToTensor(q: Uint8Array, rows: number, cols: numb
 
 /**
  * `Y = X Wᵀ` with `W` quantized (`rows × cols` under `scheme`) and f32 `X` (`batch × cols`); `Y` is
- * `batch × rows`. Dequantizes on the fly (AVX2), rows in parallel; `q8_0`, `q4_0`, `q4_k`, `q6_k`, `nf4`
- * (blocks a multiple of 32, no double quantization) and 4-bit `int` (groups a multiple of 32) quantize
+ * `batch × rows`. Dequantizes on the fly (AVX2), rows in parallel; `q8_0`, `q4_0`, `q4_k`, `q5_k`, `q6_k`,
+ * `mxfp4`, `nf4` (blocks a multiple of 32, no double quantization) and 4- or 8-bit `int` (groups a
+ * multiple of 32) quantize
  * `X` to Q8_0 blocks as llama.cpp does and use integer dot products (nf4's table then in 13-bit fixed
  * point: at most 2⁻¹³·absmax off per weight).
  */

@@ -92,14 +92,14 @@ describe("quantization formats", () => {
     const batch = 3;
     const w = gaussian(rows * cols, 11);
     const x = gaussian(batch * cols, 12);
-    // q8_0/q4_0/q4_k/q6_k/nf4/int4 multiply 8-bit activations (Q8_0 blocks, as llama.cpp): the reference
+    // q8_0/q4_0/q4_k/q5_k/q6_k/nf4/int4 multiply 8-bit activations (Q8_0 blocks, as llama.cpp): the reference
     // uses them too; nf4's table is 13-bit fixed point there (|error| <= 2^-13 absmax per weight)
     const x8 = await dequantizeTensor(await quantizeTensor(x, batch, cols, "q8_0"), batch, cols, "q8_0");
     for (const scheme of ["q4_k", "q6_k", "q8_0", "nf4", "int4-g128", "q5_k"]) {
       const q = await quantizeTensor(w, rows, cols, scheme);
       const deq = await dequantizeTensor(q, rows, cols, scheme);
       const y = await quantMatmul(q, rows, cols, scheme, x, batch);
-      const xr = ["q8_0", "q4_0", "q4_k", "q6_k", "nf4", "int4-g128"].includes(scheme) ? x8 : x;
+      const xr = ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "nf4", "int4-g128"].includes(scheme) ? x8 : x;
       const rb = rowBytes(scheme, cols);
       const view = new DataView(q.buffer, q.byteOffset, q.byteLength);
       for (let b = 0; b < batch; b++) {
