@@ -283,7 +283,7 @@ void check_k(const char* fn, size_t m, size_t n, size_t k) {
 /// index of the first failing pivot with its value (the Schur complement's diagonal) in *pivot.
 template <class T>
 long long chol_blocked(T* a, size_t n, double* pivot) {
-  constexpr size_t nb = 128;
+  constexpr size_t nb = 256;
   for (size_t k = 0; k < n; k += nb) {
     const size_t bs = std::min(nb, n - k);
     auto A11 = mmap(a + k * n + k, bs, bs, n);
@@ -336,10 +336,41 @@ std::vector<T> chol_rows(const char* fn, std::vector<T> a, size_t n, double damp
   return a;
 }
 
+/// C (m x n) = B (m x n) T with T lower triangular n x n, all row-major: recursive on T's halves so only
+/// blocks of at most kTrmmBase multiply their zero upper triangles (a plain gemm would do twice the work).
+constexpr size_t kTrmmBase = 192;
+
+template <class T>
+void trmm_right_lower(const T* b, size_t ldb, size_t m, const T* t, size_t ldt, size_t n, T* c, size_t ldc) {
+  if (n <= kTrmmBase) {
+    gemm<T>(nullptr, Trans::No, Trans::No, m, n, n, T(1), b, ldb, t, ldt, T(0), c, ldc);
+    return;
+  }
+  const size_t n1 = (n / 2 + 63) / 64 * 64, n2 = n - n1;
+  // [C1 C2] = [B1 B2] [T11 0; T21 T22]: C1 = B1 T11 + B2 T21, C2 = B2 T22.
+  trmm_right_lower(b, ldb, m, t, ldt, n1, c, ldc);
+  trmm_right_lower(b + n1, ldb, m, t + n1 * ldt + n1, ldt, n2, c + n1, ldc);
+  gemm<T>(nullptr, Trans::No, Trans::No, m, n1, n2, T(1), b + n1, ldb, t + n1 * ldt, ldt, T(1), c, ldc);
+}
+
+/// C (m x n) = alpha T B with T lower triangular m x m (the left-hand counterpart of trmm_right_lower).
+template <class T>
+void trmm_left_lower(T alpha, const T* t, size_t ldt, size_t m, const T* b, size_t ldb, size_t n, T* c, size_t ldc) {
+  if (m <= kTrmmBase) {
+    gemm<T>(nullptr, Trans::No, Trans::No, m, n, m, alpha, t, ldt, b, ldb, T(0), c, ldc);
+    return;
+  }
+  const size_t m1 = (m / 2 + 63) / 64 * 64, m2 = m - m1;
+  // [C1; C2] = alpha [T11 0; T21 T22] [B1; B2]: C1 = alpha T11 B1, C2 = alpha (T21 B1 + T22 B2).
+  trmm_left_lower(alpha, t, ldt, m1, b, ldb, n, c, ldc);
+  trmm_left_lower(alpha, t + m1 * ldt + m1, ldt, m2, b + m1 * ldb, ldb, n, c + m1 * ldc, ldc);
+  gemm<T>(nullptr, Trans::No, Trans::No, m2, n, m1, alpha, t + m1 * ldt, ldt, b, ldb, T(1), c + m1 * ldc, ldc);
+}
+
 /// In-place inverse of the row-major lower-triangular n x n matrix L (leading dimension ld; the strict
 /// upper triangle must be zero) by recursive halving: with L = [L11 0; L21 L22],
-/// L^-1 = [L11^-1 0; -L22^-1 L21 L11^-1 L22^-1] (as LAPACK's trtri), so nearly all the work is two gemms
-/// per level; `tmp` holds L21 L11^-1. Blocks of at most 128 are solved directly (forward substitution
+/// L^-1 = [L11^-1 0; -L22^-1 L21 L11^-1 L22^-1] (as LAPACK's trtri), so nearly all the work is two
+/// triangular multiplies per level, themselves gemms on halves; `tmp` holds L21 L11^-1. Blocks of at most 128 are solved directly (forward substitution
 /// leaves exact zeros above the diagonal).
 template <class T>
 void lower_inverse_rec(T* L, size_t n, size_t ld, std::vector<T>& tmp) {
@@ -355,8 +386,8 @@ void lower_inverse_rec(T* L, size_t n, size_t ld, std::vector<T>& tmp) {
   lower_inverse_rec(L, n1, ld, tmp);                     // L11 <- L11^-1
   lower_inverse_rec(L + n1 * ld + n1, n2, ld, tmp);      // L22 <- L22^-1
   tmp.resize(std::max(tmp.size(), n2 * n1));
-  gemm<T>(nullptr, Trans::No, Trans::No, n2, n1, n1, T(1), L + n1 * ld, ld, L, ld, T(0), tmp.data(), n1);
-  gemm<T>(nullptr, Trans::No, Trans::No, n2, n1, n2, T(-1), L + n1 * ld + n1, ld, tmp.data(), n1, T(0), L + n1 * ld, ld);
+  trmm_right_lower(L + n1 * ld, ld, n2, L, ld, n1, tmp.data(), n1);                 // tmp = L21 L11^-1
+  trmm_left_lower(T(-1), L + n1 * ld + n1, ld, n2, tmp.data(), n1, n1, L + n1 * ld, ld);  // L21 <- -L22^-1 tmp
 }
 
 template <class T>

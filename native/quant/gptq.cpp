@@ -38,6 +38,8 @@ void check_gram(const double* g, size_t cols) {
     if (g[j * cols + j] < 0) fail(ErrorCode::Range, "the Gram matrix has a negative diagonal entry at " + std::to_string(j));
 }
 
+constexpr size_t kSubBatch = 16;
+
 struct Prepared {
   std::vector<int32_t> order;  // processing order of the original columns
   std::vector<float> u;        // upper Cholesky factor of H^-1 in processing order, cols x cols
@@ -180,6 +182,10 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
   // stays in L1/L2; the rank-1 updates inside the chunk are unit-stride loops over rows (vectorised).
   // Every element sees the same operations in the same order as the column-at-a-time formulation.
   constexpr size_t kRowChunk = 64;
+  // Sub-batches of kSubBatch columns inside the lazy batch; a group that starts inside the batch must
+  // see every earlier column's update before it is quantized, so groups not a multiple of kSubBatch
+  // wide fall back to column-at-a-time updates.
+  const size_t sb = (fixed || c.block % kSubBatch == 0) ? kSubBatch : 1;
   const size_t n_chunks = (rows + kRowChunk - 1) / kRowChunk;
   for (size_t i1 = 0; i1 < cols; i1 += bs) {
     const size_t i2 = std::min(cols, i1 + bs);
@@ -196,7 +202,9 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
 #pragma omp for schedule(static)
       for (long long ch = 0; ch < static_cast<long long>(n_chunks); ++ch) {
         const size_t r0 = static_cast<size_t>(ch) * kRowChunk, r1 = std::min(rows, r0 + kRowChunk);
-        for (size_t a = i1; a < i2; ++a) {
+        for (size_t j1 = i1; j1 < i2; j1 += sb) {
+        const size_t j2 = std::min(i2, j1 + sb);
+        for (size_t a = j1; a < j2; ++a) {
           const size_t oa = static_cast<size_t>(p.order[a]);
           if (!fixed && oa % c.block == 0) {
             for (size_t r = r0; r < r1; ++r) {
@@ -223,12 +231,39 @@ GptqResult gptq(const BlockCodec& c, const float* w, size_t rows, size_t cols, c
           }
           const float* ec = e + r0;
           const size_t len = r1 - r0;
-          for (size_t k = a + 1; k < i2; ++k) {
+          for (size_t k = a + 1; k < j2; ++k) {
             const float h = u[a * cols + k];
             float* dst = wt.data() + k * rows + r0;
 #pragma omp simd
             for (size_t r = 0; r < len; ++r) dst[r] -= h * ec[r];
           }
+        }
+        // The sub-batch's errors reach the rest of the lazy batch as one rank-(j2 - j1) update: each
+        // element is loaded and stored once instead of once per column, and still receives the
+        // column terms in increasing column order.
+        const size_t na = j2 - j1, len = r1 - r0;
+        for (size_t k = j2; k < i2; ++k) {
+          float h[kSubBatch];
+          for (size_t j = 0; j < na; ++j) h[j] = u[(j1 + j) * cols + k];
+          float* dst = wt.data() + k * rows + r0;
+          const float* e0 = err.data() + (j1 - i1) * rows + r0;
+          size_t r = 0;
+          for (; r + 8 <= len; r += 8) {
+            float acc[8];
+            for (size_t l = 0; l < 8; ++l) acc[l] = dst[r + l];
+            for (size_t j = 0; j < na; ++j) {
+              const float hj = h[j];
+              const float* ej = e0 + j * rows + r;
+              for (size_t l = 0; l < 8; ++l) acc[l] -= hj * ej[l];
+            }
+            for (size_t l = 0; l < 8; ++l) dst[r + l] = acc[l];
+          }
+          for (; r < len; ++r) {
+            float acc = dst[r];
+            for (size_t j = 0; j < na; ++j) acc -= h[j] * e0[j * rows + r];
+            dst[r] = acc;
+          }
+        }
         }
       }
       loss_t[static_cast<size_t>(t)] += loss;
