@@ -76,6 +76,7 @@ struct Q8Act {
   std::vector<int8_t> q;    // [batch, nb * 32]
   std::vector<float> dsum;  // [batch, nb]: d * sum of the block's codes (Q4_K's min term)
   std::vector<float> dsum16;  // [batch, cols / 16]: the same per half block (Q6_K's -32 offset)
+  std::vector<int32_t> qsum;  // [batch, nb]: sum of the block's codes (Q8_0's +128 offset, kept exact)
 };
 /// One activation row of a Q8Act (and its even/odd permuted codes, for the nibble kernels).
 struct Q8Row {
@@ -84,11 +85,12 @@ struct Q8Row {
   const float* dsum;
   const float* dsum16;
   const int8_t* xp;
+  const int32_t* qsum;
 };
 inline Q8Row q8_row(const Q8Act& a, const std::vector<int8_t>& xperm, size_t b, size_t cols) {
   const size_t nb = cols / 32;
   return {a.q.data() + b * cols, a.d.data() + b * nb, a.dsum.data() + b * nb, a.dsum16.data() + b * 2 * nb,
-          xperm.empty() ? nullptr : xperm.data() + b * cols};
+          xperm.empty() ? nullptr : xperm.data() + b * cols, a.qsum.data() + b * nb};
 }
 
 // Exactly quantize_row(q8_0) of each activation row (f16 scale, round half to even), unpacked.
@@ -101,6 +103,7 @@ Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
   a.q.resize(batch * cols);
   a.dsum.resize(batch * nb);
   a.dsum16.resize(batch * nb * 2);
+  a.qsum.resize(batch * nb);
   std::vector<uint8_t> tmp(nb * 34);
   for (size_t b = 0; b < batch; ++b) {
     quantize_row(q8, x + b * cols, tmp.data(), cols);
@@ -109,6 +112,7 @@ Q8Act quantize_act(const float* x, size_t batch, size_t cols) {
       std::memcpy(&a.q[b * cols + 32 * k], &tmp[k * 34 + 2], 32);
       int t0 = 0, t1 = 0;
       for (int j = 0; j < 16; ++j) t0 += a.q[b * cols + 32 * k + j], t1 += a.q[b * cols + 32 * k + 16 + j];
+      a.qsum[b * nb + k] = t0 + t1;
       a.dsum[b * nb + k] = a.d[b * nb + k] * static_cast<float>(t0 + t1);
       a.dsum16[b * 2 * nb + 2 * k] = a.d[b * nb + k] * static_cast<float>(t0);
       a.dsum16[b * 2 * nb + 2 * k + 1] = a.d[b * nb + k] * static_cast<float>(t1);
@@ -258,6 +262,54 @@ void rows8_q4_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
   }
   alignas(32) float out[8];
   _mm256_store_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(MX ? 12.f : 8.f), off, acc));
+  for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
+// Q8_0, batch 1, eight rows at a time (see rows8_q4_0): the 32 code bytes of block k of eight rows in
+// two 4-byte transposes; the signed codes become unsigned by flipping the sign bit (u = c + 128), which
+// vpdpbusd (VNNI) takes whole and AVX2 takes as 16 hi + lo nibbles (maddubs stays within int16). The
+// offset leaves in the integer domain, sum c x = sum u x - 128 sum x, so each block's dot product is the
+// exact integer of the per-row kernel before its two scales.
+template <bool VNNI>
+void rows8_q8_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  const size_t nb = cols / 32;
+  constexpr size_t bs = 34;
+  const __m256i sign = _mm256_set1_epi8(static_cast<char>(0x80)), m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const uint8_t* rp[8];
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  for (size_t k = 0; k < nb; ++k) {
+    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + k * bs;
+    __m256i T[4], U[4];
+    transpose8x16(rp, 2, T);
+    transpose8x16(rp, 18, U);
+    const int8_t* xb = a.q + 32 * k;
+    __m256i isum;
+    if constexpr (VNNI) {
+      __m256i i0 = _mm256_setzero_si256(), i1 = i0;
+      for (int u = 0; u < 4; ++u) {
+        i0 = dpbusd(i0, _mm256_xor_si256(T[u], sign), bcast4(xb + 4 * u));
+        i1 = dpbusd(i1, _mm256_xor_si256(U[u], sign), bcast4(xb + 16 + 4 * u));
+      }
+      isum = _mm256_add_epi32(i0, i1);
+    } else {
+      __m256i sl = _mm256_setzero_si256(), sh = sl;
+      for (int u = 0; u < 8; ++u) {
+        const __m256i t = _mm256_xor_si256(u < 4 ? T[u] : U[u - 4], sign), xv = bcast4(xb + 4 * u);
+        sl = _mm256_add_epi16(sl, _mm256_maddubs_epi16(_mm256_and_si256(t, m4), xv));
+        sh = _mm256_add_epi16(sh, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(t, 4), m4), xv));
+      }
+      isum = _mm256_add_epi32(_mm256_madd_epi16(sh, _mm256_set1_epi16(16)), _mm256_madd_epi16(sl, ones));
+    }
+    isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(128 * a.qsum[k]));
+    uint16_t h[8];
+    for (int i = 0; i < 8; ++i) std::memcpy(&h[i], rp[i], 2);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+    // two accumulators (even / odd blocks): the FMA chains overlap
+    if (k & 1) acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d[k])), _mm256_cvtepi32_ps(isum), acc1);
+    else acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a.d[k])), _mm256_cvtepi32_ps(isum), acc0);
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_add_ps(acc0, acc1));
   for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
 }
 
@@ -1052,9 +1104,9 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
   const bool any8 = nib8 || (!f32_activations && (s.format == QuantFormat::MXFP4 || s.format == QuantFormat::Q5_K));
   const bool q8path = !f32_activations && (s.format == QuantFormat::Q8_0 || s.format == QuantFormat::Q4_0 ||
                                            s.format == QuantFormat::Q4_K || s.format == QuantFormat::Q6_K || any8);
-  // the eight-row kernels: the above always, Q4_0 / Q4_K / Q6_K at batch 1 (larger batches amortise
+  // the eight-row kernels: the above always, Q8_0 / Q4_0 / Q4_K / Q6_K at batch 1 (larger batches amortise
   // each weight row over up to 8 activation rows in the per-row kernels instead)
-  const bool rows8 = any8 || (q8path && batch == 1 && s.format != QuantFormat::Q8_0);
+  const bool rows8 = any8 || (q8path && batch == 1);
   const bool vnni = use_vnni();
   if (q8path) act = quantize_act(x, batch, cols);
   std::vector<int8_t> xperm;
@@ -1083,6 +1135,12 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         const Q8Row ar = q8_row(act, xperm, b, cols);
         float* yb = y + b * rows;
         switch (s.format) {
+          case QuantFormat::Q8_0:
+            if (vnni)
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q8_0<true>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            else
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q8_0<false>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            break;
           case QuantFormat::Q4_0:
             eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_0<false>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;

@@ -59,7 +59,7 @@ TEST_CASE("quant matmul eight-row kernels agree with the per-row kernels") {
   std::memcpy(x2.data(), x.data(), cols * sizeof(float));
   std::memcpy(x2.data() + cols, x.data(), cols * sizeof(float));
   const std::vector<float> xr = q8_rounded(x, 1, cols);
-  for (const char* name : {"q4_0", "q4_k", "q6_k"}) {
+  for (const char* name : {"q8_0", "q4_0", "q4_k", "q6_k"}) {
     CAPTURE(std::string(name));
     const QuantScheme s = parse_quant_scheme(name);
     std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
@@ -84,7 +84,7 @@ TEST_CASE("quant matmul eight-row kernels on short and ragged row counts") {
     quant_matmul_set_vnni(vnni);
     for (size_t rows : {size_t{1}, size_t{3}, size_t{7}, size_t{8}, size_t{9}, size_t{23}})
       for (size_t batch : {size_t{1}, size_t{3}})
-        for (const char* name : {"q4_0", "q4_k", "q5_k", "q6_k", "mxfp4", "nf4", "nf4-g128", "int4-g32", "int4-g128-asym", "int4",
+        for (const char* name : {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "mxfp4", "nf4", "nf4-g128", "int4-g32", "int4-g128-asym", "int4",
                                  "int8", "int8-g32-asym", "fp8", "fp8_e5m2-g64"}) {
           CAPTURE(std::string(name));
           CAPTURE(rows);
