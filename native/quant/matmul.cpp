@@ -278,7 +278,10 @@ void rows8_q8_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
   const uint8_t* rp[8];
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   for (size_t k = 0; k < nb; ++k) {
-    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + k * bs;
+    for (int i = 0; i < 8; ++i) {
+      rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + k * bs;
+      if (k + 8 < nb) _mm_prefetch(reinterpret_cast<const char*>(rp[i] + 8 * bs), _MM_HINT_T0);
+    }
     __m256i T[4], U[4];
     transpose8x16(rp, 2, T);
     transpose8x16(rp, 18, U);
@@ -326,7 +329,11 @@ void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
   const uint8_t* rp[8];
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), off = _mm256_setzero_ps();
   for (size_t s = 0; s < nsb; ++s) {
-    for (int i = 0; i < 8; ++i) rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + s * bs;
+    for (int i = 0; i < 8; ++i) {
+      rp[i] = w + (r0 + static_cast<size_t>(i)) * rb + s * bs;
+      if (s + 2 < nsb)
+        for (size_t l = 0; l < bs; l += 64) _mm_prefetch(reinterpret_cast<const char*>(rp[i] + 2 * bs + l), _MM_HINT_T0);
+    }
     // Q5: qh and the code bytes of the super-block transposed into a scratch first (registers are
     // short for codes, qh and the accumulators together)
     __m256i QH[2][4], TQ[8][4];
@@ -974,6 +981,8 @@ void rows_nibble(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, s
 // (bias 7) becomes the f16 with the same sign, exponent field and mantissa, which is its value times
 // 2^-8 (subnormals included), so the group scale carries the 2^8. (E4M3's NaN codes, which the
 // quantizer never writes, would read as 480.)
+constexpr size_t kFp8Prefetch = 512;  // bytes ahead in each row's code stream
+
 template <bool E4M3>
 void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
                float* y) {
@@ -990,27 +999,29 @@ void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, si
     lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
     hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
   };
-  for (size_t r = r0; r < r1; r += 4) {
-    const size_t nr = std::min<size_t>(4, r1 - r);
-    __m256 tot[4];
+  // NR rows at a time, NR a compile-time constant so the accumulators stay in registers (a run-time
+  // row count made the compiler keep them on the stack: a store-forwarding chain per FMA)
+  auto rows_n = [&](auto nrc, size_t r) {
+    constexpr size_t NR = decltype(nrc)::value;
+    __m256 tot[NR];
     for (auto& t : tot) t = _mm256_setzero_ps();
     for (size_t k = 0; k < ng; ++k) {
-      __m256 acc[4][2];
+      __m256 acc[NR][2];
       for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
       const float* xg = x + k * g;
       size_t j = 0;
       for (; j + 16 <= g; j += 16) {
         const __m256 x0 = _mm256_loadu_ps(xg + j), x1 = _mm256_loadu_ps(xg + j + 8);
-        for (size_t i = 0; i < 4; ++i) {
-          if (i >= nr) break;
+        for (size_t i = 0; i < NR; ++i) {
           const uint8_t* c = w + (r + i) * rb + k * gb + 4 + j;
+          if ((j & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(c + kFp8Prefetch), _MM_HINT_T0);
           __m256 lo, hi;
           widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)), lo, hi);
           acc[i][0] = _mm256_fmadd_ps(lo, x0, acc[i][0]);
           acc[i][1] = _mm256_fmadd_ps(hi, x1, acc[i][1]);
         }
       }
-      for (size_t i = 0; i < nr; ++i) {
+      for (size_t i = 0; i < NR; ++i) {
         const uint8_t* blk = w + (r + i) * rb + k * gb;
         float sc;
         std::memcpy(&sc, blk, 4);
@@ -1022,8 +1033,11 @@ void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, si
         tot[i] = _mm256_add_ps(tot[i], _mm256_setr_ps(sc * tail, 0, 0, 0, 0, 0, 0, 0));
       }
     }
-    for (size_t i = 0; i < nr; ++i) y[r + i] = hsum(tot[i]);
-  }
+    for (size_t i = 0; i < NR; ++i) y[r + i] = hsum(tot[i]);
+  };
+  size_t r = r0;
+  for (; r + 4 <= r1; r += 4) rows_n(std::integral_constant<size_t, 4>{}, r);
+  for (; r < r1; ++r) rows_n(std::integral_constant<size_t, 1>{}, r);
 }
 
 void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
