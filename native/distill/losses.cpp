@@ -49,12 +49,6 @@ std::string num(double v) {
   return buf;
 }
 
-int threads_for(size_t rows, size_t vocab) {
-  // One row of a 32k vocabulary is ~0.1 ms of work: worth a thread; tiny problems stay serial.
-  if (rows < 2 || rows * vocab < (size_t{1} << 15)) return 1;
-  return static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), rows));
-}
-
 /// y = exp(x) over n values (AVX2 exp for float, libm for double).
 inline void vexp(const float* x, float* y, size_t n) {
   size_t i = 0;
@@ -416,7 +410,7 @@ LossResult kd_loss(const Real* student, size_t rows, size_t vocab, const Teacher
                    const LossOptions& options, Real* dlogits) {
   validate(student, rows, vocab, teacher, labels, options, dlogits);
   std::vector<RowOut> outs(rows);
-  const int nt = threads_for(rows, vocab);
+  const int nt = threads_for(rows, rows * vocab);
   const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(rows);
   std::atomic<bool> oom{false};
 #pragma omp parallel num_threads(nt)
@@ -468,7 +462,7 @@ void check_sparsify(size_t vocab, size_t k, double temperature, const char* what
 void topk_logprobs(const float* logits, size_t rows, size_t vocab, size_t k, double temperature, int32_t* ids,
                    float* logprobs, float* tail_log_mass) {
   check_sparsify(vocab, k, temperature, "topk_logprobs");
-  const int nt = threads_for(rows, vocab);
+  const int nt = threads_for(rows, rows * vocab);
   const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(rows);
 #pragma omp parallel num_threads(nt)
   {
@@ -509,7 +503,7 @@ void sample_weights(const float* logits, size_t rows, size_t vocab, size_t sampl
   check_sparsify(vocab, 1, temperature, "sample_weights");
   require(std::isfinite(proposal_temperature) && proposal_temperature > 0, ErrorCode::Range,
           "proposal temperature must be > 0 and finite, got " + num(proposal_temperature));
-  const int nt = threads_for(rows, vocab);
+  const int nt = threads_for(rows, rows * vocab);
   const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(rows);
 #pragma omp parallel num_threads(nt)
   {

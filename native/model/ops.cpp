@@ -17,28 +17,6 @@
 namespace tersor {
 namespace {
 
-// Below this many touched elements a call stays on the calling thread: an OpenMP fork/join costs a
-// few microseconds, about what 32k elements of these kernels cost.
-constexpr size_t kParallelMin = size_t{1} << 15;
-
-int threads_for(size_t items, size_t work) {
-  if (items < 2 || work < kParallelMin) return 1;
-  return static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), items));
-}
-
-/// Runs f(i) for i in [0, items), on several threads when `work` (elements touched) is large.
-template <class F>
-void parallel_for(size_t items, size_t work, F&& f) {
-  const int nt = threads_for(items, work);
-  if (nt <= 1) {
-    for (size_t i = 0; i < items; ++i) f(i);
-    return;
-  }
-  const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(items);
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (std::ptrdiff_t i = 0; i < n; ++i) f(static_cast<size_t>(i));
-}
-
 /// Element-wise work over n values in chunks (so threads get contiguous ranges).
 template <class F>
 void parallel_chunks(size_t n, F&& f) {

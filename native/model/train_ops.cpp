@@ -16,24 +16,6 @@
 namespace tersor::train {
 namespace {
 
-/// Threads for `work` scalar operations spread over `items` independent items.
-int threads_for(size_t items, size_t work) {
-  if (items < 2 || work < (size_t{1} << 15)) return 1;
-  return static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), items));
-}
-
-template <class F>
-void parallel_for(size_t items, size_t work, F&& f) {
-  const int nt = threads_for(items, work);
-  if (nt <= 1) {
-    for (size_t i = 0; i < items; ++i) f(i);
-    return;
-  }
-  const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(items);
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (std::ptrdiff_t i = 0; i < n; ++i) f(static_cast<size_t>(i));
-}
-
 /// Column blocks of `dim` (for column reductions over rows): f(c0, c1).
 template <class F>
 void parallel_columns(size_t dim, size_t rows, F&& f) {

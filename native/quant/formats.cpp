@@ -717,6 +717,18 @@ float q6_search_ref(const float* x, const float* w) {
 
 // The AVX2 search of 8 sub-blocks at once, lane j = sub-block j (x: 128 values; w: null or 128
 // weights); the same IEEE operations per sub-block, in the same order, as q6_search_ref.
+/// One candidate of the K-quant scale searches, eight lanes at a time: for the sums sll = sum w l^2 and
+/// slx = sum w l x of a trial rounding, the least-squares scale is slx / sll and its gain slx^2 / sll
+/// (ggml's make_qx_quants criterion); lanes where the gain beats `best` take the new scale.
+inline void keep_best_scale(__m256 sll, __m256 slx, __m256& best, __m256& s) {
+  const __m256 pos = _mm256_cmp_ps(sll, _mm256_setzero_ps(), _CMP_GT_OQ);
+  const __m256 scc = _mm256_div_ps(slx, _mm256_blendv_ps(_mm256_set1_ps(1.0f), sll, pos));
+  const __m256 g = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_mul_ps(scc, slx), pos);
+  const __m256 better = _mm256_cmp_ps(g, best, _CMP_GT_OQ);
+  best = _mm256_blendv_ps(best, g, better);
+  s = _mm256_blendv_ps(s, scc, better);
+}
+
 template <bool Weighted>
 void q6_search8(const float* x, const float* w, float* sc) {
   __m256 xt[16], wt[16];
@@ -730,7 +742,7 @@ void q6_search8(const float* x, const float* w, float* sc) {
   const __m256 mxs = _mm256_blendv_ps(_mm256_set1_ps(1.0f), mx, valid);
   const __m256 inv = _mm256_div_ps(_mm256_set1_ps(-1.0f), mxs);
   __m256 best = _mm256_set1_ps(-0.5f), s = _mm256_div_ps(_mm256_xor_ps(mxs, sign), _mm256_set1_ps(32.0f));
-  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), c31 = _mm256_set1_ps(31.0f);
+  const __m256 zero = _mm256_setzero_ps(), c31 = _mm256_set1_ps(31.0f);
   static_assert(kQ6Cand % 2 == 0, "candidates are searched two at a time");
   for (int k = 0; k < kQ6Cand; k += 2) {
     const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(q6_cand(k)), inv);
@@ -749,14 +761,8 @@ void q6_search8(const float* x, const float* w, float* sc) {
         sll1 = _mm256_fmadd_ps(l1, l1, sll1); slx1 = _mm256_fmadd_ps(l1, xt[i], slx1);
       }
     }
-    for (const auto& [sll, slx] : {std::pair{sll0, slx0}, std::pair{sll1, slx1}}) {
-      const __m256 pos = _mm256_cmp_ps(sll, zero, _CMP_GT_OQ);
-      const __m256 scc = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, pos));
-      const __m256 g = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_mul_ps(scc, slx), pos);
-      const __m256 better = _mm256_cmp_ps(g, best, _CMP_GT_OQ);
-      best = _mm256_blendv_ps(best, g, better);
-      s = _mm256_blendv_ps(s, scc, better);
-    }
+    keep_best_scale(sll0, slx0, best, s);
+    keep_best_scale(sll1, slx1, best, s);
   }
   _mm256_storeu_ps(sc, _mm256_and_ps(s, valid));
 }
@@ -867,7 +873,7 @@ void sym_search8(const float* x, const float* w, int nmax, float rmin, float rde
   const __m256 inv = _mm256_div_ps(_mm256_set1_ps(-1.0f), mxs);
   __m256 best = _mm256_set1_ps(-0.5f);
   __m256 s = _mm256_div_ps(_mm256_xor_ps(mxs, sign), _mm256_set1_ps(static_cast<float>(nmax)));
-  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 zero = _mm256_setzero_ps();
   const __m256 clo = _mm256_set1_ps(-static_cast<float>(nmax)), chi = _mm256_set1_ps(static_cast<float>(nmax - 1));
   for (int k = 0; k < kCand; k += 2) {
     const __m256 is0 = _mm256_mul_ps(_mm256_set1_ps(static_cast<float>(nmax) + rmin + rdelta * static_cast<float>(k)), inv);
@@ -881,16 +887,8 @@ void sym_search8(const float* x, const float* w, int nmax, float rmin, float rde
       sll0 = _mm256_fmadd_ps(w0, l0, sll0); slx0 = _mm256_fmadd_ps(w0, xt[i], slx0);
       sll1 = _mm256_fmadd_ps(w1, l1, sll1); slx1 = _mm256_fmadd_ps(w1, xt[i], slx1);
     }
-    const __m256 acc[2][2] = {{sll0, slx0}, {sll1, slx1}};
-    for (const auto& a : acc) {
-      const __m256 sll = a[0], slx = a[1];
-      const __m256 pos = _mm256_cmp_ps(sll, zero, _CMP_GT_OQ);
-      const __m256 scc = _mm256_div_ps(slx, _mm256_blendv_ps(one, sll, pos));
-      const __m256 g = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_mul_ps(scc, slx), pos);
-      const __m256 better = _mm256_cmp_ps(g, best, _CMP_GT_OQ);
-      best = _mm256_blendv_ps(best, g, better);
-      s = _mm256_blendv_ps(s, scc, better);
-    }
+    keep_best_scale(sll0, slx0, best, s);
+    keep_best_scale(sll1, slx1, best, s);
   }
   _mm256_storeu_ps(sc, _mm256_and_ps(s, valid));
 }

@@ -30,7 +30,11 @@ Data smooth(size_t n, size_t d, double noise, uint64_t seed) {
   for (auto& v : g.x) v = r.next_f64();
   for (size_t i = 0; i < n; ++i) {
     const double* xi = &g.x[i * d];
-    g.y[i] = std::sin(3 * xi[0]) + xi[1] * xi[1] - xi[2] * xi[3] + noise * r.next_normal();
+    // terms over the features that exist (d may be 2 or 3: reading past the row was undefined)
+    double f = std::sin(3 * xi[0]);
+    if (d > 1) f += xi[1] * xi[1];
+    if (d > 3) f -= xi[2] * xi[3];
+    g.y[i] = f + noise * r.next_normal();
   }
   return g;
 }
