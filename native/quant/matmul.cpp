@@ -176,7 +176,8 @@ void rows_q8_0_q4_0(bool four, const uint8_t* w, size_t rb, size_t r0, size_t r1
 // 256-bit registers, for the CPUs that have it (checked at run time; the build targets x86-64-v3, so
 // the instruction is emitted by inline assembly and only reached after the check).
 bool vnni_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  static const bool ok = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512f");
   return ok;
 }
 std::atomic<bool> g_vnni_enabled{true};
@@ -323,7 +324,7 @@ void rows8_q8_0(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
 // weight l of sub-block 2c / 2c + 1), transposed alongside and OR-ed into bit 4 of the codes; codes
 // up to 31 keep two int16 partial sums per sub-block.
 template <bool Q5, bool VNNI = false>
-void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+__attribute__((always_inline)) inline void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
   const size_t nsb = cols / 256, bs = Q5 ? 176 : 144, qs0 = Q5 ? 48 : 16;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), b4 = _mm256_set1_epi8(0x10);
   const uint8_t* rp[8];
@@ -340,7 +341,8 @@ void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
     if constexpr (Q5) {
       transpose8x16(rp, 16, QH[0]);
       transpose8x16(rp, 32, QH[1]);
-      for (size_t c = 0; c < 8; ++c) transpose8x16(rp, qs0 + 16 * c, TQ[c]);
+      if constexpr (!VNNI)
+        for (size_t c = 0; c < 8; ++c) transpose8x16(rp, qs0 + 16 * c, TQ[c]);
     }
     // bit b of every byte of v moved to bit 4
     auto bit4 = [&](__m256i v, int b) {
@@ -387,7 +389,7 @@ void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
       for (int g = 0; g < 2; ++g) {
         __m256i Tl[4];
         const __m256i* T = Tl;
-        if constexpr (Q5) T = TQ[2 * c + g];
+        if constexpr (Q5 && !VNNI) T = TQ[2 * c + g];
         else transpose8x16(rp, qs0 + 32 * static_cast<size_t>(c) + 16 * static_cast<size_t>(g), Tl);
         sl[g] = sh[g] = _mm256_setzero_si256();
         for (int u = 0; u < 4; ++u) {
@@ -423,11 +425,20 @@ void rows8_q4_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
   for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
 }
 
+// The VNNI Q5_K kernel compiled for AVX-512VL: 32 vector registers hold the transposed codes, qh and
+// the accumulators together (16 do not: the x86-64-v3 build spills them). Reached only after the
+// run-time VNNI check.
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni"))) void rows8_q5_k_vnni(
+    const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  rows8_q4_k<true, true>(w, rb, r0, cols, a, y);
+}
+
 // Q6_K, batch 1, eight rows at a time (see rows8_q4_0): each super-block of the eight rows is first
 // transposed as 4-byte units into a 1.6 KB scratch (ql, qh and the int8 scales; lane i = row i), then
 // the six-bit codes are assembled in registers, kept unsigned: sum (l - 32) x = sum l x - 32 sum x
 // (activation sums per 16 precomputed).
-void rows8_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+template <bool VNNI = false>
+__attribute__((always_inline)) inline void rows8_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
   const size_t nsb = cols / 256;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   const __m256i h0 = _mm256_set1_epi8(0x03), h1 = _mm256_set1_epi8(0x0C), h2 = _mm256_set1_epi8(0x30),
@@ -463,14 +474,20 @@ void rows8_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
               case 2: hi = _mm256_and_si256(QH[u], h2); break;
               default: hi = _mm256_srli_epi16(_mm256_and_si256(QH[u], h3), 2); break;
             }
-            const __m256i pr = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), bcast4(xb + 4 * u));
-            if (u < 2) p0 = _mm256_add_epi16(p0, pr);
-            else p1 = _mm256_add_epi16(p1, pr);
+            if constexpr (VNNI) {  // int32 sums straight away (p0 / p1 hold int32 lanes here)
+              if (u < 2) p0 = dpbusd(p0, _mm256_or_si256(lo, hi), bcast4(xb + 4 * u));
+              else p1 = dpbusd(p1, _mm256_or_si256(lo, hi), bcast4(xb + 4 * u));
+            } else {
+              const __m256i pr = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), bcast4(xb + 4 * u));
+              if (u < 2) p0 = _mm256_add_epi16(p0, pr);
+              else p1 = _mm256_add_epi16(p1, pr);
+            }
           }
           const int j = 8 * h + 2 * t + g;
           const size_t k = s * 8 + 4 * static_cast<size_t>(h) + static_cast<size_t>(t);  // activation block of 32
           const __m256 dj = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(T[12][j / 4], 24 - 8 * (j % 4)), 24)));
-          const __m256 sum = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+          const __m256 sum = VNNI ? _mm256_cvtepi32_ps(_mm256_add_epi32(p0, p1))
+                                  : _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
           if (g) acc1 = _mm256_fmadd_ps(_mm256_mul_ps(dj, _mm256_set1_ps(a.d[k])), sum, acc1);
           else acc0 = _mm256_fmadd_ps(_mm256_mul_ps(dj, _mm256_set1_ps(a.d[k])), sum, acc0);
           off = _mm256_fmadd_ps(dj, _mm256_set1_ps(a.dsum16[2 * k + static_cast<size_t>(g)]), off);
@@ -479,6 +496,12 @@ void rows8_q6_k(const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row
   alignas(32) float out[8];
   _mm256_store_ps(out, _mm256_fnmadd_ps(_mm256_set1_ps(32.f), off, _mm256_add_ps(acc0, acc1)));
   for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
+/// The VNNI Q6_K kernel compiled for AVX-512VL (32 vector registers; see rows8_q5_k_vnni).
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni"))) void rows8_q6_k_vnni(
+    const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  rows8_q6_k<true>(w, rb, r0, cols, a, y);
 }
 
 // NF4 and INT4 with Q8_0 activations, batch 1, eight rows at a time (see rows8_q4_0). Element 2j of a
@@ -517,7 +540,7 @@ Nf4Fixed nf4_fixed() {
 enum class GroupKind { Int4, Nf4, Int8 };
 
 template <GroupKind KIND, bool VNNI = false>
-void rows8_group(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+__attribute__((always_inline)) inline void rows8_group(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
   constexpr bool NF4 = KIND == GroupKind::Nf4, INT8 = KIND == GroupKind::Int8;
   const int8_t* xp = INT8 ? a.q : a.xp;  // 8-bit codes are in element order
   const size_t g = qs.group ? qs.group : cols, ng = cols / g;
@@ -614,6 +637,12 @@ void rows8_group(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, 
   alignas(32) float out[8];
   _mm256_store_ps(out, total);
   for (int i = 0; i < 8; ++i) y[r0 + static_cast<size_t>(i)] = out[i];
+}
+
+/// The VNNI NF4 kernel compiled for AVX-512VL (32 vector registers; see rows8_q5_k_vnni).
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni"))) void rows8_nf4_vnni(
+    const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t cols, const Q8Row& a, float* y) {
+  rows8_group<GroupKind::Nf4, true>(qs, w, rb, r0, cols, a, y);
 }
 
 // Q8_0 / Q4_0 with f32 activations (the transformer runtime's path): codes widened to f32 in registers,
@@ -1040,6 +1069,65 @@ void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, si
   for (; r < r1; ++r) rows_n(std::integral_constant<size_t, 1>{}, r);
 }
 
+/// FP8 on AVX-512 (the CPUs of the VNNI kernels; Zen 4 runs each 512-bit op as two halves, so the gain
+/// is in the front end): 32 codes per step widened to f16 in one register and converted by two 16-lane
+/// vcvtph2ps, the same arithmetic per element as rows4_fp8 (exact widening, f32 FMAs).
+// GCC 12's avx512fintrin.h starts vcvtph2ps and the reductions from _mm512_undefined_*: a spurious
+// -Wuninitialized at every use
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <bool E4M3, size_t NR>
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni"))) void fp8_512_rows(
+    size_t g, size_t ng, size_t gb, const uint8_t* w, size_t rb, size_t r, const float* x, float* y) {
+  constexpr float unit = E4M3 ? 256.f : 1.f;
+  __m512 tot[NR];
+  for (auto& t : tot) t = _mm512_setzero_ps();
+  for (size_t k = 0; k < ng; ++k) {
+    __m512 acc[NR][2];
+    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();
+    const float* xg = x + k * g;
+    size_t j = 0;
+    for (; j + 32 <= g; j += 32) {
+      const __m512 x0 = _mm512_loadu_ps(xg + j), x1 = _mm512_loadu_ps(xg + j + 16);
+      for (size_t i = 0; i < NR; ++i) {
+        const uint8_t* c = w + (r + i) * rb + k * gb + 4 + j;
+        if ((j & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(c + kFp8Prefetch), _MM_HINT_T0);
+        __m512i h = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+        if constexpr (E4M3) {
+          const __m512i t = _mm512_slli_epi16(h, 7);
+          h = _mm512_add_epi16(t, _mm512_and_si512(t, _mm512_set1_epi16(0x4000)));
+        } else {
+          h = _mm512_slli_epi16(h, 8);
+        }
+        acc[i][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), x0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), x1, acc[i][1]);
+      }
+    }
+    for (size_t i = 0; i < NR; ++i) {
+      const uint8_t* blk = w + (r + i) * rb + k * gb;
+      float sc;
+      std::memcpy(&sc, blk, 4);
+      float tail = 0.f;
+      for (size_t t = j; t < g; ++t) tail += (E4M3 ? fp8_e4m3_decode(blk[4 + t]) : fp8_e5m2_decode(blk[4 + t])) * xg[t];
+      // the tail in true values, the vector part in units of 2^-8 (E4M3)
+      tot[i] = _mm512_fmadd_ps(_mm512_set1_ps(sc * unit), _mm512_add_ps(acc[i][0], acc[i][1]), tot[i]);
+      tot[i] = _mm512_add_ps(tot[i], _mm512_castps256_ps512(_mm256_setr_ps(sc * tail, 0, 0, 0, 0, 0, 0, 0)));
+    }
+  }
+  for (size_t i = 0; i < NR; ++i) y[r + i] = _mm512_reduce_add_ps(tot[i]);
+}
+#pragma GCC diagnostic pop
+
+template <bool E4M3>
+void rows4_fp8_512(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
+                   float* y) {
+  const size_t g = qs.group ? qs.group : cols, ng = cols / g, gb = 4 + g;
+  size_t r = r0;
+  for (; r + 4 <= r1; r += 4) fp8_512_rows<E4M3, 4>(g, ng, gb, w, rb, r, x, y);
+  for (; r < r1; ++r) fp8_512_rows<E4M3, 1>(g, ng, gb, w, rb, r, x, y);
+}
+
 void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
                   size_t b0, size_t nbatch, size_t rows, float* y) {
   const size_t blk = scheme_block(s);
@@ -1162,11 +1250,14 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
             eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k<false>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           case QuantFormat::Q6_K:
-            eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q6_k(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            if (vnni)
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q6_k_vnni(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+            else
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q6_k<false>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
           case QuantFormat::Q5_K:
             if (vnni)
-              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k<true, true>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q5_k_vnni(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             else
               eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_q4_k<true>(wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
@@ -1175,7 +1266,7 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
             break;
           case QuantFormat::NF4:
             if (vnni)
-              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Nf4, true>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
+              eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_nf4_vnni(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             else
               eight_rows([&](const uint8_t* wb, size_t r, float* o) { rows8_group<GroupKind::Nf4>(s, wb, rb, r, cols, ar, o); }, w, rb, r0, r1, yb);
             break;
@@ -1220,8 +1311,15 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         case QuantFormat::FP8_E4M3:
         case QuantFormat::FP8_E5M2:
           for (size_t b = b0; b < b0 + nbt; ++b) {
-            if (s.format == QuantFormat::FP8_E4M3) rows4_fp8<true>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
-            else rows4_fp8<false>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+            // groups under 32 codes stay on the 16-wide kernel (the 32-wide one would leave them scalar)
+            const bool wide = vnni && (s.group == 0 || s.group % 32 == 0);
+            if (s.format == QuantFormat::FP8_E4M3) {
+              if (wide) rows4_fp8_512<true>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+              else rows4_fp8<true>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+            } else {
+              if (wide) rows4_fp8_512<false>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+              else rows4_fp8<false>(s, w, rb, r0, r1, cols, x + b * cols, y + b * rows);
+            }
           }
           break;
         default: rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y); break;

@@ -6,7 +6,8 @@
 //  * the f64 reference product with the dequantized weights and the Q8_0-rounded activations, on
 //    row counts below eight and around multiples of eight (the zero-padded tail);
 //  * for NF4, INT8 and Q5_K, the AVX2 kernel against the AVX-512 VNNI one where the CPU has it (exact
-//    integer sums on both sides: identical results).
+//    integer sums on both sides: identical results); every kernel under both settings against the
+//    reference (Q8_0, Q6_K and FP8 have AVX-512 variants too).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -128,19 +129,46 @@ TEST_CASE("quant matmul vnni and avx2 kernels give identical results") {
     MESSAGE("this CPU has no AVX-512 VNNI: only the AVX2 kernel exists here");
     return;
   }
-  const size_t rows = 37, cols = 1024, batch = 2;
-  const std::vector<float> w = normal(rows * cols, 41, 0.05f), x = normal(batch * cols, 42, 1.0f);
-  for (const char* name : {"nf4", "nf4-g32", "nf4-g256", "int8", "int8-g64-asym", "q5_k"}) {
-    CAPTURE(std::string(name));
-    const QuantScheme s = parse_quant_scheme(name);
-    std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
-    quantize_matrix(s, w.data(), rows, cols, q.data());
-    std::vector<float> a(batch * rows), b(batch * rows);
-    quant_matmul(s, q.data(), rows, cols, x.data(), batch, a.data());
-    quant_matmul_set_vnni(false);
-    CHECK_FALSE(quant_matmul_vnni_active());
-    quant_matmul(s, q.data(), rows, cols, x.data(), batch, b.data());
-    quant_matmul_set_vnni(true);
-    CHECK(a == b);
+  const size_t rows = 37, cols = 1024;
+  const std::vector<float> w = normal(rows * cols, 41, 0.05f), x = normal(2 * cols, 42, 1.0f);
+  // batch 1: the eight-row kernels of every format; batch 2: the same for NF4 / INT8 / Q5_K
+  for (size_t batch : {size_t{1}, size_t{2}}) {
+    for (const char* name : {"nf4", "nf4-g32", "nf4-g256", "int8", "int8-g64-asym", "q5_k", "q8_0", "q6_k"}) {
+      CAPTURE(std::string(name));
+      CAPTURE(batch);
+      const QuantScheme s = parse_quant_scheme(name);
+      std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
+      quantize_matrix(s, w.data(), rows, cols, q.data());
+      std::vector<float> a(batch * rows), b(batch * rows);
+      quant_matmul(s, q.data(), rows, cols, x.data(), batch, a.data());
+      quant_matmul_set_vnni(false);
+      CHECK_FALSE(quant_matmul_vnni_active());
+      quant_matmul(s, q.data(), rows, cols, x.data(), batch, b.data());
+      quant_matmul_set_vnni(true);
+      CHECK(a == b);
+    }
   }
+}
+
+TEST_CASE("quant matmul fp8 kernels on rows that are not a multiple of the vector width") {
+  // 200 = 6 x 32 + 8 (the AVX-512 kernel's scalar tail) = 12 x 16 + 8 (the AVX2 kernel's); 6 rows:
+  // one group of four and two single rows
+  const size_t rows = 6, cols = 200;
+  for (bool vnni : {true, false}) {
+    quant_matmul_set_vnni(vnni);
+    for (const char* name : {"fp8", "fp8_e5m2"}) {
+      CAPTURE(std::string(name));
+      CAPTURE(vnni);
+      const QuantScheme s = parse_quant_scheme(name);
+      const std::vector<float> w = normal(rows * cols, 51, 0.05f), x = normal(cols, 52, 1.0f);
+      std::vector<uint8_t> q(rows * scheme_row_bytes(s, cols));
+      quantize_matrix(s, w.data(), rows, cols, q.data());
+      std::vector<float> deq(rows * cols), y(rows), yr(rows);
+      dequantize_matrix(s, q.data(), rows, cols, deq.data());
+      quant_matmul(s, q.data(), rows, cols, x.data(), 1, y.data());
+      quant_ref::quant_matmul(s, q.data(), rows, cols, x.data(), 1, yr.data());
+      for (size_t r = 0; r < rows; ++r) CHECK(std::fabs(y[r] - yr[r]) <= 2.0 * cols * 5.96e-8 * magnitude(deq, x, r, cols) + 1e-30);
+    }
+  }
+  quant_matmul_set_vnni(true);
 }

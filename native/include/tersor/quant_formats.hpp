@@ -116,9 +116,10 @@ void snap_to_blocks(const QuantScheme&, void* block0, size_t stride, size_t coun
 /// f32 summation rounding; the transformer runtime uses it).
 void quant_matmul(const QuantScheme&, const void* w, size_t rows, size_t cols, const float* x, size_t batch, float* y,
                   bool f32_activations = false);
-/// quant_matmul uses AVX-512 VNNI (vpdpbusd on 256-bit registers) for NF4, INT8 and Q5_K where the CPU has it (checked
-/// at run time); false turns that off (the AVX2 kernels then run: tests compare the two, results are
-/// identical since both sums are exact integers). quant_matmul_vnni_active() says which runs now.
+/// quant_matmul uses AVX-512 VNNI (vpdpbusd on 256-bit registers) for Q8_0, Q5_K, Q6_K, NF4 and INT8,
+/// and 512-bit registers for FP8, where the CPU has them (checked at run time); false turns that off
+/// (the AVX2 kernels then run: tests compare both with the reference, and the integer kernels with
+/// each other: identical, both sums being exact integers). quant_matmul_vnni_active() says which runs now.
 void quant_matmul_set_vnni(bool enabled);
 bool quant_matmul_vnni_active();
 
