@@ -18,8 +18,9 @@
 //   gqa1_s, gqa_cost     (GQA 4) the same case at GQA 1 and time / gqa1_s; f16_gqa_cost the f16 cache's
 // KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 at n4096 only (their
 // compression of 16384 tokens takes long). GEAR-4 runs the fused KIVI kernels plus its low-rank
-// (rank dots) and sparse (per-entry) terms; KVQuant-4 (non-uniform codebook, pre-RoPE keys) and
-// ZipCache 4/2 (channel scales, mixed per-token widths) still go through f32 tiles.
+// (rank dots) and sparse (per-entry) terms; ZipCache 4/2 its own fused kernels (channel scales folded
+// into q, per-token codes of mixed width unpacked by a per-row shift and mask); KVQuant-4 (non-uniform
+// codebook, pre-RoPE keys) still goes through f32 tiles.
 #include <time.h>
 
 #include <algorithm>

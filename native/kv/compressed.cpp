@@ -21,6 +21,7 @@ namespace {
 constexpr size_t kWindowTile = 32;  // window tokens per attention tile
 constexpr size_t kPad = 8;          // slack bytes after packed codes (vector loads)
 constexpr int kNoFused = -100;      // attend(): the tile has no fused view
+constexpr int kZipFused = -50;      // attend(): the tile is a ZipCache block (zip_scores / zip_pv)
 
 uint16_t h16(float x) { return f32_to_f16_scalar(x); }
 float f32h(uint16_t h) { return f16_to_f32_scalar(h); }
@@ -801,6 +802,160 @@ class FusedLowRankSparse {
   std::vector<uint32_t> kst_, ksc_, vst_, vsc_;
 };
 
+// ---- fused ZipCache tiles -----------------------------------------------------------------------
+// ZipCache (He et al. 2024) stores keys divided by per-channel scales cs and quantized per token,
+// values per token, one scale s_x and zero point z_x per row, each row at its own width (salient
+// tokens at `bits`, the rest at low_bits). So q.k_x = s_x (q * cs).code_x + z_x sum(q * cs), and
+// sum_x p_x v_x = sum_x (p_x s_x) code_x + sum_x p_x z_x: the channel scales fold into q once per tile
+// and head, the inner loops are code x float as in the KIVI kernels. A row's codes are unpacked by a
+// variable shift and mask chosen by its width (no branch per token), once for the GJ heads.
+
+/// The rows of one per-token part: width bits (uniform) or tbits[x] at off[x] (mixed); S, Z: the
+/// per-token scale and zero point in f32, zero-padded to a multiple of 8 tokens.
+struct ZipRows {
+  const uint8_t* codes = nullptr;
+  const uint32_t* off = nullptr;
+  const uint8_t* tbits = nullptr;
+  int bits = 0;
+  const float* S = nullptr;
+  const float* Z = nullptr;
+  int width(size_t x) const { return bits ? bits : tbits[x]; }
+  const uint8_t* row(size_t x, size_t D) const { return bits ? codes + x * row_bytes(D, bits) : codes + off[x]; }
+};
+
+/// Whether a block's parts have the ZipCache layout the fused kernels take: per-token scales over the
+/// whole row (cgroup D) for both, channel scales on the keys only, uniform codes of at most 4 bits
+/// (8 codes in one 32-bit word), no sparse or low-rank terms.
+bool zip_fusable(const QBlock& b, size_t D) {
+  auto part_ok = [&](const QPart& p) {
+    if (p.axis != QPart::PerToken || p.cgroup != D || p.nonuniform || p.rank != 0 || !p.sp_idx.empty()) return false;
+    if (p.bits) return p.bits >= 1 && p.bits <= 4;
+    return std::all_of(p.tbits.begin(), p.tbits.end(), [](uint8_t w) { return w >= 1 && w <= 4; });
+  };
+  return D % 8 == 0 && part_ok(b.k) && part_ok(b.v) && !b.k.cscale.empty() && b.v.cscale.empty();
+}
+
+/// 8 codes of a row of width b at channel c (c % 8 == 0); sh = lane * b, mk = 2^b - 1.
+inline __m256 zip_load8(const uint8_t* row, size_t c, int b, __m256i sh, __m256i mk) {
+  uint32_t w;
+  std::memcpy(&w, row + (c / 8) * static_cast<size_t>(b), 4);  // kPad slack bytes after the last row
+  return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+}
+inline void zip_shift_mask(int b, __m256i& sh, __m256i& mk) {
+  sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b));
+  mk = _mm256_set1_epi32((1 << b) - 1);
+}
+
+/// Scores of GJ heads (q0: GJ rows of D) against the n keys of a ZipCache tile into s[jj * ss + x],
+/// times `scale`; cs: the block's channel scales in f32.
+template <int GJ>
+void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
+                FusedScratch& w) {
+  float* qk = w.qs.data();
+  float qsum[GJ];
+  for (int jj = 0; jj < GJ; ++jj) {
+    __m256 t = _mm256_setzero_ps();
+    for (size_t c = 0; c < D; c += 8) {
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(q0 + static_cast<size_t>(jj) * D + c), _mm256_loadu_ps(cs + c));
+      _mm256_storeu_ps(qk + static_cast<size_t>(jj) * D + c, v);
+      t = _mm256_add_ps(t, v);
+    }
+    qsum[jj] = simd::hsum8(t);
+  }
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* red = w.red.data();
+  for (size_t x = 0; x < n; ++x) {
+    const int b = K.width(x);
+    __m256i sh, mk;
+    zip_shift_mask(b, sh, mk);
+    const uint8_t* row = K.row(x, D);
+    // two chains per head (even / odd chunks of 8 channels): half the FMA latency per token
+    __m256 a[GJ][2];
+    for (int jj = 0; jj < GJ; ++jj) a[jj][0] = a[jj][1] = _mm256_setzero_ps();
+    for (size_t c = 0; c < D; c += 16) {
+      const __m256 k0 = zip_load8(row, c, b, sh, mk);
+      const __m256 k1 = c + 8 < D ? zip_load8(row, c + 8, b, sh, mk) : _mm256_setzero_ps();
+      for (int jj = 0; jj < GJ; ++jj) {
+        const float* qj = qk + static_cast<size_t>(jj) * D + c;
+        a[jj][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), k0, a[jj][0]);
+        if (c + 8 < D) a[jj][1] = _mm256_fmadd_ps(_mm256_loadu_ps(qj + 8), k1, a[jj][1]);
+      }
+    }
+    for (int jj = 0; jj < GJ; ++jj) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_add_ps(a[jj][0], a[jj][1]));
+  }
+  for (int jj = 0; jj < GJ; ++jj) {
+    for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
+    const __m256 sc = _mm256_set1_ps(scale), qz = _mm256_set1_ps(qsum[jj]);
+    for (size_t x0 = 0; x0 < n8; x0 += 8) {
+      __m256 v8[8];
+      for (int i = 0; i < 8; ++i) v8[i] = _mm256_loadu_ps(red + (static_cast<size_t>(jj) * n8 + x0 + static_cast<size_t>(i)) * 8);
+      // s_x raw_x + z_x sum(q cs), times the softmax scale
+      const __m256 sv = _mm256_fmadd_ps(_mm256_loadu_ps(K.S + x0), hsum8x8(v8), _mm256_mul_ps(_mm256_loadu_ps(K.Z + x0), qz));
+      _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm256_mul_ps(sv, sc));
+    }
+  }
+}
+
+/// acc[jj * D + c] = acc * corr[jj] + sum_x p[jj * ss + x] v_x[c] for the GJ heads of a ZipCache tile
+/// (p zero past n).
+template <int GJ>
+void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, const float* corr, float* acc, FusedScratch& w) {
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* pw = w.pv.data();  // [jj][x]: p_x s_x
+  float zsum[GJ];
+  for (int jj = 0; jj < GJ; ++jj) {
+    const float* pj = p + static_cast<size_t>(jj) * ss;
+    __m256 z = _mm256_setzero_ps();
+    for (size_t x = 0; x < n8; x += 8) {
+      const __m256 pp = _mm256_loadu_ps(pj + x);
+      _mm256_storeu_ps(pw + static_cast<size_t>(jj) * n8 + x, _mm256_mul_ps(pp, _mm256_loadu_ps(V.S + x)));
+      z = _mm256_fmadd_ps(pp, _mm256_loadu_ps(V.Z + x), z);
+    }
+    zsum[jj] = simd::hsum8(z);
+  }
+  // CB chunks of 8 channels at a time so that few heads still give independent FMA chains
+  constexpr size_t CB = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+  for (size_t c0 = 0; c0 < D; c0 += 8 * CB) {
+    const size_t cb = std::min(CB, (D - c0) / 8);
+    __m256 a[GJ][CB];
+    for (int jj = 0; jj < GJ; ++jj)
+      for (size_t ci = 0; ci < CB; ++ci)
+        a[jj][ci] = ci < cb ? _mm256_mul_ps(_mm256_loadu_ps(acc + static_cast<size_t>(jj) * D + c0 + 8 * ci), _mm256_set1_ps(corr[jj]))
+                            : _mm256_setzero_ps();
+    for (size_t x = 0; x < n; ++x) {
+      const int b = V.width(x);
+      __m256i sh, mk;
+      zip_shift_mask(b, sh, mk);
+      const uint8_t* row = V.row(x, D);
+      for (size_t ci = 0; ci < CB; ++ci) {
+        if (ci >= cb) break;
+        const __m256 vv = zip_load8(row, c0 + 8 * ci, b, sh, mk);
+        for (int jj = 0; jj < GJ; ++jj)
+          a[jj][ci] = _mm256_fmadd_ps(_mm256_broadcast_ss(pw + static_cast<size_t>(jj) * n8 + x), vv, a[jj][ci]);
+      }
+    }
+    for (int jj = 0; jj < GJ; ++jj)
+      for (size_t ci = 0; ci < cb; ++ci)
+        _mm256_storeu_ps(acc + static_cast<size_t>(jj) * D + c0 + 8 * ci, _mm256_add_ps(a[jj][ci], _mm256_set1_ps(zsum[jj])));
+  }
+}
+
+using ZipScoresFn = void (*)(const ZipRows&, const float*, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
+using ZipPvFn = void (*)(const ZipRows&, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
+
+void pick_zip(size_t gj, ZipScoresFn& sf, ZipPvFn& pf) {
+  switch (gj) {
+    case 1: sf = &zip_scores<1>, pf = &zip_pv<1>; break;
+    case 2: sf = &zip_scores<2>, pf = &zip_pv<2>; break;
+    case 3: sf = &zip_scores<3>, pf = &zip_pv<3>; break;
+    case 4: sf = &zip_scores<4>, pf = &zip_pv<4>; break;
+    case 5: sf = &zip_scores<5>, pf = &zip_pv<5>; break;
+    case 6: sf = &zip_scores<6>, pf = &zip_pv<6>; break;
+    case 7: sf = &zip_scores<7>, pf = &zip_pv<7>; break;
+    default: sf = &zip_scores<8>, pf = &zip_pv<8>; break;
+  }
+}
+
 using ScoresFn = void (*)(const FusedPart&, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
 using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
@@ -1432,6 +1587,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   {
     std::vector<float> kt(T * D), vt(T * D), mrow(rows), lrow(rows);
     AlignedFloats s(8 * (T + 8)), acc(rows * D), vS((T + 8) * D / 8), vZ((T + 8) * D / 8);
+    AlignedFloats zkS(T + 8), zkZ(T + 8), zcs(D);  // a ZipCache tile's key scales / zeros, channel scales
     std::vector<int32_t> pt(T);
     FusedScratch fs;
     fs.size(T, D);
@@ -1448,6 +1604,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
         // The fused view of the tile (f16 window rows, or a block of uniform codes with per-channel
         // keys and per-token values), used for the queries that see every token of it.
         FusedPart fk, fv;
+        ZipRows zk, zv;
         bool extras = false;  // GEAR terms on top of the fused kernels
         int fbits = kNoFused;
         size_t n = 0, fcg = 0;
@@ -1477,6 +1634,33 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               fv = {b.v.codes.data(), row_bytes(D, bb), vS.data(), vZ.data()};
               pmin = b.pos0;
               pmax = b.pos0 + static_cast<int32_t>(n) - 1;
+            } else if (zip_fusable(b, D)) {
+              n = b.n;
+              fbits = kZipFused;
+              const size_t n8 = (n + 7) / 8 * 8;
+              auto per_token = [&](const std::vector<uint16_t>& h, float* dst) {
+                f16_to_f32(h.data(), dst, n);
+                std::fill(dst + n, dst + n8, 0.f);
+              };
+              per_token(b.k.scale, zkS.data());
+              per_token(b.k.zero, zkZ.data());
+              per_token(b.v.scale, vS.data());
+              per_token(b.v.zero, vZ.data());
+              f16_to_f32(b.k.cscale.data(), zcs.data(), D);
+              auto rows_of = [](const QPart& p, const float* S, const float* Z) {
+                ZipRows r;
+                r.codes = p.codes.data();
+                r.bits = p.bits;
+                r.off = p.off.empty() ? nullptr : p.off.data();
+                r.tbits = p.tbits.empty() ? nullptr : p.tbits.data();
+                r.S = S;
+                r.Z = Z;
+                return r;
+              };
+              zk = rows_of(b.k, zkS.data(), zkZ.data());
+              zv = rows_of(b.v, vS.data(), vZ.data());
+              pmin = b.pos0;
+              pmax = b.pos0 + static_cast<int32_t>(n) - 1;
             }
           } else if (!pre_rope) {
             const size_t t0 = (i - hd.blocks.size()) * kWindowTile;
@@ -1504,7 +1688,12 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             const float* q0 = q + (t * H + h * g + j0) * D;
             ScoresFn sfn = nullptr;
             PvFn pfn = nullptr;
-            if (fast) {
+            ZipScoresFn zsf = nullptr;
+            ZipPvFn zpf = nullptr;
+            if (fast && fbits == kZipFused) {
+              pick_zip(gj, zsf, zpf);
+              zsf(zk, zcs.data(), n, D, q0, scale, s.data(), T + 8, fs);
+            } else if (fast) {
               pick_fused(fbits, gj, sfn, pfn);
               if (j0 == 0 && t == 0) prefetch_rows(fv, n);  // V lines arrive while the scores run
               sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
@@ -1558,7 +1747,9 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               lrow[r] = lrow[r] * corr[jj] + simd::hsum8(lsum);
             }
             // P V, each V row loaded once for the group
-            if (fast) {
+            if (fast && fbits == kZipFused) {
+              zpf(zv, n, D, s.data(), T + 8, corr, acc.data() + (t * g + j0) * D, fs);
+            } else if (fast) {
               pfn(fv, n, D, fcg, s.data(), T + 8, corr, acc.data() + (t * g + j0) * D, fs);
               if (extras) lrs.pv(s.data(), T + 8, gj, acc.data() + (t * g + j0) * D);
             } else

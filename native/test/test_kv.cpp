@@ -546,6 +546,42 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
         }
 }
 
+namespace {
+
+/// One decode step after n tokens (fed in chunks of 9) through the fused kernels, against the same
+/// cache on f32 tiles (set_fused_attention(false)) and the double reference over the dequantized
+/// copy: both within 1e-5 of the output magnitude.
+void check_fused_decode(const KvConfig& cfg, size_t KV, size_t g, size_t D, size_t n, const Data& d) {
+  const size_t H = KV * g;
+  KvShape s = shape(1, H, KV, D);
+  CompressedKv fused(cfg, s, n + 1, nullptr), plain(cfg, s, n + 1, nullptr);
+  plain.set_fused_attention(false);
+  feed(fused, d, n, 9);
+  feed(plain, d, n, 9);
+  std::vector<float> ref(H * D), o1(H * D), o2(H * D);
+  for (CompressedKv* c : {&fused, &plain})
+    c->append(0, d.k.data() + n * KV * D, d.k.data() + n * KV * D, d.v.data() + n * KV * D, d.pos.data() + n, 1);
+  for (size_t h = 0; h < KV; ++h) {
+    std::vector<float> k, v;
+    std::vector<int32_t> pos;
+    fused.dequantize(0, h, k, v, pos);
+    reference_attention(d.q.data() + (n * H + h * g) * D, d.pos.data() + n, 1, g, k.data(), v.data(), pos.data(), pos.size(), D,
+                        0.f, 0, ref.data() + h * g * D);
+  }
+  fused.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o1.data());
+  plain.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o2.data());
+  double w_ref = 0, w_plain = 0, mag = 0;
+  for (size_t i = 0; i < o1.size(); ++i) {
+    w_ref = std::max(w_ref, static_cast<double>(std::fabs(o1[i] - ref[i])));
+    w_plain = std::max(w_plain, static_cast<double>(std::fabs(o1[i] - o2[i])));
+    mag = std::max(mag, static_cast<double>(std::fabs(ref[i])));
+  }
+  CHECK(w_ref <= 1e-5 * std::max(1.0, mag));
+  CHECK(w_plain <= 1e-5 * std::max(1.0, mag));
+}
+
+}  // namespace
+
 TEST_CASE("kv: fused GEAR tiles with low-rank and sparse terms equal the f32 tile path and the reference") {
   // GEAR blocks (uniform codes + A B^T + sparse outliers) through the fused kernels with the
   // low-rank term as rank dots against B^T q and (P A) B^T and the outliers as per-entry
@@ -571,33 +607,33 @@ TEST_CASE("kv: fused GEAR tiles with low-rank and sparse terms equal the f32 til
             cfg.residual = 8;
             cfg.rank = rank;
             cfg.outliers = outl;
-            KvShape s = shape(1, H, KV, D);
-            CompressedKv fused(cfg, s, n + 1, nullptr), plain(cfg, s, n + 1, nullptr);
-            plain.set_fused_attention(false);
-            Data d = synth(n + 1, KV, H, D, 900 + D + g * 10 + static_cast<uint64_t>(bits) + rank, 1.f, true);
-            feed(fused, d, n, 9);
-            feed(plain, d, n, 9);
-            std::vector<float> ref(H * D), o1(H * D), o2(H * D);
-            for (CompressedKv* c : {&fused, &plain})
-              c->append(0, d.k.data() + n * KV * D, d.k.data() + n * KV * D, d.v.data() + n * KV * D, d.pos.data() + n, 1);
-            for (size_t h = 0; h < KV; ++h) {
-              std::vector<float> k, v;
-              std::vector<int32_t> pos;
-              fused.dequantize(0, h, k, v, pos);
-              reference_attention(d.q.data() + (n * H + h * g) * D, d.pos.data() + n, 1, g, k.data(), v.data(), pos.data(),
-                                  pos.size(), D, 0.f, 0, ref.data() + h * g * D);
-            }
-            fused.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o1.data());
-            plain.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o2.data());
-            double w_ref = 0, w_plain = 0, mag = 0;
-            for (size_t i = 0; i < o1.size(); ++i) {
-              w_ref = std::max(w_ref, static_cast<double>(std::fabs(o1[i] - ref[i])));
-              w_plain = std::max(w_plain, static_cast<double>(std::fabs(o1[i] - o2[i])));
-              mag = std::max(mag, static_cast<double>(std::fabs(ref[i])));
-            }
-            CHECK(w_ref <= 1e-5 * std::max(1.0, mag));
-            CHECK(w_plain <= 1e-5 * std::max(1.0, mag));
+            check_fused_decode(cfg, KV, g, D, n, synth(n + 1, KV, H, D, 900 + D + g * 10 + static_cast<uint64_t>(bits) + rank, 1.f, true));
           }
+}
+
+TEST_CASE("kv: fused ZipCache tiles (mixed widths, channel-scaled keys) equal the f32 tile path and the reference") {
+  // ZipCache blocks through zip_scores / zip_pv (per-token codes of mixed width unpacked in registers,
+  // channel scales folded into q) against the f32 tiles and the double reference over the dequantized
+  // copy; widths 4/2, 3/1 and 2/2 (uniform), D = 72 for a partial chunk of channels, 1 to 8 query
+  // heads per KV head; a 8-bit salient width is outside the fused layout and takes the f32 tiles.
+  const size_t KV = 2, n = 100;
+  for (size_t D : {size_t{64}, size_t{72}, size_t{128}})
+    for (size_t g : {size_t{1}, size_t{3}, size_t{8}})
+      for (auto [bits, low] : {std::pair{4, 2}, std::pair{3, 1}, std::pair{2, 2}, std::pair{8, 2}}) {
+        CAPTURE(D);
+        CAPTURE(g);
+        CAPTURE(bits);
+        CAPTURE(low);
+        const size_t H = KV * g;
+        KvConfig cfg;
+        cfg.method = KvMethod::ZipCache;
+        cfg.bits = bits;
+        cfg.low_bits = low;
+        cfg.group = D == 72 ? 24 : 32;  // the group must divide the head dimension
+        cfg.residual = 8;
+        cfg.salient = 0.3;
+        check_fused_decode(cfg, KV, g, D, n, synth(n + 1, KV, H, D, 1300 + D + g * 10 + static_cast<uint64_t>(bits), 4.f));
+      }
 }
 
 TEST_CASE("kv: truncate keeps the first tokens exactly as stored and refuses eviction methods") {

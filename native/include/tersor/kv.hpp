@@ -60,9 +60,12 @@
 //    chunks x heads), scratch rows are 64-byte aligned, and a tile's V rows are prefetched while
 //    its scores run. GEAR's low-rank term enters as rank dots (A_x . B^T q for the scores,
 //    (sum_x p_x A_x) B^T for the values) and its sparse outliers as per-entry corrections, the
-//    factors converted once per block for the whole query group.
-//  * f32 tile (everything else: non-uniform KVQuant codes, ZipCache's channel scales and mixed
-//    widths, RoPE of pre-RoPE keys, tiles cut by the causal mask or the window): the block is
+//    factors converted once per block for the whole query group. ZipCache blocks (keys divided by
+//    channel scales, keys and values quantized per token at mixed widths up to 4 bits) have their
+//    own fused pair: q.k_x = s_x (q * cs).code_x + z_x sum(q * cs), sum_x p_x v_x = sum_x (p_x s_x)
+//    code_x + sum_x p_x z_x, each row unpacked by the shift and mask of its width.
+//  * f32 tile (everything else: non-uniform KVQuant codes, ZipCache with a salient width above 4
+//    bits, RoPE of pre-RoPE keys, tiles cut by the causal mask or the window): the block is
 //    dequantized into an L1-sized f32 tile and used at once by the group.
 // Causal masking by the stored positions; an optional sliding window.
 //
