@@ -34,13 +34,27 @@ bool quantizing(KvMethod m) {
 }
 bool evicting(KvMethod m) { return m == KvMethod::H2O || m == KvMethod::Streaming || m == KvMethod::Ems; }
 
+/// The shift (lane * b) and mask (2^b - 1) that take 8 codes of b <= 4 bits out of one 32-bit word.
+inline void code_shift_mask(int b, __m256i& sh, __m256i& mk) {
+  sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b));
+  mk = _mm256_set1_epi32((1 << b) - 1);
+}
+
+/// The 8 codes (b <= 4 bits, packed) of a row at channel c (c % 8 == 0) as f32; sh, mk from
+/// code_shift_mask(b). Reads 4 bytes: rows end in kPad slack bytes.
+inline __m256 load8_codes(const uint8_t* row, size_t c, int b, __m256i sh, __m256i mk) {
+  uint32_t w;
+  std::memcpy(&w, row + (c / 8) * static_cast<size_t>(b), 4);
+  return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+}
+
 /// Unpacks D codes (D % 8 == 0) of `bits` bits into 32-bit lanes, then x = lut/identity, into f32.
 /// out[c] = value(code_c) (before scale/zero).
 inline void unpack_row_f32(const uint8_t* src, size_t D, int bits, const float* lut, float* out) {
   const uint32_t mask = (1u << bits) - 1u;
   if (bits <= 4) {
-    const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(bits));
-    const __m256i mk = _mm256_set1_epi32(static_cast<int>(mask));
+    __m256i sh, mk;
+    code_shift_mask(bits, sh, mk);
     for (size_t c = 0; c < D; c += 8) {
       uint32_t w;
       std::memcpy(&w, src + (c / 8) * static_cast<size_t>(bits), 4);
@@ -81,8 +95,8 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
     // fused unpack + affine for uniform codes of <= 4 bits (KIVI, GEAR): no intermediate row
     const int b = p.bits;
     const size_t rb = row_bytes(D, b);
-    const __m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b));
-    const __m256i mk = _mm256_set1_epi32(static_cast<int>((1u << b) - 1u));
+    __m256i sh, mk;
+    code_shift_mask(b, sh, mk);
     thread_local std::vector<float> ST, ZT;
     if (p.axis == QPart::PerToken) {
       ST.resize(n * ng + 8);
@@ -94,9 +108,7 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
       const uint8_t* src = p.codes.data() + t * rb;
       float* o = out + t * D;
       for (size_t c = 0; c < D; c += 8) {
-        uint32_t w;
-        std::memcpy(&w, src + (c / 8) * static_cast<size_t>(b), 4);
-        const __m256 x = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+        const __m256 x = load8_codes(src, c, b, sh, mk);
         __m256 y;
         if (p.axis == QPart::PerChannel) {
           y = _mm256_fmadd_ps(x, _mm256_loadu_ps(S + c), _mm256_loadu_ps(Z + c));
@@ -375,11 +387,8 @@ inline __m256 load8(const uint8_t* row, size_t c) {
   } else if constexpr (BITS == 8) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c))));
   } else {
-    uint32_t w;
-    std::memcpy(&w, row + (c / 8) * BITS, 4);  // kPad slack bytes after the last row
     const __m256i sh = _mm256_setr_epi32(0, BITS, 2 * BITS, 3 * BITS, 4 * BITS, 5 * BITS, 6 * BITS, 7 * BITS);
-    const __m256i mk = _mm256_set1_epi32((1 << BITS) - 1);
-    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+    return load8_codes(row, c, BITS, sh, _mm256_set1_epi32((1 << BITS) - 1));
   }
 }
 
@@ -835,17 +844,6 @@ bool zip_fusable(const QBlock& b, size_t D) {
   return D % 8 == 0 && part_ok(b.k) && part_ok(b.v) && !b.k.cscale.empty() && b.v.cscale.empty();
 }
 
-/// 8 codes of a row of width b at channel c (c % 8 == 0); sh = lane * b, mk = 2^b - 1.
-inline __m256 zip_load8(const uint8_t* row, size_t c, int b, __m256i sh, __m256i mk) {
-  uint32_t w;
-  std::memcpy(&w, row + (c / 8) * static_cast<size_t>(b), 4);  // kPad slack bytes after the last row
-  return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
-}
-inline void zip_shift_mask(int b, __m256i& sh, __m256i& mk) {
-  sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b));
-  mk = _mm256_set1_epi32((1 << b) - 1);
-}
-
 /// Scores of GJ heads (q0: GJ rows of D) against the n keys of a ZipCache tile into s[jj * ss + x],
 /// times `scale`; cs: the block's channel scales in f32.
 template <int GJ>
@@ -867,14 +865,14 @@ void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const flo
   for (size_t x = 0; x < n; ++x) {
     const int b = K.width(x);
     __m256i sh, mk;
-    zip_shift_mask(b, sh, mk);
+    code_shift_mask(b, sh, mk);
     const uint8_t* row = K.row(x, D);
     // two chains per head (even / odd chunks of 8 channels): half the FMA latency per token
     __m256 a[GJ][2];
     for (int jj = 0; jj < GJ; ++jj) a[jj][0] = a[jj][1] = _mm256_setzero_ps();
     for (size_t c = 0; c < D; c += 16) {
-      const __m256 k0 = zip_load8(row, c, b, sh, mk);
-      const __m256 k1 = c + 8 < D ? zip_load8(row, c + 8, b, sh, mk) : _mm256_setzero_ps();
+      const __m256 k0 = load8_codes(row, c, b, sh, mk);
+      const __m256 k1 = c + 8 < D ? load8_codes(row, c + 8, b, sh, mk) : _mm256_setzero_ps();
       for (int jj = 0; jj < GJ; ++jj) {
         const float* qj = qk + static_cast<size_t>(jj) * D + c;
         a[jj][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), k0, a[jj][0]);
@@ -925,11 +923,11 @@ void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, con
     for (size_t x = 0; x < n; ++x) {
       const int b = V.width(x);
       __m256i sh, mk;
-      zip_shift_mask(b, sh, mk);
+      code_shift_mask(b, sh, mk);
       const uint8_t* row = V.row(x, D);
       for (size_t ci = 0; ci < CB; ++ci) {
         if (ci >= cb) break;
-        const __m256 vv = zip_load8(row, c0 + 8 * ci, b, sh, mk);
+        const __m256 vv = load8_codes(row, c0 + 8 * ci, b, sh, mk);
         for (int jj = 0; jj < GJ; ++jj)
           a[jj][ci] = _mm256_fmadd_ps(_mm256_broadcast_ss(pw + static_cast<size_t>(jj) * n8 + x), vv, a[jj][ci]);
       }

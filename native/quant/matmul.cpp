@@ -1024,6 +1024,14 @@ void rows_nibble(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, s
 // quantizer never writes, would read as 480.)
 constexpr size_t kFp8Prefetch = 512;  // bytes ahead in each row's code stream
 
+/// sum over t in [j, g) of fp8(codes[t]) x[t]: the codes past the last whole vector step, decoded exactly.
+template <bool E4M3>
+inline float fp8_tail_dot(const uint8_t* codes, const float* x, size_t j, size_t g) {
+  float tail = 0.f;
+  for (size_t t = j; t < g; ++t) tail += (E4M3 ? fp8_e4m3_decode(codes[t]) : fp8_e5m2_decode(codes[t])) * x[t];
+  return tail;
+}
+
 template <bool E4M3>
 void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, size_t r1, size_t cols, const float* x,
                float* y) {
@@ -1066,9 +1074,7 @@ void rows4_fp8(const QuantScheme& qs, const uint8_t* w, size_t rb, size_t r0, si
         const uint8_t* blk = w + (r + i) * rb + k * gb;
         float sc;
         std::memcpy(&sc, blk, 4);
-        float tail = 0.f;
-        for (size_t t = j; t < g; ++t)
-          tail += (E4M3 ? fp8_e4m3_decode(blk[4 + t]) : fp8_e5m2_decode(blk[4 + t])) * xg[t];
+        const float tail = fp8_tail_dot<E4M3>(blk + 4, xg, j, g);
         // the tail in true values, the vector part in units of 2^-8 (E4M3)
         tot[i] = _mm256_fmadd_ps(_mm256_set1_ps(sc * unit), _mm256_add_ps(acc[i][0], acc[i][1]), tot[i]);
         tot[i] = _mm256_add_ps(tot[i], _mm256_setr_ps(sc * tail, 0, 0, 0, 0, 0, 0, 0));
@@ -1120,8 +1126,7 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni"))) void fp8_512_row
       const uint8_t* blk = w + (r + i) * rb + k * gb;
       float sc;
       std::memcpy(&sc, blk, 4);
-      float tail = 0.f;
-      for (size_t t = j; t < g; ++t) tail += (E4M3 ? fp8_e4m3_decode(blk[4 + t]) : fp8_e5m2_decode(blk[4 + t])) * xg[t];
+      const float tail = fp8_tail_dot<E4M3>(blk + 4, xg, j, g);
       // the tail in true values, the vector part in units of 2^-8 (E4M3)
       tot[i] = _mm512_fmadd_ps(_mm512_set1_ps(sc * unit), _mm512_add_ps(acc[i][0], acc[i][1]), tot[i]);
       tot[i] = _mm512_add_ps(tot[i], _mm512_castps256_ps512(_mm256_setr_ps(sc * tail, 0, 0, 0, 0, 0, 0, 0)));
