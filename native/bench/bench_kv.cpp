@@ -20,7 +20,8 @@
 // compression of 16384 tokens takes long). GEAR-4 runs the fused KIVI kernels plus its low-rank
 // (rank dots) and sparse (per-entry) terms; ZipCache 4/2 its own fused kernels (channel scales folded
 // into q, per-token codes of mixed width unpacked by a per-row shift and mask); KVQuant-4 (non-uniform
-// codebook, pre-RoPE keys) still goes through f32 tiles.
+// codebook looked up by lane permutes, pre-RoPE keys rotated by a NeoX RoPE table, 1% sparse
+// outliers) is dequantized per block into an L1 tile of f32 rows that the same fused kernels read.
 #include <time.h>
 
 #include <algorithm>
@@ -49,7 +50,7 @@ struct Variant {
 
 std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, size_t H, size_t KV,
                                          const std::vector<float>& k, const std::vector<float>& v,
-                                         const std::vector<float>& q) {
+                                         const std::vector<float>& q, const RopeCache* rope) {
   kv::KvConfig cfg;
   cfg.method = m.method;
   cfg.bits = m.bits;
@@ -61,7 +62,9 @@ std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, s
   s.heads = H;
   s.kv_heads = KV;
   s.head_dim = D;
-  auto c = std::make_unique<kv::CompressedKv>(cfg, s, N + 1, nullptr);
+  // KVQuant stores its keys before RoPE and rotates them per tile (the random keys stand for the
+  // pre-RoPE ones; the timing is what matters)
+  auto c = std::make_unique<kv::CompressedKv>(cfg, s, N + 1, m.method == kv::KvMethod::KvQuant ? rope : nullptr);
   c->set_fused_attention(m.fused);
   std::vector<int32_t> pos(N);
   for (size_t i = 0; i < N; ++i) pos[i] = static_cast<int32_t>(i);
@@ -124,6 +127,9 @@ void kv_suite(bool quick) {
                                  {"gear4", kv::KvMethod::Gear, 4},
                                  {"zipcache4_2", kv::KvMethod::ZipCache, 4}});
       std::vector<double> gqa1(vars.size(), 0.0);
+      RopeConfig rc;
+      rc.head_dim = D;
+      const RopeCache rope(rc, N + 1);
       for (size_t G : {size_t{1}, size_t{4}}) {
         const size_t H = KV * G;
         const int32_t qp = static_cast<int32_t>(N - 1);
@@ -131,7 +137,7 @@ void kv_suite(bool quick) {
         std::vector<std::unique_ptr<kv::CompressedKv>> caches;
         std::vector<std::function<void()>> fns;
         for (const Variant& m : vars) {
-          caches.push_back(filled(m, N, D, H, KV, k, v, q));
+          caches.push_back(filled(m, N, D, H, KV, k, v, q, &rope));
           kv::CompressedKv* c = caches.back().get();
           fns.push_back([c, &q, &qp, &out] { c->attend(0, q.data(), &qp, 1, out.data()); });
         }

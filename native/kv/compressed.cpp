@@ -22,6 +22,7 @@ constexpr size_t kWindowTile = 32;  // window tokens per attention tile
 constexpr size_t kPad = 8;          // slack bytes after packed codes (vector loads)
 constexpr int kNoFused = -100;      // attend(): the tile has no fused view
 constexpr int kZipFused = -50;      // attend(): the tile is a ZipCache block (zip_scores / zip_pv)
+constexpr int kTileF32 = 32;        // attend(): the tile's f32 copy through the fused kernels (f32 rows)
 
 uint16_t h16(float x) { return f32_to_f16_scalar(x); }
 float f32h(uint16_t h) { return f16_to_f32_scalar(h); }
@@ -47,6 +48,25 @@ inline __m256 load8_codes(const uint8_t* row, size_t c, int b, __m256i sh, __m25
   std::memcpy(&w, row + (c / 8) * static_cast<size_t>(b), 4);
   return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
 }
+
+/// A codebook of up to 16 entries in two registers, looked up by lane permutes instead of gathers.
+struct Lut16 {
+  __m256 lo, hi;
+  int bits;
+  Lut16(const float* lut, int b) : bits(b) {
+    alignas(32) float t[16] = {};
+    std::memcpy(t, lut, (size_t{1} << b) * sizeof(float));
+    lo = _mm256_load_ps(t);
+    hi = _mm256_load_ps(t + 8);
+  }
+  /// lut[code] for 8 codes (each < 2^bits): the low three bits pick a lane of lo or hi, bit 3 (moved to
+  /// the sign) picks the register.
+  __m256 operator()(__m256i code) const {
+    const __m256 a = _mm256_permutevar8x32_ps(lo, code);
+    if (bits < 4) return a;
+    return _mm256_blendv_ps(a, _mm256_permutevar8x32_ps(hi, code), _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+  }
+};
 
 /// Unpacks D codes (D % 8 == 0) of `bits` bits into 32-bit lanes, then x = lut/identity, into f32.
 /// out[c] = value(code_c) (before scale/zero).
@@ -80,6 +100,12 @@ inline void unpack_row_f32(const uint8_t* src, size_t D, int bits, const float* 
   }
 }
 
+/// 0, 1, .., 15 (the codebook of uniform codes).
+inline const float* identity16() {
+  static const float id[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return id;
+}
+
 /// Dequantizes a part: out [n, D] f32 = (value(code) * scale + zero) * cscale + L + S.
 void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, float* out) {
   const float* lut = p.nonuniform ? layer_lut : nullptr;
@@ -91,12 +117,14 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
   const bool cs = !p.cscale.empty();
   if (cs) f16_to_f32(p.cscale.data(), CS, D);
   const size_t ng = p.axis == QPart::PerToken ? D / p.cgroup : 0;
-  if (!lut && p.bits >= 1 && p.bits <= 4 && !cs) {
-    // fused unpack + affine for uniform codes of <= 4 bits (KIVI, GEAR): no intermediate row
+  if (p.bits >= 1 && p.bits <= 4 && !cs) {
+    // fused unpack (+ codebook) + affine for codes of <= 4 bits (KIVI, GEAR, KVQuant): no
+    // intermediate row; a non-uniform codebook is looked up by lane permutes (Lut16)
     const int b = p.bits;
     const size_t rb = row_bytes(D, b);
     __m256i sh, mk;
     code_shift_mask(b, sh, mk);
+    const Lut16 lut16(lut ? lut : identity16(), b);
     thread_local std::vector<float> ST, ZT;
     if (p.axis == QPart::PerToken) {
       ST.resize(n * ng + 8);
@@ -107,13 +135,17 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
     for (size_t t = 0; t < n; ++t) {
       const uint8_t* src = p.codes.data() + t * rb;
       float* o = out + t * D;
+      size_t gi = t * ng, gend = p.cgroup;  // PerToken: the scale group of channel c (no division per chunk)
       for (size_t c = 0; c < D; c += 8) {
-        const __m256 x = load8_codes(src, c, b, sh, mk);
+        uint32_t w;
+        std::memcpy(&w, src + (c / 8) * static_cast<size_t>(b), 4);
+        const __m256i code = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk);
+        const __m256 x = lut ? lut16(code) : _mm256_cvtepi32_ps(code);
         __m256 y;
         if (p.axis == QPart::PerChannel) {
           y = _mm256_fmadd_ps(x, _mm256_loadu_ps(S + c), _mm256_loadu_ps(Z + c));
         } else {
-          const size_t gi = t * ng + c / p.cgroup;
+          if (c == gend) ++gi, gend += p.cgroup;
           y = _mm256_fmadd_ps(x, _mm256_set1_ps(ST[gi]), _mm256_set1_ps(ZT[gi]));
         }
         _mm256_storeu_ps(o + c, y);
@@ -379,11 +411,13 @@ void v_scales_by_group(const uint16_t* src, size_t n, size_t ng, size_t n8, floa
   }
 }
 
-/// 8 raw values (f16 when BITS == 0, else the unsigned codes) of a row at channel c (c % 8 == 0).
+/// 8 raw values (f16 when BITS == 0, f32 when BITS == kTileF32, else the unsigned codes) of a row at channel c (c % 8 == 0).
 template <int BITS>
 inline __m256 load8(const uint8_t* row, size_t c) {
   if constexpr (BITS == 0) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * c)));
+  } else if constexpr (BITS == kTileF32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + c);
   } else if constexpr (BITS == 8) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + c))));
   } else {
@@ -971,7 +1005,7 @@ void pick_bits(size_t gj, ScoresFn& sf, PvFn& pf) {
   }
 }
 
-/// The fused kernels for `bits` (0 = f16 rows, -4 = 4-bit nibble-split) and gj (1..8) query heads;
+/// The fused kernels for `bits` (0 = f16 rows, kTileF32 = f32 rows, -4 = 4-bit nibble-split) and gj (1..8) query heads;
 /// false when bits has none.
 bool pick_fused(int bits, size_t gj, ScoresFn& sf, PvFn& pf) {
   switch (bits) {
@@ -982,6 +1016,7 @@ bool pick_fused(int bits, size_t gj, ScoresFn& sf, PvFn& pf) {
     case 4: pick_bits<4>(gj, sf, pf); return true;
     case -4: pick_bits<-4>(gj, sf, pf); return true;
     case 8: pick_bits<8>(gj, sf, pf); return true;
+    case kTileF32: pick_bits<kTileF32>(gj, sf, pf); return true;
     default: return false;
   }
 }
@@ -1583,7 +1618,8 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<float> kt(T * D), vt(T * D), mrow(rows), lrow(rows);
+    std::vector<float> mrow(rows), lrow(rows);
+    AlignedFloats kt(T * D), vt(T * D);  // 64-byte aligned: dequant_part's row stores would split lines
     AlignedFloats s(8 * (T + 8)), acc(rows * D), vS((T + 8) * D / 8), vZ((T + 8) * D / 8);
     AlignedFloats zkS(T + 8), zkZ(T + 8), zcs(D);  // a ZipCache tile's key scales / zeros, channel scales
     std::vector<int32_t> pt(T);
@@ -1659,17 +1695,28 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               zv = rows_of(b.v, vS.data(), vZ.data());
               pmin = b.pos0;
               pmax = b.pos0 + static_cast<int32_t>(n) - 1;
+            } else {
+              // non-uniform codes (KVQuant), pre-RoPE keys, an 8-bit ZipCache width: dequantized (and
+              // rotated) into the f32 tile, which the fused kernels then read as f32 rows
+              n = b.n;
+              fbits = kTileF32;
+              pmin = b.pos0;
+              pmax = b.pos0 + static_cast<int32_t>(n) - 1;
             }
-          } else if (!pre_rope) {
+          } else {
             const size_t t0 = (i - hd.blocks.size()) * kWindowTile;
             n = std::min(kWindowTile, hd.wn() - t0);
-            fbits = 0;
-            fk = {reinterpret_cast<const uint8_t*>(hd.wk.data() + t0 * D), 2 * D, nullptr, nullptr};
-            fv = {reinterpret_cast<const uint8_t*>(hd.wv.data() + t0 * D), 2 * D, nullptr, nullptr};
             pmin = *std::min_element(hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0),
                                      hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0 + n));
             pmax = *std::max_element(hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0),
                                      hd.wpos.begin() + static_cast<std::ptrdiff_t>(t0 + n));
+            if (pre_rope) {
+              fbits = kTileF32;  // window keys are pre-RoPE too: rotated in the f32 tile
+            } else {
+              fbits = 0;
+              fk = {reinterpret_cast<const uint8_t*>(hd.wk.data() + t0 * D), 2 * D, nullptr, nullptr};
+              fv = {reinterpret_cast<const uint8_t*>(hd.wv.data() + t0 * D), 2 * D, nullptr, nullptr};
+            }
           }
         }
         bool have_f32 = false;
@@ -1677,9 +1724,13 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
         // whole group (GQA), up to 8 heads in registers per pass.
         for (size_t t = 0; t < n_q; ++t) {
           const bool fast = fbits != kNoFused && visible(pmin, qpos[t], window) && visible(pmax, qpos[t], window);
-          if (!fast && !have_f32) {
+          if ((!fast || fbits == kTileF32) && !have_f32) {
             tile(layer, hd, i, kt.data(), vt.data(), pt.data(), n);
             have_f32 = true;
+            if (fbits == kTileF32) {
+              fk = {reinterpret_cast<const uint8_t*>(kt.data()), 4 * D, nullptr, nullptr};
+              fv = {reinterpret_cast<const uint8_t*>(vt.data()), 4 * D, nullptr, nullptr};
+            }
           }
           for (size_t j0 = 0; j0 < g; j0 += 8) {
             const size_t gj = std::min<size_t>(8, g - j0);
@@ -1693,7 +1744,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               zsf(zk, zcs.data(), n, D, q0, scale, s.data(), T + 8, fs);
             } else if (fast) {
               pick_fused(fbits, gj, sfn, pfn);
-              if (j0 == 0 && t == 0) prefetch_rows(fv, n);  // V lines arrive while the scores run
+              if (j0 == 0 && t == 0 && fbits != kTileF32) prefetch_rows(fv, n);  // V lines arrive while the scores run
               sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
               if (extras) lrs.scores(q0, gj, scale, s.data(), T + 8);
             } else

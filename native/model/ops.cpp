@@ -347,11 +347,15 @@ void rope_apply(float* x, size_t tokens, size_t heads, const int32_t* positions,
   const RopeConfig& c = cache.config();
   const size_t d = c.head_dim, half = cache.half();
   if (token_stride == 0) token_stride = heads * d;
-  require(token_stride >= heads * d, ErrorCode::Shape,
-          "rope: token_stride " + std::to_string(token_stride) + " is below heads * head_dim = " + std::to_string(heads * d));
+  // messages built only on failure: the KV cache rotates every 32-token tile through here, where
+  // formatting one string per token cost more than the rotation
+  if (token_stride < heads * d)
+    require(false, ErrorCode::Shape,
+            "rope: token_stride " + std::to_string(token_stride) + " is below heads * head_dim = " + std::to_string(heads * d));
   for (size_t t = 0; t < tokens; ++t)
-    require(positions[t] >= 0, ErrorCode::Range,
-            "rope: position " + std::to_string(positions[t]) + " of token " + std::to_string(t) + " is negative");
+    if (positions[t] < 0)
+      require(false, ErrorCode::Range,
+              "rope: position " + std::to_string(positions[t]) + " of token " + std::to_string(t) + " is negative");
   if (tokens == 0 || heads == 0) return;
   const int nt = threads_for(tokens, tokens * heads * d * 4);
   std::vector<float> buf(static_cast<size_t>(nt) * 2 * half);

@@ -66,7 +66,11 @@
 //    code_x + sum_x p_x z_x, each row unpacked by the shift and mask of its width.
 //  * f32 tile (everything else: non-uniform KVQuant codes, ZipCache with a salient width above 4
 //    bits, RoPE of pre-RoPE keys, tiles cut by the causal mask or the window): the block is
-//    dequantized into an L1-sized f32 tile and used at once by the group.
+//    dequantized into an L1-sized f32 tile (codes of <= 4 bits unpacked by shifts, a non-uniform
+//    codebook of <= 16 centroids looked up by two lane permutes, not gathers; pre-RoPE keys rotated
+//    in the tile, window tiles included) and used at once by the group: a tile every query of the
+//    pass sees goes through the fused kernels as f32 rows (token-blocked scores, chunked P V), the
+//    rest through the masked per-token loops.
 // Causal masking by the stored positions; an optional sliding window.
 //
 // Byte accounting (bytes()): codes (ceil(bits * D / 8) per token and head, packed), every f16 scale,
