@@ -310,13 +310,16 @@ TEST_CASE("kv: KVQuant pre-RoPE key quantization beats post-RoPE on keys with ou
 }
 
 TEST_CASE("kv: KVQuant keeps the outliers exactly and the codebook fits better than uniform") {
+  // 3 bits (8 centroids: one permute register) and 4 bits (16: two registers and a blend)
+  for (int bits : {3, 4}) {
+  CAPTURE(bits);
   const size_t D = 64, n = 128;
   Data d = synth(n, 1, 1, D, 13, 3.f, true);
   d.k[5 * D + 7] = 300.f;
   d.v[9 * D + 11] = -250.f;
   KvConfig cfg;
   cfg.method = KvMethod::KvQuant;
-  cfg.bits = 3;
+  cfg.bits = bits;
   cfg.group = 64;
   cfg.residual = 0;
   cfg.outliers = 0.01;
@@ -336,8 +339,12 @@ TEST_CASE("kv: KVQuant keeps the outliers exactly and the codebook fits better t
   std::vector<float> k2, v2;
   ck.dequantize(0, 0, k2, v2, pos);
   const auto kt = head_rows(d.k, pos, 1, D, 0);
-  MESSAGE("3-bit key rel. error: KVQuant " << rel_err(kt, k) << ", KIVI " << rel_err(kt, k2));
+  const auto vt = head_rows(d.v, pos, 1, D, 0);
+  MESSAGE(bits << "-bit rel. error: keys KVQuant " << rel_err(kt, k) << ", KIVI " << rel_err(kt, k2) << "; values KVQuant "
+                << rel_err(vt, v) << ", KIVI " << rel_err(vt, v2));
   CHECK(rel_err(kt, k) < rel_err(kt, k2));
+  CHECK(rel_err(vt, v) < rel_err(vt, v2));
+  }
 }
 
 TEST_CASE("kv: weighted k-means codebook with Q-Norm keeps mean and variance") {
@@ -550,11 +557,13 @@ namespace {
 
 /// One decode step after n tokens (fed in chunks of 9) through the fused kernels, against the same
 /// cache on f32 tiles (set_fused_attention(false)) and the double reference over the dequantized
-/// copy: both within 1e-5 of the output magnitude.
-void check_fused_decode(const KvConfig& cfg, size_t KV, size_t g, size_t D, size_t n, const Data& d) {
+/// copy: both within 1e-5 of the output magnitude. rope: the cache's RoPE table (KVQuant keys are
+/// stored before RoPE; d.k is then their pre-RoPE value).
+void check_fused_decode(const KvConfig& cfg, size_t KV, size_t g, size_t D, size_t n, const Data& d,
+                        const RopeCache* rope = nullptr) {
   const size_t H = KV * g;
   KvShape s = shape(1, H, KV, D);
-  CompressedKv fused(cfg, s, n + 1, nullptr), plain(cfg, s, n + 1, nullptr);
+  CompressedKv fused(cfg, s, n + 1, rope), plain(cfg, s, n + 1, rope);
   plain.set_fused_attention(false);
   feed(fused, d, n, 9);
   feed(plain, d, n, 9);
@@ -634,6 +643,36 @@ TEST_CASE("kv: fused ZipCache tiles (mixed widths, channel-scaled keys) equal th
         cfg.salient = 0.3;
         check_fused_decode(cfg, KV, g, D, n, synth(n + 1, KV, H, D, 1300 + D + g * 10 + static_cast<uint64_t>(bits), 4.f));
       }
+}
+
+TEST_CASE("kv: KVQuant's f32 tiles (codebook by lane permutes, pre-RoPE keys rotated) through the fused kernels equal the masked path and the reference") {
+  // KVQuant blocks (non-uniform per-layer codebooks of 4, 8, 16 and 256 centroids, 1% sparse
+  // outliers) and the window, with and without pre-RoPE keys (NeoX table): dequantized per tile and
+  // read as f32 rows by the fused kernels, against the per-token loops of the same f32 tiles
+  // (set_fused_attention(false)) and the double reference over the dequantized copy; 1, 3 and 12
+  // query heads per KV head (12: passes of 8 and 4).
+  const size_t KV = 2, n = 120;
+  for (size_t D : {size_t{64}, size_t{128}}) {
+    RopeConfig rc;
+    rc.head_dim = D;
+    const RopeCache table(rc, 256);
+    for (size_t g : {size_t{1}, size_t{3}, size_t{12}})
+      for (int bits : {2, 3, 4, 8})
+        for (const RopeCache* rope : {static_cast<const RopeCache*>(nullptr), &table}) {
+          CAPTURE(D);
+          CAPTURE(g);
+          CAPTURE(bits);
+          CAPTURE(rope != nullptr);
+          KvConfig cfg;
+          cfg.method = KvMethod::KvQuant;
+          cfg.bits = bits;
+          cfg.group = 32;
+          cfg.residual = 8;
+          cfg.outliers = 0.01;
+          check_fused_decode(cfg, KV, g, D, n, synth(n + 1, KV, KV * g, D, 1700 + D + g * 10 + static_cast<uint64_t>(bits), 1.f, true),
+                             rope);
+        }
+  }
 }
 
 TEST_CASE("kv: truncate keeps the first tokens exactly as stored and refuses eviction methods") {
