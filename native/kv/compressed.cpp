@@ -1463,6 +1463,7 @@ void CompressedKv::compress_block(size_t layer, size_t head, QBlock& b, const fl
 void CompressedKv::flush(size_t layer, size_t head, size_t keep) {
   Head& h = *heads_[layer * shape_.kv_heads + head];
   const size_t D = shape_.head_dim, G = cfg_.group;
+  if (h.wn() < keep + G) return;  // most decode steps: no whole group beyond the residual window yet
   size_t taken = 0;
   std::vector<float> K(G * D), V(G * D), S(G);
   while (h.wn() - taken >= keep + G) {
@@ -1851,8 +1852,13 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   if (quantizing(m)) {
     if (m == KvMethod::KvQuant && kcode_[layer].empty() && heads_[layer * KV]->wn() >= cfg_.residual + cfg_.group)
       calibrate(layer);
+    // a fork/join only on the steps that complete a block (one decode step in `group`)
+    bool due = false;
+    for (size_t h = 0; h < KV; ++h) due = due || heads_[layer * KV + h]->wn() >= cfg_.residual + cfg_.group;
+    if (due) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(KV); ++h) flush(layer, static_cast<size_t>(h), cfg_.residual);
+      for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(KV); ++h) flush(layer, static_cast<size_t>(h), cfg_.residual);
+    }
   } else if (evicting(m)) {
     evict(layer);
   }
