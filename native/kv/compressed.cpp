@@ -866,6 +866,19 @@ struct ZipRows {
   const uint8_t* row(size_t x, size_t D) const { return bits ? codes + x * row_bytes(D, bits) : codes + off[x]; }
 };
 
+/// code_shift_mask for widths 1..4, built once: the ZipCache kernels switch width per token, where a
+/// vpmulld per token (and per channel chunk in P V) sat on the critical path.
+struct ShiftMasks {
+  __m256i sh[5], mk[5];
+  ShiftMasks() {
+    for (int b = 1; b <= 4; ++b) code_shift_mask(b, sh[b], mk[b]);
+  }
+};
+const ShiftMasks& shift_masks() {
+  static const ShiftMasks t;
+  return t;
+}
+
 /// Whether a block's parts have the ZipCache layout the fused kernels take: per-token scales over the
 /// whole row (cgroup D) for both, channel scales on the keys only, uniform codes of at most 4 bits
 /// (8 codes in one 32-bit word), no sparse or low-rank terms.
@@ -876,6 +889,46 @@ bool zip_fusable(const QBlock& b, size_t D) {
     return std::all_of(p.tbits.begin(), p.tbits.end(), [](uint8_t w) { return w >= 1 && w <= 4; });
   };
   return D % 8 == 0 && part_ok(b.k) && part_ok(b.v) && !b.k.cscale.empty() && b.v.cscale.empty();
+}
+
+/// Partial dot products (8 lanes) of GJ heads' q * cs rows with the ZipCache keys of tokens x .. x + TX
+/// into red; each token unpacked by the shift and mask of its own width, two chains (even / odd
+/// chunks of 8 channels) per token and head.
+template <int GJ, size_t TX>
+inline void zip_score_rows(const ZipRows& K, size_t x, size_t n8, size_t D, const float* qk, float* red) {
+  const ShiftMasks& sm = shift_masks();
+  __m256i sh[TX], mk[TX];
+  const uint8_t* row[TX];
+  int bw[TX];
+  __m256 a[TX][GJ][2];
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx) {
+    const int b = bw[tx] = K.width(x + tx);
+    sh[tx] = sm.sh[b];
+    mk[tx] = sm.mk[b];
+    row[tx] = K.row(x + tx, D);
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) a[tx][jj][0] = a[tx][jj][1] = _mm256_setzero_ps();
+  }
+  for (size_t c = 0; c < D; c += 16) {
+    const bool two = c + 8 < D;
+    #pragma GCC unroll 16
+    for (size_t tx = 0; tx < TX; ++tx) {
+      const __m256 k0 = load8_codes(row[tx], c, bw[tx], sh[tx], mk[tx]);
+      const __m256 k1 = two ? load8_codes(row[tx], c + 8, bw[tx], sh[tx], mk[tx]) : _mm256_setzero_ps();
+      #pragma GCC unroll 16
+      for (int jj = 0; jj < GJ; ++jj) {
+        const float* qj = qk + static_cast<size_t>(jj) * D + c;
+        a[tx][jj][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), k0, a[tx][jj][0]);
+        if (two) a[tx][jj][1] = _mm256_fmadd_ps(_mm256_loadu_ps(qj + 8), k1, a[tx][jj][1]);
+      }
+    }
+  }
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj)
+      _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8, _mm256_add_ps(a[tx][jj][0], a[tx][jj][1]));
 }
 
 /// Scores of GJ heads (q0: GJ rows of D) against the n keys of a ZipCache tile into s[jj * ss + x],
@@ -896,25 +949,11 @@ void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const flo
   }
   const size_t n8 = (n + 7) / 8 * 8;
   float* red = w.red.data();
-  for (size_t x = 0; x < n; ++x) {
-    const int b = K.width(x);
-    __m256i sh, mk;
-    code_shift_mask(b, sh, mk);
-    const uint8_t* row = K.row(x, D);
-    // two chains per head (even / odd chunks of 8 channels): half the FMA latency per token
-    __m256 a[GJ][2];
-    for (int jj = 0; jj < GJ; ++jj) a[jj][0] = a[jj][1] = _mm256_setzero_ps();
-    for (size_t c = 0; c < D; c += 16) {
-      const __m256 k0 = load8_codes(row, c, b, sh, mk);
-      const __m256 k1 = c + 8 < D ? load8_codes(row, c + 8, b, sh, mk) : _mm256_setzero_ps();
-      for (int jj = 0; jj < GJ; ++jj) {
-        const float* qj = qk + static_cast<size_t>(jj) * D + c;
-        a[jj][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qj), k0, a[jj][0]);
-        if (c + 8 < D) a[jj][1] = _mm256_fmadd_ps(_mm256_loadu_ps(qj + 8), k1, a[jj][1]);
-      }
-    }
-    for (int jj = 0; jj < GJ; ++jj) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_add_ps(a[jj][0], a[jj][1]));
-  }
+  // TX tokens at a time so that one or two heads still keep 8 FMA chains
+  constexpr size_t TX = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+  size_t x = 0;
+  for (; x + TX <= n; x += TX) zip_score_rows<GJ, TX>(K, x, n8, D, qk, red);
+  for (; x < n; ++x) zip_score_rows<GJ, 1>(K, x, n8, D, qk, red);
   for (int jj = 0; jj < GJ; ++jj) {
     for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
     const __m256 sc = _mm256_set1_ps(scale), qz = _mm256_set1_ps(qsum[jj]);
@@ -945,8 +984,10 @@ void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, con
     }
     zsum[jj] = simd::hsum8(z);
   }
-  // CB chunks of 8 channels at a time so that few heads still give independent FMA chains
-  constexpr size_t CB = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+  // CB chunks of 8 channels at a time so that few heads still give independent FMA chains, and each
+  // token's width, row and shift are looked up once per CB chunks (GJ x CB <= 8 accumulators)
+  constexpr size_t CB = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ <= 4 ? 2 : 1;
+  const ShiftMasks& sm = shift_masks();
   for (size_t c0 = 0; c0 < D; c0 += 8 * CB) {
     const size_t cb = std::min(CB, (D - c0) / 8);
     __m256 a[GJ][CB];
@@ -956,8 +997,7 @@ void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, con
                             : _mm256_setzero_ps();
     for (size_t x = 0; x < n; ++x) {
       const int b = V.width(x);
-      __m256i sh, mk;
-      code_shift_mask(b, sh, mk);
+      const __m256i sh = sm.sh[b], mk = sm.mk[b];
       const uint8_t* row = V.row(x, D);
       for (size_t ci = 0; ci < CB; ++ci) {
         if (ci >= cb) break;
