@@ -312,38 +312,38 @@ TEST_CASE("kv: KVQuant pre-RoPE key quantization beats post-RoPE on keys with ou
 TEST_CASE("kv: KVQuant keeps the outliers exactly and the codebook fits better than uniform") {
   // 3 bits (8 centroids: one permute register) and 4 bits (16: two registers and a blend)
   for (int bits : {3, 4}) {
-  CAPTURE(bits);
-  const size_t D = 64, n = 128;
-  Data d = synth(n, 1, 1, D, 13, 3.f, true);
-  d.k[5 * D + 7] = 300.f;
-  d.v[9 * D + 11] = -250.f;
-  KvConfig cfg;
-  cfg.method = KvMethod::KvQuant;
-  cfg.bits = bits;
-  cfg.group = 64;
-  cfg.residual = 0;
-  cfg.outliers = 0.01;
-  CompressedKv c(cfg, shape(1, 1, 1, D), n, nullptr);
-  feed(c, d, n, 64);
-  std::vector<float> k, v;
-  std::vector<int32_t> pos;
-  c.dequantize(0, 0, k, v, pos);
-  CHECK(std::fabs(k[5 * D + 7] - 300.f) <= 0.25f);
-  CHECK(std::fabs(v[9 * D + 11] + 250.f) <= 0.25f);
-  CHECK(c.bytes_breakdown().outliers == 6 * 2 * 2 * static_cast<size_t>(std::llround(0.01 * 64 * 64)));
-  // the same data with uniform 3-bit (KIVI) and no outlier handling
-  KvConfig u = cfg;
-  u.method = KvMethod::Kivi;
-  CompressedKv ck(u, shape(1, 1, 1, D), n, nullptr);
-  feed(ck, d, n, 64);
-  std::vector<float> k2, v2;
-  ck.dequantize(0, 0, k2, v2, pos);
-  const auto kt = head_rows(d.k, pos, 1, D, 0);
-  const auto vt = head_rows(d.v, pos, 1, D, 0);
-  MESSAGE(bits << "-bit rel. error: keys KVQuant " << rel_err(kt, k) << ", KIVI " << rel_err(kt, k2) << "; values KVQuant "
-                << rel_err(vt, v) << ", KIVI " << rel_err(vt, v2));
-  CHECK(rel_err(kt, k) < rel_err(kt, k2));
-  CHECK(rel_err(vt, v) < rel_err(vt, v2));
+    CAPTURE(bits);
+    const size_t D = 64, n = 128;
+    Data d = synth(n, 1, 1, D, 13, 3.f, true);
+    d.k[5 * D + 7] = 300.f;
+    d.v[9 * D + 11] = -250.f;
+    KvConfig cfg;
+    cfg.method = KvMethod::KvQuant;
+    cfg.bits = bits;
+    cfg.group = 64;
+    cfg.residual = 0;
+    cfg.outliers = 0.01;
+    CompressedKv c(cfg, shape(1, 1, 1, D), n, nullptr);
+    feed(c, d, n, 64);
+    std::vector<float> k, v;
+    std::vector<int32_t> pos;
+    c.dequantize(0, 0, k, v, pos);
+    CHECK(std::fabs(k[5 * D + 7] - 300.f) <= 0.25f);
+    CHECK(std::fabs(v[9 * D + 11] + 250.f) <= 0.25f);
+    CHECK(c.bytes_breakdown().outliers == 6 * 2 * 2 * static_cast<size_t>(std::llround(0.01 * 64 * 64)));
+    // the same data with uniform 3-bit (KIVI) and no outlier handling
+    KvConfig u = cfg;
+    u.method = KvMethod::Kivi;
+    CompressedKv ck(u, shape(1, 1, 1, D), n, nullptr);
+    feed(ck, d, n, 64);
+    std::vector<float> k2, v2;
+    ck.dequantize(0, 0, k2, v2, pos);
+    const auto kt = head_rows(d.k, pos, 1, D, 0);
+    const auto vt = head_rows(d.v, pos, 1, D, 0);
+    MESSAGE(bits << "-bit rel. error: keys KVQuant " << rel_err(kt, k) << ", KIVI " << rel_err(kt, k2) << "; values KVQuant "
+                  << rel_err(vt, v) << ", KIVI " << rel_err(vt, v2));
+    CHECK(rel_err(kt, k) < rel_err(kt, k2));
+    CHECK(rel_err(vt, v) < rel_err(vt, v2));
   }
 }
 
