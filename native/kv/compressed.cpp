@@ -41,12 +41,17 @@ inline void code_shift_mask(int b, __m256i& sh, __m256i& mk) {
   mk = _mm256_set1_epi32((1 << b) - 1);
 }
 
-/// The 8 codes (b <= 4 bits, packed) of a row at channel c (c % 8 == 0) as f32; sh, mk from
-/// code_shift_mask(b). Reads 4 bytes: rows end in kPad slack bytes.
-inline __m256 load8_codes(const uint8_t* row, size_t c, int b, __m256i sh, __m256i mk) {
+/// The 8 codes (b <= 4 bits, packed) of a row at channel c (c % 8 == 0) in 32-bit lanes; sh, mk
+/// from code_shift_mask(b). Reads 4 bytes: rows end in kPad slack bytes.
+inline __m256i code_lanes8(const uint8_t* row, size_t c, int b, __m256i sh, __m256i mk) {
   uint32_t w;
   std::memcpy(&w, row + (c / 8) * static_cast<size_t>(b), 4);
-  return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk));
+  return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk);
+}
+
+/// code_lanes8 as f32.
+inline __m256 load8_codes(const uint8_t* row, size_t c, int b, __m256i sh, __m256i mk) {
+  return _mm256_cvtepi32_ps(code_lanes8(row, c, b, sh, mk));
 }
 
 /// A codebook of up to 16 entries in two registers, looked up by lane permutes instead of gathers.
@@ -68,6 +73,12 @@ struct Lut16 {
   }
 };
 
+/// 0, 1, .., 15 (the codebook of uniform codes).
+inline const float* identity16() {
+  static const float id[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return id;
+}
+
 /// Unpacks D codes (D % 8 == 0) of `bits` bits into 32-bit lanes, then x = lut/identity, into f32.
 /// out[c] = value(code_c) (before scale/zero).
 inline void unpack_row_f32(const uint8_t* src, size_t D, int bits, const float* lut, float* out) {
@@ -75,12 +86,10 @@ inline void unpack_row_f32(const uint8_t* src, size_t D, int bits, const float* 
   if (bits <= 4) {
     __m256i sh, mk;
     code_shift_mask(bits, sh, mk);
+    const Lut16 lut16(lut ? lut : identity16(), bits);
     for (size_t c = 0; c < D; c += 8) {
-      uint32_t w;
-      std::memcpy(&w, src + (c / 8) * static_cast<size_t>(bits), 4);
-      const __m256i code = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk);
-      const __m256 v = lut ? _mm256_i32gather_ps(lut, code, 4) : _mm256_cvtepi32_ps(code);
-      _mm256_storeu_ps(out + c, v);
+      const __m256i code = code_lanes8(src, c, bits, sh, mk);
+      _mm256_storeu_ps(out + c, lut ? lut16(code) : _mm256_cvtepi32_ps(code));
     }
   } else if (bits == 8) {
     for (size_t c = 0; c < D; c += 8) {
@@ -98,12 +107,6 @@ inline void unpack_row_f32(const uint8_t* src, size_t D, int bits, const float* 
       }
     }
   }
-}
-
-/// 0, 1, .., 15 (the codebook of uniform codes).
-inline const float* identity16() {
-  static const float id[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  return id;
 }
 
 /// Dequantizes a part: out [n, D] f32 = (value(code) * scale + zero) * cscale + L + S.
@@ -137,9 +140,7 @@ void dequant_part(const QPart& p, size_t n, size_t D, const float* layer_lut, fl
       float* o = out + t * D;
       size_t gi = t * ng, gend = p.cgroup;  // PerToken: the scale group of channel c (no division per chunk)
       for (size_t c = 0; c < D; c += 8) {
-        uint32_t w;
-        std::memcpy(&w, src + (c / 8) * static_cast<size_t>(b), 4);
-        const __m256i code = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(w)), sh), mk);
+        const __m256i code = code_lanes8(src, c, b, sh, mk);
         const __m256 x = lut ? lut16(code) : _mm256_cvtepi32_ps(code);
         __m256 y;
         if (p.axis == QPart::PerChannel) {
@@ -1238,6 +1239,11 @@ struct CompressedKv::Head {
   size_t wn() const { return wpos.size(); }
 };
 
+namespace {
+/// Whether the window holds a whole group of tokens beyond the `keep` most recent (flush has work).
+bool flush_due(const CompressedKv::Head& h, size_t keep, size_t group) { return h.wn() >= keep + group; }
+}  // namespace
+
 CompressedKv::CompressedKv(const KvConfig& cfg, const KvShape& shape, size_t capacity, const RopeCache* rope)
     : cfg_(cfg), shape_(shape), capacity_(capacity), rope_(rope) {
   kv_config_validate(cfg_, shape_, capacity_);
@@ -1503,7 +1509,7 @@ void CompressedKv::compress_block(size_t layer, size_t head, QBlock& b, const fl
 void CompressedKv::flush(size_t layer, size_t head, size_t keep) {
   Head& h = *heads_[layer * shape_.kv_heads + head];
   const size_t D = shape_.head_dim, G = cfg_.group;
-  if (h.wn() < keep + G) return;  // most decode steps: no whole group beyond the residual window yet
+  if (!flush_due(h, keep, G)) return;  // most decode steps: no whole group beyond the residual window yet
   size_t taken = 0;
   std::vector<float> K(G * D), V(G * D), S(G);
   while (h.wn() - taken >= keep + G) {
@@ -1890,11 +1896,11 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   }
   // flush / evict
   if (quantizing(m)) {
-    if (m == KvMethod::KvQuant && kcode_[layer].empty() && heads_[layer * KV]->wn() >= cfg_.residual + cfg_.group)
+    if (m == KvMethod::KvQuant && kcode_[layer].empty() && flush_due(*heads_[layer * KV], cfg_.residual, cfg_.group))
       calibrate(layer);
     // a fork/join only on the steps that complete a block (one decode step in `group`)
     bool due = false;
-    for (size_t h = 0; h < KV; ++h) due = due || heads_[layer * KV + h]->wn() >= cfg_.residual + cfg_.group;
+    for (size_t h = 0; h < KV; ++h) due = due || flush_due(*heads_[layer * KV + h], cfg_.residual, cfg_.group);
     if (due) {
 #pragma omp parallel for num_threads(nt) schedule(static)
       for (std::ptrdiff_t h = 0; h < static_cast<std::ptrdiff_t>(KV); ++h) flush(layer, static_cast<size_t>(h), cfg_.residual);
