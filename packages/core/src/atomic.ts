@@ -95,7 +95,11 @@ export async function openAtomic(path: string): Promise<AtomicWriter> {
     async abort() {
       if (done) return;
       done = true;
+      // The stream opens its file asynchronously: removing the file before the stream has closed
+      // races that open (on a busy machine the file appeared after the rm and stayed behind).
+      const closed = stream.closed ? Promise.resolve() : new Promise<void>((res) => stream.once("close", () => res()));
       stream.destroy();
+      await closed;
       await rm(tmp, { force: true });
     },
   };

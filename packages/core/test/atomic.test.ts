@@ -1,10 +1,11 @@
+import { pbkdf2 } from "node:crypto";
 import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { describe, expect, it } from "vitest";
 
-import { progress, writeAtomic, writeFileAtomic } from "../src/index.js";
+import { openAtomic, progress, writeAtomic, writeFileAtomic } from "../src/index.js";
 
 describe("atomic output", () => {
   it("replaces the destination only on success and leaves no temp files", async () => {
@@ -60,5 +61,21 @@ describe("atomic output under back-pressure", () => {
     process.off("warning", onWarning);
     expect(warnings).not.toContain("MaxListenersExceededWarning");
     expect((await readFile(path)).byteLength).toBe(200 << 16);
+  });
+});
+
+describe("atomic output aborted at once", () => {
+  it("leaves no temporary file when abort comes before the stream has opened it", async () => {
+    // The temporary file is opened on libuv's thread pool; with the pool busy the open lands after
+    // abort() returns unless abort waits for the stream to close (a file used to stay behind).
+    const dir = await mkdtemp(join(tmpdir(), "tersor-abort-"));
+    for (let i = 0; i < 20; i++) {
+      const busy = Array.from({ length: 8 }, () => new Promise((res) => pbkdf2("x", "y", 20000, 32, "sha256", res)));
+      const w = await openAtomic(join(dir, `f${i}`));
+      await w.abort();
+      await Promise.all(busy);
+    }
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await readdir(dir)).toEqual([]);
   });
 });
