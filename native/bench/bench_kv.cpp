@@ -3,7 +3,7 @@
 // attending to N cached tokens of one layer (group 32, residual window 128). "ours" = the
 // compressed cache through CompressedKv::attend (fused tiles: codes unpacked in registers, key
 // scales folded into q and value scales into P once per block, each K/V row read once for the whole
-// query group with 8 independent FMA chains); baseline = an f16 cache (method fp16) through the
+// query group with 8+ independent FMA chains, on 512-bit vectors where the CPU has AVX-512); baseline = an f16 cache (method fp16) through the
 // same kernel family (F16C rows). All variants of a (N, D, G) point are timed interleaved, repetition
 // by repetition (>= 5 full, 3 quick; median), so a loaded machine slows them alike; ratio =
 // f16_time / compressed_time. Extras:
@@ -16,6 +16,12 @@
 //   f16_bytes_per_token  the f16 cache's; memory_ratio = f16 bytes / compressed bytes
 //   gbps, f16_gbps       bytes read / time of the compressed and the f16 cache
 //   gqa1_s, gqa_cost     (GQA 4) the same case at GQA 1 and time / gqa1_s; f16_gqa_cost the f16 cache's
+//   cold_s, cold_ratio   every variant timed again with the caches evicted before each call (a 256 MB
+//                        read), as in a decode step where the other layers' caches and weights pass
+//                        through between two visits of this layer; cold_ratio = f16 cold / ours cold;
+//                        cold_gbps, f16_cold_gbps, cold_gqa_cost, f16_cold_gqa_cost likewise
+//   avx2_s, f16_avx2_s   (kivi4, on AVX-512 CPUs) the compressed and the f16 cache through the 256-bit
+//                        kernels (set_avx512(false)): the 512-bit kernels' gain in the same run
 // KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 at n4096 only (their
 // compression of 16384 tokens takes long). GEAR-4 runs the fused KIVI kernels plus its low-rank
 // (rank dots) and sparse (per-entry) terms; ZipCache 4/2 its own fused kernels (channel scales folded
@@ -46,6 +52,7 @@ struct Variant {
   kv::KvMethod method;
   int bits;
   bool fused = true;
+  bool avx512 = true;  // false: the fused kernels on 256-bit vectors (reported as avx2_s of the main case)
 };
 
 std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, size_t H, size_t KV,
@@ -66,6 +73,7 @@ std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, s
   // pre-RoPE ones; the timing is what matters)
   auto c = std::make_unique<kv::CompressedKv>(cfg, s, N + 1, m.method == kv::KvMethod::KvQuant ? rope : nullptr);
   c->set_fused_attention(m.fused);
+  c->set_avx512(m.avx512);
   std::vector<int32_t> pos(N);
   for (size_t i = 0; i < N; ++i) pos[i] = static_cast<int32_t>(i);
   std::vector<float> out(H * D);
@@ -85,12 +93,30 @@ double cpu_now() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-/// Median wall and CPU seconds of each function, timed interleaved (one warm-up round).
+/// Evicts the caches: reads a buffer several times the size of any last-level cache, as the other
+/// layers of a decode step do between two visits of one layer's KV cache.
+class CacheFlusher {
+ public:
+  CacheFlusher() : buf_(size_t{256} << 20, 1) {}
+  void operator()() {
+    uint64_t acc = 0;
+    for (size_t i = 0; i < buf_.size(); i += 64) acc += buf_[i];
+    sink_ = sink_ + acc;
+  }
+
+ private:
+  std::vector<uint8_t> buf_;
+  volatile uint64_t sink_ = 0;
+};
+
+/// Median wall and CPU seconds of each function, timed interleaved (one warm-up round); `before`
+/// (untimed) runs ahead of every call when given.
 void interleaved(const std::vector<std::function<void()>>& fns, int reps, std::vector<double>& wall,
-                 std::vector<double>& cpu) {
+                 std::vector<double>& cpu, const std::function<void()>& before = {}) {
   std::vector<std::vector<double>> w(fns.size()), c(fns.size());
   for (int r = -1; r < reps; ++r)
     for (size_t i = 0; i < fns.size(); ++i) {
+      if (before) before();
       const double c0 = cpu_now();
       const auto t0 = std::chrono::steady_clock::now();
       fns[i]();
@@ -109,6 +135,7 @@ void interleaved(const std::vector<std::function<void()>>& fns, int reps, std::v
 
 void kv_suite(bool quick) {
   const size_t KV = 8;
+  CacheFlusher flush;
   const int reps = quick ? 3 : 7;
   const std::vector<size_t> lens = quick ? std::vector<size_t>{512} : std::vector<size_t>{4096, 16384};
   const std::vector<size_t> dims = quick ? std::vector<size_t>{64} : std::vector<size_t>{64, 128};
@@ -122,11 +149,13 @@ void kv_suite(bool quick) {
       std::vector<Variant> vars = {{"f16", kv::KvMethod::F16, 8},   {"kivi2", kv::KvMethod::Kivi, 2},
                                    {"kivi4", kv::KvMethod::Kivi, 4}, {"kivi8", kv::KvMethod::Kivi, 8},
                                    {"kivi2", kv::KvMethod::Kivi, 2, false}, {"kivi4", kv::KvMethod::Kivi, 4, false}};
+      if (kv::kv_avx512_supported())
+        vars.insert(vars.end(), {{"f16", kv::KvMethod::F16, 8, true, false}, {"kivi4", kv::KvMethod::Kivi, 4, true, false}});
       if (N <= 4096)
         vars.insert(vars.end(), {{"kvquant4", kv::KvMethod::KvQuant, 4},
                                  {"gear4", kv::KvMethod::Gear, 4},
                                  {"zipcache4_2", kv::KvMethod::ZipCache, 4}});
-      std::vector<double> gqa1(vars.size(), 0.0);
+      std::vector<double> gqa1(vars.size(), 0.0), gqa1_cold(vars.size(), 0.0);
       RopeConfig rc;
       rc.head_dim = D;
       const RopeCache rope(rc, N + 1);
@@ -149,16 +178,23 @@ void kv_suite(bool quick) {
         ap.head_dim = D;
         ap.q_start = N - 1;
         fns.push_back([&] { flash_attention(q.data(), k.data(), v.data(), out.data(), ap); });
-        std::vector<double> wall, cpu;
+        std::vector<double> wall, cpu, cold, cold_cpu;
         interleaved(fns, reps, wall, cpu);
-        const double f16_s = wall[0], f16_cpu = cpu[0], f32_s = wall.back();
+        interleaved(fns, reps, cold, cold_cpu, std::ref(flush));
+        const double f16_s = wall[0], f16_cpu = cpu[0], f32_s = wall.back(), f16_cold = cold[0];
+        double f16_avx2 = 0;
+        for (size_t j = 1; j < vars.size(); ++j)
+          if (!vars[j].avx512 && vars[j].method == kv::KvMethod::F16) f16_avx2 = wall[j];
         const double f16_bpt = static_cast<double>(caches[0]->bytes()) / static_cast<double>(N);
         const double nd = static_cast<double>(N);
         for (size_t i = 1; i < vars.size(); ++i) {
-          if (!vars[i].fused) continue;  // reported as tile_path_s of the fused case
-          double tile_s = 0;
-          for (size_t j = 1; j < vars.size(); ++j)
-            if (!vars[j].fused && vars[j].name == vars[i].name) tile_s = wall[j];
+          if (!vars[i].fused || !vars[i].avx512) continue;  // reported as tile_path_s / avx2_s of the main case
+          double tile_s = 0, avx2_s = 0;
+          for (size_t j = 1; j < vars.size(); ++j) {
+            if (vars[j].name != vars[i].name) continue;
+            if (!vars[j].fused) tile_s = wall[j];
+            if (!vars[j].avx512) avx2_s = wall[j];
+          }
           const double bpt = static_cast<double>(caches[i]->bytes()) / nd;
           bench::Extra ex = {{"cpu_ratio", f16_cpu / cpu[i]},
                              {"f32_flash_s", f32_s},
@@ -167,15 +203,27 @@ void kv_suite(bool quick) {
                              {"f16_bytes_per_token", f16_bpt},
                              {"memory_ratio", f16_bpt / bpt},
                              {"gbps", bpt * nd / wall[i] * 1e-9},
-                             {"f16_gbps", f16_bpt * nd / f16_s * 1e-9}};
+                             {"f16_gbps", f16_bpt * nd / f16_s * 1e-9},
+                             {"cold_s", cold[i]},
+                             {"cold_ratio", f16_cold / cold[i]},
+                             {"cold_gbps", bpt * nd / cold[i] * 1e-9},
+                             {"f16_cold_gbps", f16_bpt * nd / f16_cold * 1e-9}};
           if (tile_s > 0) ex.push_back({"tile_path_s", tile_s});
+          if (avx2_s > 0) {
+            ex.push_back({"avx2_s", avx2_s});
+            ex.push_back({"f16_avx2_s", f16_avx2});
+          }
           if (G == 1) {
             gqa1[i] = wall[i];
             gqa1[0] = f16_s;
+            gqa1_cold[i] = cold[i];
+            gqa1_cold[0] = f16_cold;
           } else {
             ex.push_back({"gqa1_s", gqa1[i]});
             ex.push_back({"gqa_cost", wall[i] / gqa1[i]});
             ex.push_back({"f16_gqa_cost", f16_s / gqa1[0]});
+            ex.push_back({"cold_gqa_cost", cold[i] / gqa1_cold[i]});
+            ex.push_back({"f16_cold_gqa_cost", f16_cold / gqa1_cold[0]});
           }
           bench::report("kv", "kv/decode/n" + std::to_string(N) + "/d" + std::to_string(D) + "/gqa" + std::to_string(G) +
                                   "/" + vars[i].name,

@@ -471,6 +471,7 @@ struct FusedScratch {
   AlignedFloats qs, qsplit, qnat, red, pv, zt;
   const float* qsplit_of = nullptr;  // the q rows qsplit holds (one attend call: q is constant)
   size_t qsplit_rows = 0;
+  int qsplit_order = 0;  // and their nibble-split order (even_at)
   const float* qnat_of = nullptr;  // the same for qnat (natural channel order, f16 rows)
   size_t qnat_rows = 0;
   void size(size_t T, size_t D) {
@@ -546,28 +547,35 @@ inline void score_rows(const FusedPart& K, size_t x, size_t n8, size_t D, const 
     for (int jj = 0; jj < GJ; ++jj) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8, a[tx][jj]);
 }
 
-/// Scores of GJ query heads (q0: GJ rows of D) against the n keys of a tile into s[jj * ss + x]
-/// (scaled by `scale`); every key visible.
-template <int BITS, int GJ>
-void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
-                  FusedScratch& w) {
-  const float* qk = q0;
-  float bias[GJ];
+/// Offset of the even channels of the 16-channel chunk at c in a nibble-split row (its odd channels
+/// follow SPLIT / 2 later): SPLIT 16 is [even 8 | odd 8] per 16 channels (the 256-bit kernels), 32 is
+/// [even 16 | odd 16] per 32 channels (the 512-bit kernels, one 16-byte load per 32 codes).
+template <int SPLIT>
+inline size_t even_at(size_t c) {
+  return SPLIT == 16 ? c : (c & ~size_t{31}) + ((c & 16) >> 1);
+}
+
+/// The query rows the score kernels multiply the keys by: q' = q * s (the block's per-channel key
+/// scales folded in, in the nibble-split order SPLIT for 4-bit codes) with bias[jj] = q.z, or f16 /
+/// f32 rows' q copied to aligned scratch (bias 0).
+template <int BITS, int GJ, int SPLIT>
+const float* fold_key_scales(const FusedPart& K, size_t D, const float* q0, float* bias, FusedScratch& w) {
   #pragma GCC unroll 16
   for (int jj = 0; jj < GJ; ++jj) bias[jj] = 0.f;
   if (K.S && BITS == -4) {
     // nibble order: q split into even/odd channels once per attend call and query rows, the
     // scales split once per block, so q' = q_split * s_split needs no per-head shuffles
-    if (w.qsplit_of != q0 || w.qsplit_rows != static_cast<size_t>(GJ)) {
+    if (w.qsplit_of != q0 || w.qsplit_rows != static_cast<size_t>(GJ) || w.qsplit_order != SPLIT) {
       for (size_t r = 0; r < static_cast<size_t>(GJ); ++r)
         for (size_t c = 0; c < D; c += 16) {
           __m256 ev, od;
           split16(q0 + r * D + c, ev, od);
-          _mm256_storeu_ps(w.qsplit.data() + r * D + c, ev);
-          _mm256_storeu_ps(w.qsplit.data() + r * D + c + 8, od);
+          _mm256_storeu_ps(w.qsplit.data() + r * D + even_at<SPLIT>(c), ev);
+          _mm256_storeu_ps(w.qsplit.data() + r * D + even_at<SPLIT>(c) + SPLIT / 2, od);
         }
       w.qsplit_of = q0;
       w.qsplit_rows = static_cast<size_t>(GJ);
+      w.qsplit_order = SPLIT;
     }
     const float* qsp = w.qsplit.data();
     float* qs = w.qs.data();
@@ -585,17 +593,19 @@ void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float
       split16r(s0, s1, se, so);
       #pragma GCC unroll 16
       for (int jj = 0; jj < GJ; ++jj) {
-        const size_t o = static_cast<size_t>(jj) * D + c;
+        const size_t o = static_cast<size_t>(jj) * D + even_at<SPLIT>(c), oo = o + SPLIT / 2;
         _mm256_storeu_ps(qs + o, _mm256_mul_ps(_mm256_loadu_ps(qsp + o), se));
-        _mm256_storeu_ps(qs + o + 8, _mm256_mul_ps(_mm256_loadu_ps(qsp + o + 8), so));
-        bv[jj] = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + o), z0, bv[jj]);
-        bv[jj] = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + o + 8), z1, bv[jj]);
+        _mm256_storeu_ps(qs + oo, _mm256_mul_ps(_mm256_loadu_ps(qsp + oo), so));
+        const float* qn = q0 + static_cast<size_t>(jj) * D + c;
+        bv[jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qn), z0, bv[jj]);
+        bv[jj] = _mm256_fmadd_ps(_mm256_loadu_ps(qn + 8), z1, bv[jj]);
       }
     }
     #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) bias[jj] = simd::hsum8(bv[jj]);
-    qk = qs;
-  } else if (!K.S) {
+    return qs;
+  }
+  if (!K.S) {
     // f16 rows: the q rows copied once per attend call into 64-byte aligned scratch (the caller's
     // rows may straddle cache lines on every 32-byte load of the inner loop)
     if (w.qnat_of != q0 || w.qnat_rows != static_cast<size_t>(GJ)) {
@@ -603,35 +613,32 @@ void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float
       w.qnat_of = q0;
       w.qnat_rows = static_cast<size_t>(GJ);
     }
-    qk = w.qnat.data();
-  } else {
-    float* qs = w.qs.data();
-    const uint16_t* S16 = static_cast<const uint16_t*>(K.S);
-    const uint16_t* Z16 = static_cast<const uint16_t*>(K.Z);
-    __m256 bv[GJ];
-    #pragma GCC unroll 16
-    for (int jj = 0; jj < GJ; ++jj) bv[jj] = _mm256_setzero_ps();
-    for (size_t c = 0; c < D; c += 8) {  // each f16 scale / zero converted once for the GJ heads
-      const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(S16 + c)));
-      const __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(Z16 + c)));
-      #pragma GCC unroll 16
-      for (int jj = 0; jj < GJ; ++jj) {
-        const __m256 qv = _mm256_loadu_ps(q0 + static_cast<size_t>(jj) * D + c);
-        _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, _mm256_mul_ps(qv, sv));
-        bv[jj] = _mm256_fmadd_ps(qv, zv, bv[jj]);
-      }
-    }
-    #pragma GCC unroll 16
-    for (int jj = 0; jj < GJ; ++jj) bias[jj] = simd::hsum8(bv[jj]);
-    qk = qs;
+    return w.qnat.data();
   }
-  const size_t n8 = (n + 7) / 8 * 8;
-  float* red = w.red.data();
-  // TX tokens at a time so that few query heads still give independent FMA chains
-  constexpr size_t TX = GJ <= 2 ? 4 : GJ == 3 ? 3 : GJ == 4 ? 2 : 1;
-  size_t x = 0;
-  for (; x + TX <= n; x += TX) score_rows<BITS, GJ, TX>(K, x, n8, D, qk, red);
-  for (; x < n; ++x) score_rows<BITS, GJ, 1>(K, x, n8, D, qk, red);
+  float* qs = w.qs.data();
+  const uint16_t* S16 = static_cast<const uint16_t*>(K.S);
+  const uint16_t* Z16 = static_cast<const uint16_t*>(K.Z);
+  __m256 bv[GJ];
+  #pragma GCC unroll 16
+  for (int jj = 0; jj < GJ; ++jj) bv[jj] = _mm256_setzero_ps();
+  for (size_t c = 0; c < D; c += 8) {  // each f16 scale / zero converted once for the GJ heads
+    const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(S16 + c)));
+    const __m256 zv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(Z16 + c)));
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) {
+      const __m256 qv = _mm256_loadu_ps(q0 + static_cast<size_t>(jj) * D + c);
+      _mm256_storeu_ps(qs + static_cast<size_t>(jj) * D + c, _mm256_mul_ps(qv, sv));
+      bv[jj] = _mm256_fmadd_ps(qv, zv, bv[jj]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int jj = 0; jj < GJ; ++jj) bias[jj] = simd::hsum8(bv[jj]);
+  return qs;
+}
+
+/// s[jj * ss + x] = scale * (sum of the 8 partial sums red[jj][x] + bias[jj]) for x < n8 (red zeroed past n).
+template <int GJ>
+void finish_scores(size_t n, size_t n8, float* red, float scale, const float* bias, float* s, size_t ss) {
   #pragma GCC unroll 16
   for (int jj = 0; jj < GJ; ++jj) {
     for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
@@ -643,6 +650,23 @@ void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float
       _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm256_fmadd_ps(hsum8x8(v8), sc, bs));
     }
   }
+}
+
+/// Scores of GJ query heads (q0: GJ rows of D) against the n keys of a tile into s[jj * ss + x]
+/// (scaled by `scale`); every key visible.
+template <int BITS, int GJ>
+void fused_scores(const FusedPart& K, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
+                  FusedScratch& w) {
+  float bias[GJ];
+  const float* qk = fold_key_scales<BITS, GJ, 16>(K, D, q0, bias, w);
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* red = w.red.data();
+  // TX tokens at a time so that few query heads still give independent FMA chains
+  constexpr size_t TX = GJ <= 2 ? 4 : GJ == 3 ? 3 : GJ == 4 ? 2 : 1;
+  size_t x = 0;
+  for (; x + TX <= n; x += TX) score_rows<BITS, GJ, TX>(K, x, n8, D, qk, red);
+  for (; x < n; ++x) score_rows<BITS, GJ, 1>(K, x, n8, D, qk, red);
+  finish_scores<GJ>(n, n8, red, scale, bias, s, ss);
 }
 
 /// Channels c0 .. c0 + 8 CB of fused_pv.
@@ -717,14 +741,15 @@ inline void pv_chunks_nib(const FusedPart& V, size_t n, size_t n8, size_t D, siz
     }
 }
 
-/// acc[jj * D + c] = acc * corr[jj] + sum_x p[jj * ss + x] v_x[c] for the GJ heads.
-template <int BITS, int GJ>
-void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss, const float* corr,
-              float* acc, FusedScratch& w) {
+/// The probabilities the P V kernels multiply the value rows by: w.pv [jj][g][x] (x padded to n8)
+/// = p scaled by the token's group scale, w.zt [jj][g] = sum_x p z (f16 rows: pv = p); returns the
+/// number of value groups.
+template <int GJ>
+size_t scale_probs(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss, FusedScratch& w) {
   const size_t ng = V.S ? D / cgroup : 1;
   const size_t n8 = (n + 7) / 8 * 8;
-  float* pv = w.pv.data();  // [jj][g][x] (x padded to n8): p scaled by the token's group scale
-  float* zt = w.zt.data();  // [jj][g]: sum_x p z
+  float* pv = w.pv.data();
+  float* zt = w.zt.data();
   if (V.S) {
     // V.S / V.Z are [g][n8] here (zero-padded), so both loops run over 8 tokens at a time
     const float* VS = static_cast<const float*>(V.S);
@@ -744,6 +769,17 @@ void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float
   } else {
     for (int jj = 0; jj < GJ; ++jj) std::memcpy(pv + static_cast<size_t>(jj) * n8, p + static_cast<size_t>(jj) * ss, n8 * sizeof(float));
   }
+  return ng;
+}
+
+/// acc[jj * D + c] = acc * corr[jj] + sum_x p[jj * ss + x] v_x[c] for the GJ heads.
+template <int BITS, int GJ>
+void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss, const float* corr,
+              float* acc, FusedScratch& w) {
+  const size_t ng = scale_probs<GJ>(V, n, D, cgroup, p, ss, w);
+  const size_t n8 = (n + 7) / 8 * 8;
+  const float* pv = w.pv.data();
+  const float* zt = w.zt.data();
   // CB channel chunks at a time so that few query heads still give independent FMA chains
   if constexpr (BITS == -4) {
     constexpr size_t CB = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
@@ -757,6 +793,212 @@ void fused_pv(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float
     for (; c < D; c += 8) pv_chunks<BITS, GJ, 1>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
   }
 }
+
+// ---- 512-bit fused kernels ---------------------------------------------------------------------
+// The same tiles on AVX-512 CPUs (checked at run time; the build targets x86-64-v3, so these
+// functions carry their own target and are reached only after the check). With several query heads
+// per KV head the fused kernels are bound by FMA throughput, not by bytes: each code is unpacked once
+// and multiplied GJ times. Cores with a full-width 512-bit FMA (AMD Zen 5, Intel server cores) issue
+// twice the multiply-adds per cycle of 256-bit code, which is what lets a GQA group cost little more
+// than one head. 16 channels per vector (32 for 4-bit nibble-split codes, in the SPLIT 32 order).
+#define TERSOR_KV_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+// GCC 12's AVX-512 intrinsics pass a self-initialised "undefined" operand that its own
+// uninitialized-use analysis flags once inlined (GCC bug 105593, fixed in 13): silenced here only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+/// 16 raw values of a row at channel c (c % 16 == 0), as load8.
+template <int BITS>
+TERSOR_KV_AVX512 inline __m512 load16(const uint8_t* row, size_t c) {
+  if constexpr (BITS == 0) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * c)));
+  } else if constexpr (BITS == kTileF32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + c);
+  } else if constexpr (BITS == 8) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c))));
+  } else if constexpr (BITS == 1 || BITS == 2) {
+    // 16 codes in one 32-bit word (rows end in kPad slack bytes)
+    uint32_t wd;
+    std::memcpy(&wd, row + (c / 8) * static_cast<size_t>(BITS), 4);
+    const __m512i sh = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(BITS));
+    return _mm512_cvtepi32_ps(
+        _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(wd)), sh), _mm512_set1_epi32((1 << BITS) - 1)));
+  } else {
+    return _mm512_insertf32x8(_mm512_zextps256_ps512(load8<BITS>(row, c)), load8<BITS>(row, c + 8), 1);
+  }
+}
+
+/// 32 nibble-split 4-bit codes of a row at channel c (c % 32 == 0): even channels in ev, odd in od.
+TERSOR_KV_AVX512 inline void load32_nib(const uint8_t* row, size_t c, __m512& ev, __m512& od) {
+  const __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c / 2)));
+  ev = _mm512_cvtepi32_ps(_mm512_and_si512(x, _mm512_set1_epi32(15)));
+  od = _mm512_cvtepi32_ps(_mm512_srli_epi32(x, 4));
+}
+
+/// score_rows with 16-lane accumulators (folded to 8 lanes into red).
+template <int BITS, int GJ, size_t TX>
+TERSOR_KV_AVX512 inline void score_rows_z(const FusedPart& K, size_t x, size_t n8, size_t D, const float* qk, float* red) {
+  __m512 a[TX][GJ];
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) a[tx][jj] = _mm512_setzero_ps();
+  if constexpr (BITS == -4) {
+    for (size_t c = 0; c < D; c += 32)
+      #pragma GCC unroll 16
+      for (size_t tx = 0; tx < TX; ++tx) {
+        __m512 ev, od;
+        load32_nib(K.rows + (x + tx) * K.stride, c, ev, od);
+        #pragma GCC unroll 16
+        for (int jj = 0; jj < GJ; ++jj) {
+          const float* qj = qk + static_cast<size_t>(jj) * D + c;
+          a[tx][jj] = _mm512_fmadd_ps(_mm512_loadu_ps(qj), ev, a[tx][jj]);
+          a[tx][jj] = _mm512_fmadd_ps(_mm512_loadu_ps(qj + 16), od, a[tx][jj]);
+        }
+      }
+  } else {
+    for (size_t c = 0; c < D; c += 16)
+      #pragma GCC unroll 16
+      for (size_t tx = 0; tx < TX; ++tx) {
+        const __m512 kv = load16<BITS>(K.rows + (x + tx) * K.stride, c);
+        #pragma GCC unroll 16
+        for (int jj = 0; jj < GJ; ++jj)
+          a[tx][jj] = _mm512_fmadd_ps(_mm512_loadu_ps(qk + static_cast<size_t>(jj) * D + c), kv, a[tx][jj]);
+      }
+  }
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj)
+      _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8,
+                       _mm256_add_ps(_mm512_castps512_ps256(a[tx][jj]), _mm512_extractf32x8_ps(a[tx][jj], 1)));
+}
+
+/// fused_scores on 512-bit vectors (D % 16 == 0; % 32 for BITS -4).
+template <int BITS, int GJ>
+TERSOR_KV_AVX512 void fused_scores_z(const FusedPart& K, size_t n, size_t D, const float* q0, float scale, float* s,
+                                     size_t ss, FusedScratch& w) {
+  float bias[GJ];
+  const float* qk = fold_key_scales<BITS, GJ, 32>(K, D, q0, bias, w);
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* red = w.red.data();
+  // 8+ independent accumulators (FMA latency 4, two per cycle) in at most 16 registers
+  constexpr size_t TX = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : 2;
+  size_t x = 0;
+  for (; x + TX <= n; x += TX) score_rows_z<BITS, GJ, TX>(K, x, n8, D, qk, red);
+  for (; x < n; ++x) score_rows_z<BITS, GJ, 1>(K, x, n8, D, qk, red);
+  finish_scores<GJ>(n, n8, red, scale, bias, s, ss);
+}
+
+/// pv_chunks on 512-bit vectors: channels c0 .. c0 + 16 CB (cgroup % 16 == 0).
+template <int BITS, int GJ, size_t CB>
+TERSOR_KV_AVX512 inline void pv_chunks_z(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c0, size_t cgroup,
+                                         size_t ng, const float* pv, const float* zt, const float* corr, float* acc) {
+  __m512 a[GJ][CB];
+  size_t gi[CB];
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci) {
+    gi[ci] = V.S ? (c0 + 16 * ci) / cgroup : 0;
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj)
+      a[jj][ci] = _mm512_mul_ps(_mm512_loadu_ps(acc + static_cast<size_t>(jj) * D + c0 + 16 * ci), _mm512_set1_ps(corr[jj]));
+  }
+  for (size_t x = 0; x < n; ++x) {
+    const uint8_t* row = V.rows + x * V.stride;
+    #pragma GCC unroll 16
+    for (size_t ci = 0; ci < CB; ++ci) {
+      const __m512 vv = load16<BITS>(row, c0 + 16 * ci);
+      #pragma GCC unroll 16
+      for (int jj = 0; jj < GJ; ++jj)
+        a[jj][ci] = _mm512_fmadd_ps(_mm512_set1_ps(pv[(static_cast<size_t>(jj) * ng + gi[ci]) * n8 + x]), vv, a[jj][ci]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) {
+      __m512 r = a[jj][ci];
+      if (V.S) r = _mm512_add_ps(r, _mm512_set1_ps(zt[static_cast<size_t>(jj) * ng + gi[ci]]));
+      _mm512_storeu_ps(acc + static_cast<size_t>(jj) * D + c0 + 16 * ci, r);
+    }
+}
+
+/// pv_chunks_nib on 512-bit vectors: channels c0 .. c0 + 32 CB of nibble-split codes (cgroup % 32 == 0).
+template <int GJ, size_t CB>
+TERSOR_KV_AVX512 inline void pv_chunks_nib_z(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c0, size_t cgroup,
+                                             size_t ng, const float* pv, const float* zt, const float* corr, float* acc) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  __m512 ae[GJ][CB], ao[GJ][CB];
+  size_t gi[CB];
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci) {
+    gi[ci] = (c0 + 32 * ci) / cgroup;
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) {
+      const float* a = acc + static_cast<size_t>(jj) * D + c0 + 32 * ci;
+      const __m512 lo = _mm512_loadu_ps(a), hi = _mm512_loadu_ps(a + 16), cr = _mm512_set1_ps(corr[jj]);
+      ae[jj][ci] = _mm512_mul_ps(_mm512_permutex2var_ps(lo, even, hi), cr);
+      ao[jj][ci] = _mm512_mul_ps(_mm512_permutex2var_ps(lo, odd, hi), cr);
+    }
+  }
+  for (size_t x = 0; x < n; ++x) {
+    const uint8_t* row = V.rows + x * V.stride;
+    #pragma GCC unroll 16
+    for (size_t ci = 0; ci < CB; ++ci) {
+      __m512 ev, od;
+      load32_nib(row, c0 + 32 * ci, ev, od);
+      #pragma GCC unroll 16
+      for (int jj = 0; jj < GJ; ++jj) {
+        const __m512 pb = _mm512_set1_ps(pv[(static_cast<size_t>(jj) * ng + gi[ci]) * n8 + x]);
+        ae[jj][ci] = _mm512_fmadd_ps(pb, ev, ae[jj][ci]);
+        ao[jj][ci] = _mm512_fmadd_ps(pb, od, ao[jj][ci]);
+      }
+    }
+  }
+  // lanes (even k, odd k) back to channels (2k, 2k + 1)
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) {
+      const __m512 z = _mm512_set1_ps(zt[static_cast<size_t>(jj) * ng + gi[ci]]);
+      const __m512 e = _mm512_add_ps(ae[jj][ci], z), o = _mm512_add_ps(ao[jj][ci], z);
+      float* a = acc + static_cast<size_t>(jj) * D + c0 + 32 * ci;
+      _mm512_storeu_ps(a, _mm512_permutex2var_ps(e, lo_idx, o));
+      _mm512_storeu_ps(a + 16, _mm512_permutex2var_ps(e, hi_idx, o));
+    }
+}
+
+/// Channels c .. D of fused_pv_z, CB chunks a pass while they fit, then fewer.
+template <int BITS, int GJ, size_t CB>
+TERSOR_KV_AVX512 void pv_span_z(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c, size_t cgroup, size_t ng,
+                                const float* pv, const float* zt, const float* corr, float* acc) {
+  constexpr size_t W = BITS == -4 ? 32 : 16;
+  for (; c + W * CB <= D; c += W * CB) {
+    if constexpr (BITS == -4)
+      pv_chunks_nib_z<GJ, CB>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+    else
+      pv_chunks_z<BITS, GJ, CB>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+  }
+  if constexpr (CB > 1) pv_span_z<BITS, GJ, CB / 2>(V, n, n8, D, c, cgroup, ng, pv, zt, corr, acc);
+}
+
+/// fused_pv on 512-bit vectors (D % 16 == 0 and cgroup % 16 == 0; % 32 for BITS -4).
+template <int BITS, int GJ>
+TERSOR_KV_AVX512 void fused_pv_z(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss,
+                                 const float* corr, float* acc, FusedScratch& w) {
+  const size_t ng = scale_probs<GJ>(V, n, D, cgroup, p, ss, w);
+  const size_t n8 = (n + 7) / 8 * 8;
+  // CB channel chunks at a time so that few query heads still give 8+ independent FMA chains
+  constexpr size_t CB = BITS == -4 ? (GJ == 1 ? 4 : GJ == 2 ? 2 : 1) : (GJ == 1 ? 8 : GJ == 2 ? 4 : GJ <= 4 ? 2 : 1);
+  pv_span_z<BITS, GJ, CB>(V, n, n8, D, 0, cgroup, ng, w.pv.data(), w.zt.data(), corr, acc);
+}
+
+#pragma GCC diagnostic pop
 
 /// GEAR's low-rank and sparse terms of a fused tile (Kang et al. 2024: X ~ D(Q_b(X - S)) + A B^T + S,
 /// see compress_block): q.x = q.D(Q)_x + A_x.(B^T q) + sum over the outliers of row x of q_c s, so
@@ -1033,7 +1275,22 @@ using ScoresFn = void (*)(const FusedPart&, size_t, size_t, const float*, float,
 using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
 template <int BITS>
-void pick_bits(size_t gj, ScoresFn& sf, PvFn& pf) {
+void pick_bits_z(size_t gj, ScoresFn& sf, PvFn& pf) {
+  switch (gj) {
+    case 1: sf = &fused_scores_z<BITS, 1>, pf = &fused_pv_z<BITS, 1>; break;
+    case 2: sf = &fused_scores_z<BITS, 2>, pf = &fused_pv_z<BITS, 2>; break;
+    case 3: sf = &fused_scores_z<BITS, 3>, pf = &fused_pv_z<BITS, 3>; break;
+    case 4: sf = &fused_scores_z<BITS, 4>, pf = &fused_pv_z<BITS, 4>; break;
+    case 5: sf = &fused_scores_z<BITS, 5>, pf = &fused_pv_z<BITS, 5>; break;
+    case 6: sf = &fused_scores_z<BITS, 6>, pf = &fused_pv_z<BITS, 6>; break;
+    case 7: sf = &fused_scores_z<BITS, 7>, pf = &fused_pv_z<BITS, 7>; break;
+    default: sf = &fused_scores_z<BITS, 8>, pf = &fused_pv_z<BITS, 8>; break;
+  }
+}
+
+template <int BITS>
+void pick_bits(size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
+  if (wide) return pick_bits_z<BITS>(gj, sf, pf);
   switch (gj) {
     case 1: sf = &fused_scores<BITS, 1>, pf = &fused_pv<BITS, 1>; break;
     case 2: sf = &fused_scores<BITS, 2>, pf = &fused_pv<BITS, 2>; break;
@@ -1046,18 +1303,18 @@ void pick_bits(size_t gj, ScoresFn& sf, PvFn& pf) {
   }
 }
 
-/// The fused kernels for `bits` (0 = f16 rows, kTileF32 = f32 rows, -4 = 4-bit nibble-split) and gj (1..8) query heads;
-/// false when bits has none.
-bool pick_fused(int bits, size_t gj, ScoresFn& sf, PvFn& pf) {
+/// The fused kernels for `bits` (0 = f16 rows, kTileF32 = f32 rows, -4 = 4-bit nibble-split) and gj (1..8) query heads,
+/// on 512-bit vectors when `wide`; false when bits has none.
+bool pick_fused(int bits, size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
   switch (bits) {
-    case 0: pick_bits<0>(gj, sf, pf); return true;
-    case 1: pick_bits<1>(gj, sf, pf); return true;
-    case 2: pick_bits<2>(gj, sf, pf); return true;
-    case 3: pick_bits<3>(gj, sf, pf); return true;
-    case 4: pick_bits<4>(gj, sf, pf); return true;
-    case -4: pick_bits<-4>(gj, sf, pf); return true;
-    case 8: pick_bits<8>(gj, sf, pf); return true;
-    case kTileF32: pick_bits<kTileF32>(gj, sf, pf); return true;
+    case 0: pick_bits<0>(gj, wide, sf, pf); return true;
+    case 1: pick_bits<1>(gj, wide, sf, pf); return true;
+    case 2: pick_bits<2>(gj, wide, sf, pf); return true;
+    case 3: pick_bits<3>(gj, wide, sf, pf); return true;
+    case 4: pick_bits<4>(gj, wide, sf, pf); return true;
+    case -4: pick_bits<-4>(gj, wide, sf, pf); return true;
+    case 8: pick_bits<8>(gj, wide, sf, pf); return true;
+    case kTileF32: pick_bits<kTileF32>(gj, wide, sf, pf); return true;
     default: return false;
   }
 }
@@ -1065,6 +1322,12 @@ bool pick_fused(int bits, size_t gj, ScoresFn& sf, PvFn& pf) {
 }  // namespace
 
 // ---- public helpers ----------------------------------------------------------------------------
+
+bool kv_avx512_supported() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  return ok;
+}
 
 KvMethod kv_method_from_string(const std::string& s) {
   if (s == "fp16" || s == "f16") return KvMethod::F16;
@@ -1663,6 +1926,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   const size_t T = std::max(cfg_.group, kWindowTile);
   const double ema = 1.0 - 1.0 / static_cast<double>(cfg_.local_window);
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
+  const bool wide = avx512_ && D % 16 == 0 && kv_avx512_supported();
 #pragma omp parallel num_threads(nt)
   {
     std::vector<float> mrow(rows), lrow(rows);
@@ -1688,6 +1952,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
         ZipRows zk, zv;
         bool extras = false;  // GEAR terms on top of the fused kernels
         int fbits = kNoFused;
+        bool tile_wide = wide;  // this tile's fused kernels on 512-bit vectors
         size_t n = 0, fcg = 0;
         int32_t pmin = 0, pmax = 0;
         if (fused_) {
@@ -1702,10 +1967,12 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             if (ok) {
               n = b.n;
               extras = lrs.prepare(b, D);
-              // nibble-split 4-bit kernels need whole 16-channel blocks inside a value group and at
-              // most 4 query heads a pass (16 accumulators)
-              fbits = bb == 4 && D % 16 == 0 && b.v.cgroup % 16 == 0 && g <= 4 ? -4 : bb;
+              // nibble-split 4-bit kernels need whole 16-channel blocks (32 on 512-bit vectors) inside
+              // a value group, and on 256-bit vectors at most 4 query heads a pass (16 accumulators)
+              const size_t nib = wide ? 32 : 16;
+              fbits = bb == 4 && D % nib == 0 && b.v.cgroup % nib == 0 && (wide || g <= 4) ? -4 : bb;
               fcg = b.v.cgroup;
+              tile_wide = wide && fcg % 16 == 0;
               const size_t ng = D / fcg;
               // value scales and zeros as [group][token] (tokens padded to a multiple of 8 with 0)
               const size_t n8 = (n + 7) / 8 * 8;
@@ -1790,7 +2057,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               pick_zip(gj, zsf, zpf);
               zsf(zk, zcs.data(), n, D, q0, scale, s.data(), T + 8, fs);
             } else if (fast) {
-              pick_fused(fbits, gj, sfn, pfn);
+              pick_fused(fbits, gj, tile_wide, sfn, pfn);
               if (j0 == 0 && t == 0 && fbits != kTileF32) prefetch_rows(fv, n);  // V lines arrive while the scores run
               sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
               if (extras) lrs.scores(q0, gj, scale, s.data(), T + 8);

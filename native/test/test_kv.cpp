@@ -497,7 +497,8 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
   // copy: decode (every tile fused) and a 3-token chunk (the causal tail through the f32 path),
   // GQA 1, 3, 4 and 12 (two passes of <= 8 heads), head_dim 64 and 128, with and without a window;
   // groups of 16 and (2 and 4 bits) 32 tokens and channels: value scales transposed for 2, 4 and 8
-  // channel groups per token (head_dim / group).
+  // channel groups per token (head_dim / group). On AVX-512 CPUs the fused kernels run on 512-bit
+  // vectors by default; a third cache checks the 256-bit ones (set_avx512(false)) the same way.
   // Unit-scale values (outlier_scale 1): 10x outlier tokens put outputs near 30, where a few f32
   // ulps of either path already exceed the absolute 1e-5.
   const size_t KV = 2, n = 100;
@@ -520,15 +521,15 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
           cfg.residual = 8;
           KvShape s = shape(1, H, KV, D);
           s.window = win;
-          CompressedKv fused(cfg, s, n + 4, nullptr), plain(cfg, s, n + 4, nullptr);
+          CompressedKv fused(cfg, s, n + 4, nullptr), narrow(cfg, s, n + 4, nullptr), plain(cfg, s, n + 4, nullptr);
+          narrow.set_avx512(false);
           plain.set_fused_attention(false);
           Data d = synth(n + 4, KV, H, D, 500 + D + g * 10 + static_cast<uint64_t>(bits), 1.f);
-          feed(fused, d, n, 9);
-          feed(plain, d, n, 9);
+          for (CompressedKv* c : {&fused, &narrow, &plain}) feed(*c, d, n, 9);
           for (size_t m_q : {size_t{1}, size_t{3}}) {
             const size_t t0 = n + (m_q == 1 ? 0 : 1);
-            std::vector<float> ref(m_q * H * D), o1(m_q * H * D), o2(m_q * H * D);
-            for (CompressedKv* c : {&fused, &plain})
+            std::vector<float> ref(m_q * H * D), o1(m_q * H * D), o2(m_q * H * D), o3(m_q * H * D);
+            for (CompressedKv* c : {&fused, &narrow, &plain})
               c->append(0, d.k.data() + t0 * KV * D, d.k.data() + t0 * KV * D, d.v.data() + t0 * KV * D, d.pos.data() + t0, m_q);
             for (size_t h = 0; h < KV; ++h) {
               std::vector<float> k, v, qh(m_q * g * D), o(m_q * g * D);
@@ -542,13 +543,16 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
             }
             fused.attend(0, d.q.data() + t0 * H * D, d.pos.data() + t0, m_q, o1.data());
             plain.attend(0, d.q.data() + t0 * H * D, d.pos.data() + t0, m_q, o2.data());
-            double w_ref = 0, w_plain = 0;
+            narrow.attend(0, d.q.data() + t0 * H * D, d.pos.data() + t0, m_q, o3.data());
+            double w_ref = 0, w_plain = 0, w_narrow = 0;
             for (size_t i = 0; i < o1.size(); ++i) {
               w_ref = std::max(w_ref, static_cast<double>(std::fabs(o1[i] - ref[i])));
               w_plain = std::max(w_plain, static_cast<double>(std::fabs(o1[i] - o2[i])));
+              w_narrow = std::max(w_narrow, static_cast<double>(std::fabs(o3[i] - ref[i])));
             }
             CHECK(w_ref <= 1e-5);
             CHECK(w_plain <= 1e-5);
+            CHECK(w_narrow <= 1e-5);
           }
         }
 }
@@ -557,18 +561,19 @@ namespace {
 
 /// One decode step after n tokens (fed in chunks of 9) through the fused kernels, against the same
 /// cache on f32 tiles (set_fused_attention(false)) and the double reference over the dequantized
-/// copy: both within 1e-5 of the output magnitude. rope: the cache's RoPE table (KVQuant keys are
-/// stored before RoPE; d.k is then their pre-RoPE value).
+/// copy: both within 1e-5 of the output magnitude; the same for the fused kernels on 256-bit vectors
+/// (set_avx512(false); the default on AVX-512 CPUs is 512-bit). rope: the cache's RoPE table
+/// (KVQuant keys are stored before RoPE; d.k is then their pre-RoPE value).
 void check_fused_decode(const KvConfig& cfg, size_t KV, size_t g, size_t D, size_t n, const Data& d,
                         const RopeCache* rope = nullptr) {
   const size_t H = KV * g;
   KvShape s = shape(1, H, KV, D);
-  CompressedKv fused(cfg, s, n + 1, rope), plain(cfg, s, n + 1, rope);
+  CompressedKv fused(cfg, s, n + 1, rope), narrow(cfg, s, n + 1, rope), plain(cfg, s, n + 1, rope);
+  narrow.set_avx512(false);
   plain.set_fused_attention(false);
-  feed(fused, d, n, 9);
-  feed(plain, d, n, 9);
-  std::vector<float> ref(H * D), o1(H * D), o2(H * D);
-  for (CompressedKv* c : {&fused, &plain})
+  for (CompressedKv* c : {&fused, &narrow, &plain}) feed(*c, d, n, 9);
+  std::vector<float> ref(H * D), o1(H * D), o2(H * D), o3(H * D);
+  for (CompressedKv* c : {&fused, &narrow, &plain})
     c->append(0, d.k.data() + n * KV * D, d.k.data() + n * KV * D, d.v.data() + n * KV * D, d.pos.data() + n, 1);
   for (size_t h = 0; h < KV; ++h) {
     std::vector<float> k, v;
@@ -579,14 +584,17 @@ void check_fused_decode(const KvConfig& cfg, size_t KV, size_t g, size_t D, size
   }
   fused.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o1.data());
   plain.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o2.data());
-  double w_ref = 0, w_plain = 0, mag = 0;
+  narrow.attend(0, d.q.data() + n * H * D, d.pos.data() + n, 1, o3.data());
+  double w_ref = 0, w_plain = 0, w_narrow = 0, mag = 0;
   for (size_t i = 0; i < o1.size(); ++i) {
     w_ref = std::max(w_ref, static_cast<double>(std::fabs(o1[i] - ref[i])));
     w_plain = std::max(w_plain, static_cast<double>(std::fabs(o1[i] - o2[i])));
+    w_narrow = std::max(w_narrow, static_cast<double>(std::fabs(o3[i] - ref[i])));
     mag = std::max(mag, static_cast<double>(std::fabs(ref[i])));
   }
   CHECK(w_ref <= 1e-5 * std::max(1.0, mag));
   CHECK(w_plain <= 1e-5 * std::max(1.0, mag));
+  CHECK(w_narrow <= 1e-5 * std::max(1.0, mag));
 }
 
 }  // namespace

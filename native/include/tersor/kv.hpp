@@ -221,6 +221,9 @@ class CompressedKv {
   /// Whether attend() reads fully visible tiles through the fused kernels (default) or always
   /// through an f32 copy of the tile (the reference path; tests and benchmarks compare the two).
   void set_fused_attention(bool on) { fused_ = on; }
+  /// Whether the fused kernels run on 512-bit vectors where the CPU has AVX-512 (default) or on the
+  /// 256-bit ones (tests compare the two; no effect without AVX-512, see kv_avx512_supported).
+  void set_avx512(bool on) { avx512_ = on; }
 
   struct Head;
 
@@ -244,7 +247,11 @@ class CompressedKv {
   std::vector<double> qcount_;
   std::vector<float> identity_lut_;
   bool fused_ = true;
+  bool avx512_ = true;
 };
+
+/// Whether this CPU (and OS) runs the 512-bit fused attention kernels (AVX-512 F, VL, BW, DQ).
+bool kv_avx512_supported();
 
 /// Reference attention in double over explicit (dequantized) K/V of one KV head with positions:
 /// out[t, j, :] for the `group` query heads of that head; q [n_q, group, D]. For tests.
