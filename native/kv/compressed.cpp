@@ -435,6 +435,26 @@ inline void prefetch_rows(const FusedPart& P, size_t n) {
   for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(b + o, _MM_HINT_T0);
 }
 
+/// Asks for every array of a block (codes, scales, zero points, side stores) to be brought into L1.
+inline void prefetch_block(const QBlock& b) {
+  auto lines = [](const void* p, size_t bytes) {
+    const char* c = static_cast<const char*>(p);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+  };
+  for (const QPart* p : {&b.k, &b.v}) {
+    lines(p->codes.data(), p->codes.size());
+    lines(p->scale.data(), p->scale.size() * sizeof(uint16_t));
+    lines(p->zero.data(), p->zero.size() * sizeof(uint16_t));
+    lines(p->off.data(), p->off.size() * sizeof(uint32_t));
+    lines(p->tbits.data(), p->tbits.size());
+    lines(p->cscale.data(), p->cscale.size() * sizeof(uint16_t));
+    lines(p->sp_idx.data(), p->sp_idx.size() * sizeof(uint32_t));
+    lines(p->sp_val.data(), p->sp_val.size() * sizeof(uint16_t));
+    lines(p->lr_a.data(), p->lr_a.size() * sizeof(uint16_t));
+    lines(p->lr_b.data(), p->lr_b.size() * sizeof(uint16_t));
+  }
+}
+
 /// Lane i = sum of the 8 lanes of a[i].
 inline __m256 hsum8x8(const __m256* a) {
   const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
@@ -1946,6 +1966,11 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
       std::fill(lrow.begin(), lrow.end(), 0.f);
       const size_t ntiles = tiles(hd);
       for (size_t i = 0; i < ntiles; ++i) {
+        // the next block's arrays are separate allocations, each a new stream the hardware
+        // prefetcher finds only after a few misses; asked for a block ahead they arrive while this
+        // tile computes (a decode step reads each layer's cache cold: warm n4096 d128 KIVI-4 GQA 1
+        // after a 256 MB cache flush 0.53 -> 0.41 ms)
+        if (i + 1 < hd.blocks.size()) prefetch_block(hd.blocks[i + 1]);
         // The fused view of the tile (f16 window rows, or a block of uniform codes with per-channel
         // keys and per-token values), used for the queries that see every token of it.
         FusedPart fk, fv;
