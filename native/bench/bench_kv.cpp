@@ -20,7 +20,7 @@
 //                        read), as in a decode step where the other layers' caches and weights pass
 //                        through between two visits of this layer; cold_ratio = f16 cold / ours cold;
 //                        cold_gbps, f16_cold_gbps, cold_gqa_cost, f16_cold_gqa_cost likewise
-//   avx2_s, f16_avx2_s   (kivi4, on AVX-512 CPUs) the compressed and the f16 cache through the 256-bit
+//   avx2_s, f16_avx2_s   (kivi4 and zipcache4_2, on AVX-512 CPUs) the compressed and the f16 cache through the 256-bit
 //                        kernels (set_avx512(false)): the 512-bit kernels' gain in the same run
 // KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 at n4096 only (their
 // compression of 16384 tokens takes long). GEAR-4 runs the fused KIVI kernels plus its low-rank
@@ -155,6 +155,7 @@ void kv_suite(bool quick) {
         vars.insert(vars.end(), {{"kvquant4", kv::KvMethod::KvQuant, 4},
                                  {"gear4", kv::KvMethod::Gear, 4},
                                  {"zipcache4_2", kv::KvMethod::ZipCache, 4}});
+      if (N <= 4096 && kv::kv_avx512_supported()) vars.push_back({"zipcache4_2", kv::KvMethod::ZipCache, 4, true, false});
       std::vector<double> gqa1(vars.size(), 0.0), gqa1_cold(vars.size(), 0.0);
       RopeConfig rc;
       rc.head_dim = D;

@@ -857,6 +857,25 @@ TERSOR_KV_AVX512 inline void load32_nib(const uint8_t* row, size_t c, __m512& ev
   od = _mm512_cvtepi32_ps(_mm512_srli_epi32(x, 4));
 }
 
+/// a[jj] += q_jj . k for the GJ query rows at q (row stride D) and one vector k of a key row.
+template <int GJ>
+TERSOR_KV_AVX512 inline void fma_heads_z(const float* q, size_t D, __m512 k, __m512* a) {
+  #pragma GCC unroll 16
+  for (int jj = 0; jj < GJ; ++jj) a[jj] = _mm512_fmadd_ps(_mm512_loadu_ps(q + static_cast<size_t>(jj) * D), k, a[jj]);
+}
+
+/// The 16-lane partial sums a[tx][jj] of tokens x .. x + TX folded to the 8 lanes red keeps per
+/// (head, token).
+template <int GJ, size_t TX>
+TERSOR_KV_AVX512 inline void store_red_z(const __m512 (&a)[TX][GJ], size_t n8, size_t x, float* red) {
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj)
+      _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8,
+                       _mm256_add_ps(_mm512_castps512_ps256(a[tx][jj]), _mm512_extractf32x8_ps(a[tx][jj], 1)));
+}
+
 /// score_rows with 16-lane accumulators (folded to 8 lanes into red).
 template <int BITS, int GJ, size_t TX>
 TERSOR_KV_AVX512 inline void score_rows_z(const FusedPart& K, size_t x, size_t n8, size_t D, const float* qk, float* red) {
@@ -883,17 +902,10 @@ TERSOR_KV_AVX512 inline void score_rows_z(const FusedPart& K, size_t x, size_t n
       #pragma GCC unroll 16
       for (size_t tx = 0; tx < TX; ++tx) {
         const __m512 kv = load16<BITS>(K.rows + (x + tx) * K.stride, c);
-        #pragma GCC unroll 16
-        for (int jj = 0; jj < GJ; ++jj)
-          a[tx][jj] = _mm512_fmadd_ps(_mm512_loadu_ps(qk + static_cast<size_t>(jj) * D + c), kv, a[tx][jj]);
+        fma_heads_z<GJ>(qk + c, D, kv, a[tx]);
       }
   }
-  #pragma GCC unroll 16
-  for (size_t tx = 0; tx < TX; ++tx)
-    #pragma GCC unroll 16
-    for (int jj = 0; jj < GJ; ++jj)
-      _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8,
-                       _mm256_add_ps(_mm512_castps512_ps256(a[tx][jj]), _mm512_extractf32x8_ps(a[tx][jj], 1)));
+  store_red_z<GJ, TX>(a, n8, x, red);
 }
 
 /// fused_scores on 512-bit vectors (D % 16 == 0; % 32 for BITS -4).
@@ -1194,13 +1206,10 @@ inline void zip_score_rows(const ZipRows& K, size_t x, size_t n8, size_t D, cons
       _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8, _mm256_add_ps(a[tx][jj][0], a[tx][jj][1]));
 }
 
-/// Scores of GJ heads (q0: GJ rows of D) against the n keys of a ZipCache tile into s[jj * ss + x],
-/// times `scale`; cs: the block's channel scales in f32.
+/// The ZipCache scores' query rows: qk = q * cs (the block's channel scales folded in) and
+/// qsum[jj] = sum(q * cs), the zero points' factor.
 template <int GJ>
-void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
-                FusedScratch& w) {
-  float* qk = w.qs.data();
-  float qsum[GJ];
+void zip_fold_q(const float* cs, size_t D, const float* q0, float* qk, float* qsum) {
   for (int jj = 0; jj < GJ; ++jj) {
     __m256 t = _mm256_setzero_ps();
     for (size_t c = 0; c < D; c += 8) {
@@ -1210,6 +1219,32 @@ void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const flo
     }
     qsum[jj] = simd::hsum8(t);
   }
+}
+
+/// s[jj * ss + x] = scale (s_x raw_x + z_x qsum[jj]), raw_x the sum of the 8 partial sums red[jj][x]
+/// (red zeroed past n).
+template <int GJ>
+void zip_finish_scores(const ZipRows& K, size_t n, size_t n8, float* red, float scale, const float* qsum, float* s, size_t ss) {
+  for (int jj = 0; jj < GJ; ++jj) {
+    for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
+    const __m256 sc = _mm256_set1_ps(scale), qz = _mm256_set1_ps(qsum[jj]);
+    for (size_t x0 = 0; x0 < n8; x0 += 8) {
+      __m256 v8[8];
+      for (int i = 0; i < 8; ++i) v8[i] = _mm256_loadu_ps(red + (static_cast<size_t>(jj) * n8 + x0 + static_cast<size_t>(i)) * 8);
+      const __m256 sv = _mm256_fmadd_ps(_mm256_loadu_ps(K.S + x0), hsum8x8(v8), _mm256_mul_ps(_mm256_loadu_ps(K.Z + x0), qz));
+      _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm256_mul_ps(sv, sc));
+    }
+  }
+}
+
+/// Scores of GJ heads (q0: GJ rows of D) against the n keys of a ZipCache tile into s[jj * ss + x],
+/// times `scale`; cs: the block's channel scales in f32.
+template <int GJ>
+void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
+                FusedScratch& w) {
+  float* qk = w.qs.data();
+  float qsum[GJ];
+  zip_fold_q<GJ>(cs, D, q0, qk, qsum);
   const size_t n8 = (n + 7) / 8 * 8;
   float* red = w.red.data();
   // TX tokens at a time so that one or two heads still keep 8 FMA chains
@@ -1217,26 +1252,13 @@ void zip_scores(const ZipRows& K, const float* cs, size_t n, size_t D, const flo
   size_t x = 0;
   for (; x + TX <= n; x += TX) zip_score_rows<GJ, TX>(K, x, n8, D, qk, red);
   for (; x < n; ++x) zip_score_rows<GJ, 1>(K, x, n8, D, qk, red);
-  for (int jj = 0; jj < GJ; ++jj) {
-    for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x) * 8, _mm256_setzero_ps());
-    const __m256 sc = _mm256_set1_ps(scale), qz = _mm256_set1_ps(qsum[jj]);
-    for (size_t x0 = 0; x0 < n8; x0 += 8) {
-      __m256 v8[8];
-      for (int i = 0; i < 8; ++i) v8[i] = _mm256_loadu_ps(red + (static_cast<size_t>(jj) * n8 + x0 + static_cast<size_t>(i)) * 8);
-      // s_x raw_x + z_x sum(q cs), times the softmax scale
-      const __m256 sv = _mm256_fmadd_ps(_mm256_loadu_ps(K.S + x0), hsum8x8(v8), _mm256_mul_ps(_mm256_loadu_ps(K.Z + x0), qz));
-      _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm256_mul_ps(sv, sc));
-    }
-  }
+  zip_finish_scores<GJ>(K, n, n8, red, scale, qsum, s, ss);
 }
 
-/// acc[jj * D + c] = acc * corr[jj] + sum_x p[jj * ss + x] v_x[c] for the GJ heads of a ZipCache tile
-/// (p zero past n).
+/// pw[jj][x] = p_x s_x (the value scales folded into the probabilities, 0 past n) and
+/// zsum[jj] = sum_x p_x z_x, the zero points' contribution to every channel.
 template <int GJ>
-void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, const float* corr, float* acc, FusedScratch& w) {
-  const size_t n8 = (n + 7) / 8 * 8;
-  float* pw = w.pv.data();  // [jj][x]: p_x s_x
-  float zsum[GJ];
+void zip_scale_probs(const ZipRows& V, size_t n8, const float* p, size_t ss, float* pw, float* zsum) {
   for (int jj = 0; jj < GJ; ++jj) {
     const float* pj = p + static_cast<size_t>(jj) * ss;
     __m256 z = _mm256_setzero_ps();
@@ -1247,6 +1269,16 @@ void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, con
     }
     zsum[jj] = simd::hsum8(z);
   }
+}
+
+/// acc[jj * D + c] = acc * corr[jj] + sum_x p[jj * ss + x] v_x[c] for the GJ heads of a ZipCache tile
+/// (p zero past n).
+template <int GJ>
+void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, const float* corr, float* acc, FusedScratch& w) {
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* pw = w.pv.data();  // [jj][x]: p_x s_x
+  float zsum[GJ];
+  zip_scale_probs<GJ>(V, n8, p, ss, pw, zsum);
   // CB chunks of 8 channels at a time so that few heads still give independent FMA chains, and each
   // token's width, row and shift are looked up once per CB chunks (GJ x CB <= 8 accumulators)
   constexpr size_t CB = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ <= 4 ? 2 : 1;
@@ -1275,19 +1307,144 @@ void zip_pv(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, con
   }
 }
 
+// ZipCache on 512-bit vectors (D % 16 == 0): 16 codes of a row of width b (<= 4) are two 32-bit
+// words (8 codes each, at bytes b c / 8 and b (c + 8) / 8) broadcast to the two halves of a vector,
+// shifted lane by lane and masked.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+/// Per-lane shifts ((i % 8) b) and masks of 16-code vectors for widths 1..4, as int32 lanes (loaded
+/// inside the AVX-512 kernels; a static of vector type would need AVX-512 to construct).
+struct ShiftMasks16 {
+  alignas(64) int32_t sh[5][16];
+  alignas(64) int32_t mk[5][16];
+  ShiftMasks16() {
+    for (int b = 0; b <= 4; ++b)
+      for (int i = 0; i < 16; ++i) sh[b][i] = (i % 8) * b, mk[b][i] = (1 << b) - 1;
+  }
+};
+const ShiftMasks16& shift_masks16() {
+  static const ShiftMasks16 t;
+  return t;
+}
+
+/// 16 codes of width b of a row at channel c (c % 16 == 0; rows end in kPad slack bytes).
+TERSOR_KV_AVX512 inline __m512 load16_codes(const uint8_t* row, size_t c, int b, __m512i sh, __m512i mk) {
+  uint32_t w0, w1;
+  std::memcpy(&w0, row + (c / 8) * static_cast<size_t>(b), 4);
+  std::memcpy(&w1, row + (c / 8 + 1) * static_cast<size_t>(b), 4);
+  const __m512i wv = _mm512_mask_set1_epi32(_mm512_set1_epi32(static_cast<int>(w0)), 0xFF00, static_cast<int>(w1));
+  return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(wv, sh), mk));
+}
+
+/// zip_score_rows with 16-lane accumulators (folded to 8 lanes into red).
+template <int GJ, size_t TX>
+TERSOR_KV_AVX512 inline void zip_score_rows_z(const ZipRows& K, size_t x, size_t n8, size_t D, const float* qk, float* red) {
+  const ShiftMasks16& sm = shift_masks16();
+  __m512i sh[TX], mk[TX];
+  const uint8_t* row[TX];
+  int bw[TX];
+  __m512 a[TX][GJ];
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx) {
+    const int b = bw[tx] = K.width(x + tx);
+    sh[tx] = _mm512_load_si512(sm.sh[b]);
+    mk[tx] = _mm512_load_si512(sm.mk[b]);
+    row[tx] = K.row(x + tx, D);
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) a[tx][jj] = _mm512_setzero_ps();
+  }
+  for (size_t c = 0; c < D; c += 16)
+    #pragma GCC unroll 16
+    for (size_t tx = 0; tx < TX; ++tx) {
+      const __m512 kv = load16_codes(row[tx], c, bw[tx], sh[tx], mk[tx]);
+      fma_heads_z<GJ>(qk + c, D, kv, a[tx]);
+    }
+  store_red_z<GJ, TX>(a, n8, x, red);
+}
+
+/// zip_scores on 512-bit vectors.
+template <int GJ>
+TERSOR_KV_AVX512 void zip_scores_z(const ZipRows& K, const float* cs, size_t n, size_t D, const float* q0, float scale, float* s,
+                                   size_t ss, FusedScratch& w) {
+  float* qk = w.qs.data();
+  float qsum[GJ];
+  zip_fold_q<GJ>(cs, D, q0, qk, qsum);
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* red = w.red.data();
+  constexpr size_t TX = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : 2;
+  size_t x = 0;
+  for (; x + TX <= n; x += TX) zip_score_rows_z<GJ, TX>(K, x, n8, D, qk, red);
+  for (; x < n; ++x) zip_score_rows_z<GJ, 1>(K, x, n8, D, qk, red);
+  zip_finish_scores<GJ>(K, n, n8, red, scale, qsum, s, ss);
+}
+
+/// zip_pv on 512-bit vectors: CB chunks of 16 channels a pass.
+template <int GJ>
+TERSOR_KV_AVX512 void zip_pv_z(const ZipRows& V, size_t n, size_t D, const float* p, size_t ss, const float* corr, float* acc,
+                               FusedScratch& w) {
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* pw = w.pv.data();
+  float zsum[GJ];
+  zip_scale_probs<GJ>(V, n8, p, ss, pw, zsum);
+  constexpr size_t CB = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ <= 4 ? 2 : 1;
+  const ShiftMasks16& sm = shift_masks16();
+  for (size_t c0 = 0; c0 < D; c0 += 16 * CB) {
+    const size_t cb = std::min(CB, (D - c0) / 16);
+    __m512 a[GJ][CB];
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj)
+      #pragma GCC unroll 16
+      for (size_t ci = 0; ci < CB; ++ci)
+        a[jj][ci] = ci < cb ? _mm512_mul_ps(_mm512_loadu_ps(acc + static_cast<size_t>(jj) * D + c0 + 16 * ci), _mm512_set1_ps(corr[jj]))
+                            : _mm512_setzero_ps();
+    for (size_t x = 0; x < n; ++x) {
+      const int b = V.width(x);
+      const __m512i sh = _mm512_load_si512(sm.sh[b]), mk = _mm512_load_si512(sm.mk[b]);
+      const uint8_t* row = V.row(x, D);
+      #pragma GCC unroll 16
+      for (size_t ci = 0; ci < CB; ++ci) {
+        if (ci >= cb) break;
+        const __m512 vv = load16_codes(row, c0 + 16 * ci, b, sh, mk);
+        #pragma GCC unroll 16
+        for (int jj = 0; jj < GJ; ++jj)
+          a[jj][ci] = _mm512_fmadd_ps(_mm512_set1_ps(pw[static_cast<size_t>(jj) * n8 + x]), vv, a[jj][ci]);
+      }
+    }
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj)
+      #pragma GCC unroll 16
+      for (size_t ci = 0; ci < CB; ++ci)
+        if (ci < cb)
+          _mm512_storeu_ps(acc + static_cast<size_t>(jj) * D + c0 + 16 * ci, _mm512_add_ps(a[jj][ci], _mm512_set1_ps(zsum[jj])));
+  }
+}
+
+#pragma GCC diagnostic pop
+
 using ZipScoresFn = void (*)(const ZipRows&, const float*, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
 using ZipPvFn = void (*)(const ZipRows&, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
-void pick_zip(size_t gj, ZipScoresFn& sf, ZipPvFn& pf) {
+template <int GJ>
+void pick_zip_gj(bool wide, ZipScoresFn& sf, ZipPvFn& pf) {
+  if (wide)
+    sf = &zip_scores_z<GJ>, pf = &zip_pv_z<GJ>;
+  else
+    sf = &zip_scores<GJ>, pf = &zip_pv<GJ>;
+}
+
+/// The ZipCache kernel pair for gj heads a pass, on 512-bit vectors when `wide`.
+void pick_zip(size_t gj, bool wide, ZipScoresFn& sf, ZipPvFn& pf) {
   switch (gj) {
-    case 1: sf = &zip_scores<1>, pf = &zip_pv<1>; break;
-    case 2: sf = &zip_scores<2>, pf = &zip_pv<2>; break;
-    case 3: sf = &zip_scores<3>, pf = &zip_pv<3>; break;
-    case 4: sf = &zip_scores<4>, pf = &zip_pv<4>; break;
-    case 5: sf = &zip_scores<5>, pf = &zip_pv<5>; break;
-    case 6: sf = &zip_scores<6>, pf = &zip_pv<6>; break;
-    case 7: sf = &zip_scores<7>, pf = &zip_pv<7>; break;
-    default: sf = &zip_scores<8>, pf = &zip_pv<8>; break;
+    case 1: pick_zip_gj<1>(wide, sf, pf); break;
+    case 2: pick_zip_gj<2>(wide, sf, pf); break;
+    case 3: pick_zip_gj<3>(wide, sf, pf); break;
+    case 4: pick_zip_gj<4>(wide, sf, pf); break;
+    case 5: pick_zip_gj<5>(wide, sf, pf); break;
+    case 6: pick_zip_gj<6>(wide, sf, pf); break;
+    case 7: pick_zip_gj<7>(wide, sf, pf); break;
+    default: pick_zip_gj<8>(wide, sf, pf); break;
   }
 }
 
@@ -2079,7 +2236,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             ZipScoresFn zsf = nullptr;
             ZipPvFn zpf = nullptr;
             if (fast && fbits == kZipFused) {
-              pick_zip(gj, zsf, zpf);
+              pick_zip(gj, tile_wide, zsf, zpf);
               zsf(zk, zcs.data(), n, D, q0, scale, s.data(), T + 8, fs);
             } else if (fast) {
               pick_fused(fbits, gj, tile_wide, sfn, pfn);

@@ -64,6 +64,10 @@
 //    channel scales, keys and values quantized per token at mixed widths up to 4 bits) have their
 //    own fused pair: q.k_x = s_x (q * cs).code_x + z_x sum(q * cs), sum_x p_x v_x = sum_x (p_x s_x)
 //    code_x + sum_x p_x z_x, each row unpacked by the shift and mask of its width.
+//    Where the CPU has AVX-512 (kv_avx512_supported; set_avx512(false) keeps the 256-bit kernels) all
+//    these fused kernels, ZipCache's included, run on 512-bit vectors when D % 16 == 0: 16 channels
+//    per vector, 32 for nibble-split 4-bit codes (a ZipCache row's 16 codes are two 32-bit words of 8
+//    broadcast to the two halves and shifted lane by lane).
 //  * f32 tile (everything else: non-uniform KVQuant codes, ZipCache with a salient width above 4
 //    bits, RoPE of pre-RoPE keys, tiles cut by the causal mask or the window): the block is
 //    dequantized into an L1-sized f32 tile (codes of <= 4 bits unpacked by shifts, a non-uniform
