@@ -489,6 +489,7 @@ class AlignedFloats {
 /// Scratch of one attention task.
 struct FusedScratch {
   AlignedFloats qs, qsplit, qnat, red, pv, zt;
+  AlignedFloats qbf, pbf;  // bf16 q' rows and P' pairs (bf16_dot), as raw 32-bit words
   const float* qsplit_of = nullptr;  // the q rows qsplit holds (one attend call: q is constant)
   size_t qsplit_rows = 0;
   int qsplit_order = 0;  // and their nibble-split order (even_at)
@@ -501,6 +502,8 @@ struct FusedScratch {
     red.resize(8 * (T + 8) * 8);
     pv.resize(8 * (T + 8) * D / 8);  // at most D / 8 channel groups per token
     zt.resize(8 * D / 8);
+    qbf.resize(8 * D / 2);
+    pbf.resize(8 * (T + 8) * D / 16);
   }
 };
 
@@ -957,17 +960,15 @@ TERSOR_KV_AVX512 inline void pv_chunks_z(const FusedPart& V, size_t n, size_t n8
     }
 }
 
-/// pv_chunks_nib on 512-bit vectors: channels c0 .. c0 + 32 CB of nibble-split codes (cgroup % 32 == 0).
+/// The value accumulators of GJ heads for channels c0 .. c0 + 32 CB in nibble-split order (ae: even
+/// channels, ao: odd), scaled by the softmax correction corr[jj].
 template <int GJ, size_t CB>
-TERSOR_KV_AVX512 inline void pv_chunks_nib_z(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c0, size_t cgroup,
-                                             size_t ng, const float* pv, const float* zt, const float* corr, float* acc) {
+TERSOR_KV_AVX512 inline void nib_acc_load_z(const float* acc, size_t D, size_t c0, const float* corr, __m512 (&ae)[GJ][CB],
+                                            __m512 (&ao)[GJ][CB]) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  __m512 ae[GJ][CB], ao[GJ][CB];
-  size_t gi[CB];
   #pragma GCC unroll 16
-  for (size_t ci = 0; ci < CB; ++ci) {
-    gi[ci] = (c0 + 32 * ci) / cgroup;
+  for (size_t ci = 0; ci < CB; ++ci)
     #pragma GCC unroll 16
     for (int jj = 0; jj < GJ; ++jj) {
       const float* a = acc + static_cast<size_t>(jj) * D + c0 + 32 * ci;
@@ -975,7 +976,37 @@ TERSOR_KV_AVX512 inline void pv_chunks_nib_z(const FusedPart& V, size_t n, size_
       ae[jj][ci] = _mm512_mul_ps(_mm512_permutex2var_ps(lo, even, hi), cr);
       ao[jj][ci] = _mm512_mul_ps(_mm512_permutex2var_ps(lo, odd, hi), cr);
     }
-  }
+}
+
+/// Stores nibble-split accumulators back in channel order, each plus its value group's zero-point
+/// term zt[jj * ng + gi[ci]].
+template <int GJ, size_t CB>
+TERSOR_KV_AVX512 inline void nib_acc_store_z(float* acc, size_t D, size_t c0, const float* zt, size_t ng, const size_t* gi,
+                                             const __m512 (&ae)[GJ][CB], const __m512 (&ao)[GJ][CB]) {
+  // lanes (even k, odd k) back to channels (2k, 2k + 1)
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) {
+      const __m512 z = _mm512_set1_ps(zt[static_cast<size_t>(jj) * ng + gi[ci]]);
+      const __m512 e = _mm512_add_ps(ae[jj][ci], z), o = _mm512_add_ps(ao[jj][ci], z);
+      float* a = acc + static_cast<size_t>(jj) * D + c0 + 32 * ci;
+      _mm512_storeu_ps(a, _mm512_permutex2var_ps(e, lo_idx, o));
+      _mm512_storeu_ps(a + 16, _mm512_permutex2var_ps(e, hi_idx, o));
+    }
+}
+
+/// pv_chunks_nib on 512-bit vectors: channels c0 .. c0 + 32 CB of nibble-split codes (cgroup % 32 == 0).
+template <int GJ, size_t CB>
+TERSOR_KV_AVX512 inline void pv_chunks_nib_z(const FusedPart& V, size_t n, size_t n8, size_t D, size_t c0, size_t cgroup,
+                                             size_t ng, const float* pv, const float* zt, const float* corr, float* acc) {
+  __m512 ae[GJ][CB], ao[GJ][CB];
+  size_t gi[CB];
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci) gi[ci] = (c0 + 32 * ci) / cgroup;
+  nib_acc_load_z<GJ, CB>(acc, D, c0, corr, ae, ao);
   for (size_t x = 0; x < n; ++x) {
     const uint8_t* row = V.rows + x * V.stride;
     #pragma GCC unroll 16
@@ -990,19 +1021,7 @@ TERSOR_KV_AVX512 inline void pv_chunks_nib_z(const FusedPart& V, size_t n, size_
       }
     }
   }
-  // lanes (even k, odd k) back to channels (2k, 2k + 1)
-  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi_idx = _mm512_add_epi32(lo_idx, _mm512_set1_epi32(8));
-  #pragma GCC unroll 16
-  for (size_t ci = 0; ci < CB; ++ci)
-    #pragma GCC unroll 16
-    for (int jj = 0; jj < GJ; ++jj) {
-      const __m512 z = _mm512_set1_ps(zt[static_cast<size_t>(jj) * ng + gi[ci]]);
-      const __m512 e = _mm512_add_ps(ae[jj][ci], z), o = _mm512_add_ps(ao[jj][ci], z);
-      float* a = acc + static_cast<size_t>(jj) * D + c0 + 32 * ci;
-      _mm512_storeu_ps(a, _mm512_permutex2var_ps(e, lo_idx, o));
-      _mm512_storeu_ps(a + 16, _mm512_permutex2var_ps(e, hi_idx, o));
-    }
+  nib_acc_store_z<GJ, CB>(acc, D, c0, zt, ng, gi, ae, ao);
 }
 
 /// Channels c .. D of fused_pv_z, CB chunks a pass while they fit, then fewer.
@@ -1448,6 +1467,158 @@ void pick_zip(size_t gj, bool wide, ZipScoresFn& sf, ZipPvFn& pf) {
   }
 }
 
+// ---- bf16 dot products (KvConfig::bf16_dot) -----------------------------------------------------
+// On CPUs with AVX-512 BF16 (vdpbf16ps: 32 bf16 products summed pairwise into 16 f32 lanes, about
+// twice the multiply-adds per cycle of an f32 FMA) the 4-bit decode kernels can multiply the codes
+// (0..15, exact in bf16, centred to -8..7) by q' and P' rounded to bf16 (8 significant bits, a relative error below
+// 2^-9 on each product, accumulated in f32): the opt-in speed/precision trade llama.cpp makes by
+// rounding q to 8 bits for quantized caches. A code becomes its bf16 value by one word permute
+// (a 32-entry table indexed by the low 5 bits of the zero-extended byte: entry i = bf16((i & 15) - 8)).
+#define TERSOR_KV_BF16 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+/// Word i = the bf16 bits of (i & 15) - 8: codes centred on their range, so that the products
+/// q' (code - 8) that bf16 rounding perturbs are about half the size of q' code (the 8 sum(q')
+/// taken out is added back in f32).
+TERSOR_KV_BF16 inline __m512i nibble_bf16_table() {
+  alignas(64) static const uint16_t t[32] = {0xc100, 0xc0e0, 0xc0c0, 0xc0a0, 0xc080, 0xc040, 0xc000, 0xbf80,
+                                             0x0000, 0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0, 0x40e0,
+                                             0xc100, 0xc0e0, 0xc0c0, 0xc0a0, 0xc080, 0xc040, 0xc000, 0xbf80,
+                                             0x0000, 0x3f80, 0x4000, 0x4040, 0x4080, 0x40a0, 0x40c0, 0x40e0};
+  return _mm512_load_si512(t);
+}
+
+/// Partial scores (8 lanes) of GJ heads (bf16 q' rows qb) against tokens x .. x + TX into red.
+template <int GJ, size_t TX>
+TERSOR_KV_BF16 inline void score_rows_bf(const FusedPart& K, size_t x, size_t n8, size_t D, const uint16_t* qb, __m512i tbl,
+                                         float* red) {
+  __m512 a[TX][GJ], b[TX][GJ];
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) a[tx][jj] = b[tx][jj] = _mm512_setzero_ps();
+  for (size_t c = 0; c < D; c += 64)
+    #pragma GCC unroll 16
+    for (size_t tx = 0; tx < TX; ++tx) {
+      const __m512i xb = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(K.rows + (x + tx) * K.stride + c / 2)));
+      const __m512i lo = _mm512_permutexvar_epi16(xb, tbl), hi = _mm512_permutexvar_epi16(_mm512_srli_epi16(xb, 4), tbl);
+      #pragma GCC unroll 16
+      for (int jj = 0; jj < GJ; ++jj) {
+        const uint16_t* q = qb + static_cast<size_t>(jj) * D + c;
+        a[tx][jj] = _mm512_dpbf16_ps(a[tx][jj], reinterpret_cast<__m512bh>(_mm512_loadu_si512(q)), reinterpret_cast<__m512bh>(lo));
+        b[tx][jj] = _mm512_dpbf16_ps(b[tx][jj], reinterpret_cast<__m512bh>(_mm512_loadu_si512(q + 32)), reinterpret_cast<__m512bh>(hi));
+      }
+    }
+  #pragma GCC unroll 16
+  for (size_t tx = 0; tx < TX; ++tx)
+    #pragma GCC unroll 16
+    for (int jj = 0; jj < GJ; ++jj) a[tx][jj] = _mm512_add_ps(a[tx][jj], b[tx][jj]);
+  store_red_z<GJ, TX>(a, n8, x, red);
+}
+
+/// Scores of GJ heads against n keys of 4-bit codes (D % 64 == 0) with q' in bf16: per 64 channels
+/// of a row, the even channels' codes (low nibbles) meet q' of the even channels and the odd ones
+/// the odd, each a 32-word vector (word i: channel c + 2 i, resp. c + 2 i + 1).
+template <int GJ>
+TERSOR_KV_BF16 void fused_scores_bf(const FusedPart& K, size_t n, size_t D, const float* q0, float scale, float* s, size_t ss,
+                                    FusedScratch& w) {
+  float bias[GJ];
+  const float* qk = fold_key_scales<4, GJ, 16>(K, D, q0, bias, w);  // natural channel order
+  uint16_t* qb = reinterpret_cast<uint16_t*>(w.qbf.data());
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int jj = 0; jj < GJ; ++jj) {
+    __m512 qsum = _mm512_setzero_ps();
+    for (size_t c = 0; c < D; c += 64) {
+      const float* q = qk + static_cast<size_t>(jj) * D + c;
+      const __m512 v0 = _mm512_loadu_ps(q), v1 = _mm512_loadu_ps(q + 16), v2 = _mm512_loadu_ps(q + 32), v3 = _mm512_loadu_ps(q + 48);
+      qsum = _mm512_add_ps(qsum, _mm512_add_ps(_mm512_add_ps(v0, v1), _mm512_add_ps(v2, v3)));
+      // _mm512_cvtne2ps_pbh(a, b): words 0..15 from b, 16..31 from a
+      const __m512bh ev = _mm512_cvtne2ps_pbh(_mm512_permutex2var_ps(v2, even, v3), _mm512_permutex2var_ps(v0, even, v1));
+      const __m512bh od = _mm512_cvtne2ps_pbh(_mm512_permutex2var_ps(v2, odd, v3), _mm512_permutex2var_ps(v0, odd, v1));
+      uint16_t* o = qb + static_cast<size_t>(jj) * D + c;
+      _mm512_storeu_si512(o, reinterpret_cast<const __m512i&>(ev));
+      _mm512_storeu_si512(o + 32, reinterpret_cast<const __m512i&>(od));
+    }
+    bias[jj] += 8.f * _mm512_reduce_add_ps(qsum);  // q'.code = q'.(code - 8) + 8 sum(q')
+  }
+  const __m512i tbl = nibble_bf16_table();
+  const size_t n8 = (n + 7) / 8 * 8;
+  float* red = w.red.data();
+  // two chains (even / odd channels) per token and head: 16+ independent dot-product chains
+  constexpr size_t TX = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : GJ == 4 ? 2 : 1;
+  size_t x = 0;
+  for (; x + TX <= n; x += TX) score_rows_bf<GJ, TX>(K, x, n8, D, qb, tbl, red);
+  for (; x < n; ++x) score_rows_bf<GJ, 1>(K, x, n8, D, qb, tbl, red);
+  finish_scores<GJ>(n, n8, red, scale, bias, s, ss);
+}
+
+/// Channels c0 .. c0 + 32 CB of fused_pv_bf: tokens in pairs (t, t + 1), each 32-bit lane of the
+/// code vectors holding one channel's two codes (bytes of the two rows interleaved, then
+/// zero-extended and looked up), multiplied by the pair (p'_t, p'_t+1) in bf16.
+template <int GJ, size_t CB>
+TERSOR_KV_BF16 inline void pv_chunks_bf(const FusedPart& V, size_t n, size_t n2, size_t D, size_t c0, size_t cgroup, size_t ng,
+                                        const uint32_t* pp, const float* zt, const float* corr, float* acc) {
+  const __m512i tbl = nibble_bf16_table();
+  __m512 ae[GJ][CB], ao[GJ][CB];
+  size_t gi[CB];
+  #pragma GCC unroll 16
+  for (size_t ci = 0; ci < CB; ++ci) gi[ci] = (c0 + 32 * ci) / cgroup;
+  nib_acc_load_z<GJ, CB>(acc, D, c0, corr, ae, ao);
+  for (size_t x = 0; x < n; x += 2) {
+    const uint8_t* r0 = V.rows + x * V.stride;
+    const uint8_t* r1 = x + 1 < n ? r0 + V.stride : nullptr;
+    #pragma GCC unroll 16
+    for (size_t ci = 0; ci < CB; ++ci) {
+      const size_t o = (c0 + 32 * ci) / 2;
+      const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + o));
+      const __m128i b1 = r1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + o)) : _mm_setzero_si128();
+      const __m512i xb = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(b0, b1), _mm_unpacklo_epi8(b0, b1)));
+      const __m512bh ev = reinterpret_cast<__m512bh>(_mm512_permutexvar_epi16(xb, tbl));
+      const __m512bh od = reinterpret_cast<__m512bh>(_mm512_permutexvar_epi16(_mm512_srli_epi16(xb, 4), tbl));
+      #pragma GCC unroll 16
+      for (int jj = 0; jj < GJ; ++jj) {
+        const __m512bh pb = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pp[(static_cast<size_t>(jj) * ng + gi[ci]) * n2 + x / 2])));
+        ae[jj][ci] = _mm512_dpbf16_ps(ae[jj][ci], ev, pb);
+        ao[jj][ci] = _mm512_dpbf16_ps(ao[jj][ci], od, pb);
+      }
+    }
+  }
+  nib_acc_store_z<GJ, CB>(acc, D, c0, zt, ng, gi, ae, ao);
+}
+
+/// P V of GJ heads over n tokens of 4-bit codes (D % 32 == 0, cgroup % 32 == 0) with P' = p s (the
+/// value scales folded in, as scale_probs) rounded to bf16.
+template <int GJ>
+TERSOR_KV_BF16 void fused_pv_bf(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss,
+                                const float* corr, float* acc, FusedScratch& w) {
+  const size_t ng = scale_probs<GJ>(V, n, D, cgroup, p, ss, w);
+  const size_t n8 = (n + 7) / 8 * 8, n2 = n8 / 2;
+  // P' rows [jj][g][x] (zero past n) to bf16: word x of a row is token x, so the 32-bit word x / 2
+  // is the pair (x, x + 1)
+  uint32_t* pp = reinterpret_cast<uint32_t*>(w.pbf.data());
+  const float* pv = w.pv.data();
+  float* zt = w.zt.data();
+  for (size_t r = 0; r < static_cast<size_t>(GJ) * ng; ++r) {
+    __m256 psum = _mm256_setzero_ps();
+    for (size_t x = 0; x < n8; x += 8) {
+      const __m256 v = _mm256_loadu_ps(pv + r * n8 + x);
+      psum = _mm256_add_ps(psum, v);
+      const __m128bh h = _mm256_cvtneps_pbh(v);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(pp + r * n2 + x / 2), reinterpret_cast<const __m128i&>(h));
+    }
+    zt[r] += 8.f * simd::hsum8(psum);  // P'.code = P'.(code - 8) + 8 sum(P')
+  }
+  constexpr size_t CB = GJ == 1 ? 4 : GJ == 2 ? 2 : 1;
+  size_t c = 0;
+  for (; c + 32 * CB <= D; c += 32 * CB) pv_chunks_bf<GJ, CB>(V, n, n2, D, c, cgroup, ng, pp, zt, corr, acc);
+  for (; c < D; c += 32) pv_chunks_bf<GJ, 1>(V, n, n2, D, c, cgroup, ng, pp, zt, corr, acc);
+}
+
+#pragma GCC diagnostic pop
+
 using ScoresFn = void (*)(const FusedPart&, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
 using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
@@ -1496,9 +1667,28 @@ bool pick_fused(int bits, size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
   }
 }
 
+/// The bf16 kernel pair of 4-bit codes for gj heads a pass.
+void pick_bf16(size_t gj, ScoresFn& sf, PvFn& pf) {
+  switch (gj) {
+    case 1: sf = &fused_scores_bf<1>, pf = &fused_pv_bf<1>; break;
+    case 2: sf = &fused_scores_bf<2>, pf = &fused_pv_bf<2>; break;
+    case 3: sf = &fused_scores_bf<3>, pf = &fused_pv_bf<3>; break;
+    case 4: sf = &fused_scores_bf<4>, pf = &fused_pv_bf<4>; break;
+    case 5: sf = &fused_scores_bf<5>, pf = &fused_pv_bf<5>; break;
+    case 6: sf = &fused_scores_bf<6>, pf = &fused_pv_bf<6>; break;
+    case 7: sf = &fused_scores_bf<7>, pf = &fused_pv_bf<7>; break;
+    default: sf = &fused_scores_bf<8>, pf = &fused_pv_bf<8>; break;
+  }
+}
+
 }  // namespace
 
 // ---- public helpers ----------------------------------------------------------------------------
+
+bool kv_bf16_dot_supported() {
+  static const bool ok = kv_avx512_supported() && __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
 
 bool kv_avx512_supported() {
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -2104,6 +2294,8 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   const double ema = 1.0 - 1.0 / static_cast<double>(cfg_.local_window);
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
   const bool wide = avx512_ && D % 16 == 0 && kv_avx512_supported();
+  // bf16 dot products for 4-bit code blocks (opt-in; exact kernels where the CPU lacks AVX-512 BF16)
+  const bool bf16 = cfg_.bf16_dot && wide && D % 64 == 0 && kv_bf16_dot_supported();
 #pragma omp parallel num_threads(nt)
   {
     std::vector<float> mrow(rows), lrow(rows);
@@ -2239,7 +2431,10 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               pick_zip(gj, tile_wide, zsf, zpf);
               zsf(zk, zcs.data(), n, D, q0, scale, s.data(), T + 8, fs);
             } else if (fast) {
-              pick_fused(fbits, gj, tile_wide, sfn, pfn);
+              if (bf16 && fbits == -4 && tile_wide)
+                pick_bf16(gj, sfn, pfn);
+              else
+                pick_fused(fbits, gj, tile_wide, sfn, pfn);
               if (j0 == 0 && t == 0 && fbits != kTileF32) prefetch_rows(fv, n);  // V lines arrive while the scores run
               sfn(fk, n, D, q0, scale, s.data(), T + 8, fs);
               if (extras) lrs.scores(q0, gj, scale, s.data(), T + 8);

@@ -58,6 +58,11 @@ kv::KvConfig kv_config_from_js(const Napi::Value& value) {
   c.local_window = size_field(o, "localWindow", c.local_window);
   Napi::Value qn = o.Get("qNorm");
   if (!qn.IsUndefined()) c.q_norm = qn.ToBoolean().Value();
+  Napi::Value bd = o.Get("bf16Dot");
+  if (!bd.IsUndefined()) {
+    require(bd.IsBoolean(), ErrorCode::Range, "kv.bf16Dot must be a boolean");
+    c.bf16_dot = bd.As<Napi::Boolean>().Value();
+  }
   c.seed = static_cast<uint64_t>(size_field(o, "seed", 0));
   return c;
 }
@@ -91,6 +96,10 @@ void init_kv(Napi::Env env, Napi::Object exports) {
                 Napi::Array a = Napi::Array::New(e, 8);
                 for (uint32_t i = 0; i < 8; ++i) a.Set(i, Napi::String::New(e, kv::kv_method_name(ms[i])));
                 return a;
+              }));
+  // kvBf16DotSupported(): whether KvConfig::bf16_dot takes effect on this CPU.
+  exports.Set("kvBf16DotSupported", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::Boolean::New(info.Env(), kv::kv_bf16_dot_supported());
               }));
 }
 

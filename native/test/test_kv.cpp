@@ -765,3 +765,62 @@ TEST_CASE("kv: truncate keeps the first tokens exactly as stored and refuses evi
   feed(c, d, 20, 7);
   CHECK_THROWS_AS(c.truncate(21), Error);
 }
+
+TEST_CASE("kv: bf16 dot products over 4-bit blocks stay within bf16 rounding of the reference") {
+  // KvConfig::bf16_dot: q' and P' rounded to bf16 in the 4-bit kernels (KIVI and GEAR blocks). Each
+  // product is off by at most 2^-9 relative, so the output stays within a few 1e-3 of the double
+  // reference over the dequantized copy (1e-2 of its magnitude; observed up to 8e-3 on heavy-tailed
+  // GEAR data), while a wrong channel or token pairing would be off by O(1).
+  // Where the CPU has AVX-512 BF16 the output must differ from the exact kernels' (the bf16 path
+  // ran); elsewhere the option falls back to the exact kernels and must equal them bit for bit. A
+  // cache truncated to 45 tokens keeps a block of 13 (the last token pair half empty).
+  const size_t KV = 2, n = 100;
+  const bool bf16 = kv_bf16_dot_supported();
+  for (KvMethod m : {KvMethod::Kivi, KvMethod::Gear})
+    for (size_t D : {size_t{64}, size_t{128}})
+      for (size_t g : {size_t{1}, size_t{3}, size_t{4}, size_t{8}})
+        for (size_t cut : {n, size_t{45}}) {
+          CAPTURE(kv_method_name(m));
+          CAPTURE(D);
+          CAPTURE(g);
+          CAPTURE(cut);
+          const size_t H = KV * g;
+          KvConfig cfg;
+          cfg.method = m;
+          cfg.bits = 4;
+          cfg.group = 32;
+          cfg.residual = 8;
+          KvConfig cfg_bf = cfg;
+          cfg_bf.bf16_dot = true;
+          const Data d = synth(n + 1, KV, H, D, 2100 + D + g * 10 + cut, 1.f, m == KvMethod::Gear);
+          const KvShape s = shape(1, H, KV, D);
+          CompressedKv exact(cfg, s, n + 1, nullptr), fast(cfg_bf, s, n + 1, nullptr);
+          for (CompressedKv* c : {&exact, &fast}) {
+            feed(*c, d, n, 9);
+            c->truncate(cut);
+            c->append(0, d.k.data() + cut * KV * D, d.k.data() + cut * KV * D, d.v.data() + cut * KV * D, d.pos.data() + cut, 1);
+          }
+          std::vector<float> ref(H * D), o_exact(H * D), o_fast(H * D);
+          for (size_t h = 0; h < KV; ++h) {
+            std::vector<float> k, v;
+            std::vector<int32_t> pos;
+            fast.dequantize(0, h, k, v, pos);
+            reference_attention(d.q.data() + (cut * H + h * g) * D, d.pos.data() + cut, 1, g, k.data(), v.data(), pos.data(), pos.size(),
+                                D, 0.f, 0, ref.data() + h * g * D);
+          }
+          exact.attend(0, d.q.data() + cut * H * D, d.pos.data() + cut, 1, o_exact.data());
+          fast.attend(0, d.q.data() + cut * H * D, d.pos.data() + cut, 1, o_fast.data());
+          double w_ref = 0, w_exact = 0, mag = 0;
+          for (size_t i = 0; i < o_fast.size(); ++i) {
+            w_ref = std::max(w_ref, static_cast<double>(std::fabs(o_fast[i] - ref[i])));
+            w_exact = std::max(w_exact, static_cast<double>(std::fabs(o_fast[i] - o_exact[i])));
+            mag = std::max(mag, static_cast<double>(std::fabs(ref[i])));
+          }
+          MESSAGE("bf16 error " << w_ref / std::max(1.0, mag));
+          CHECK(w_ref <= 1e-2 * std::max(1.0, mag));
+          if (bf16)
+            CHECK(w_exact > 0);
+          else
+            CHECK(w_exact == 0);
+        }
+}

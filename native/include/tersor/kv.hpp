@@ -115,6 +115,10 @@ struct KvConfig {
   double global_weight = 0.5;  ///< EMS
   size_t local_window = 16;    ///< EMS: recent queries of the local score
   bool q_norm = true;    ///< KVQuant
+  /// Decode attention over 4-bit blocks (KIVI, GEAR) with q' and P' rounded to bf16 (vdpbf16ps;
+  /// a relative error below 2^-9 per product, about twice the speed per query head); the exact f32
+  /// kernels where the CPU lacks AVX-512 BF16 or D % 64 != 0 (see kv_bf16_dot_supported).
+  bool bf16_dot = false;
   uint64_t seed = 0;
 };
 
@@ -256,6 +260,8 @@ class CompressedKv {
 
 /// Whether this CPU (and OS) runs the 512-bit fused attention kernels (AVX-512 F, VL, BW, DQ).
 bool kv_avx512_supported();
+/// Whether this CPU runs the bf16 dot-product kernels of KvConfig::bf16_dot (AVX-512 BF16).
+bool kv_bf16_dot_supported();
 
 /// Reference attention in double over explicit (dequantized) K/V of one KV head with positions:
 /// out[t, j, :] for the `group` query heads of that head; q [n_q, group, D]. For tests.

@@ -53,6 +53,10 @@ describe("kv options", () => {
     expect(() => t.createCache(64, { method: "kivi", residual: 100 })).toThrow(/residual/);
     expect(() => t.createCache(64, { method: "kivi", bits: 9 })).toThrow(/bits/);
     expect(() => t.createCache(64, { method: "h2o", budget: 0 })).toThrow(/budget must be positive/);
+    expect(parseKvSpec("kivi:4").bf16Dot).toBe(false);
+    expect(() => parseKvOptions({ method: "kivi", bf16Dot: "yes" as unknown as boolean })).toThrow(/bf16Dot/);
+    expect(() => t.createCache(64, { method: "kivi", bf16Dot: 1 as unknown as boolean })).toThrow(/bf16Dot must be a boolean/);
+    expect(typeof native().kvBf16DotSupported()).toBe("boolean");
   });
 });
 

@@ -4,7 +4,7 @@
  *
  *   tersor kv plan --model <config.json|dir|ref-small> --context 1000000 --method kvquant:3 [--memory 80GB] [--json]
  *   tersor kv eval <model> --methods fp16,kivi:2,kivi:4,kvquant:3,gear:4,zipcache:4/2,h2o:0.2,streaming:256
- *                  --data corpus:moby --context 1024 [--json] [--plot out.png]
+ *                  --data corpus:moby --context 1024 [--bf16-dot] [--json] [--plot out.png]
  */
 import { existsSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -17,6 +17,7 @@ import { type VegaLiteSpec, evaluatePerplexity, writePlot } from "@tersor/eval";
 import { type KvModelShape, type KvOptions, type KvPlan, checkKvForContext, f16BytesPerToken, kvCacheBytes, kvSpecName, parseKvSpec, parseMemory, planKv } from "@tersor/kv";
 import { type Model, loadModel } from "@tersor/model";
 import { isReferenceModelName, referenceModelPath } from "@tersor/models";
+import { native } from "@tersor/native";
 
 /** Model shape of a Hugging Face config.json (Llama/Mistral/Qwen2/GPT-2 field names) or {layers, kvHeads, headDim}. */
 export function kvShapeFromConfig(c: Record<string, unknown>): KvModelShape {
@@ -155,16 +156,18 @@ export function registerKv(program: Command): void {
     .option("--group <n>", "tokens per block (quantizing methods)")
     .option("--residual <n>", "full-precision window (default: min(128, context / 4))")
     .option("--chunk <n>", "tokens per forward through the compressed cache", "16")
+    .option("--bf16-dot", "attention over 4-bit blocks with bf16 dot products (AVX-512 BF16 CPUs; exact elsewhere)")
     .option("--max-docs <n>", "documents evaluated", "4")
     .option("--max-bytes <n>", "bytes of text evaluated", "4000")
     .option("--json", "print JSON")
     .option("--plot <file>", "write a bits-per-byte chart (.svg or .png)")
-    .action(async (path: string, o: { methods: string; data: string; split: string; context: string; group?: string; residual?: string; chunk: string; maxDocs: string; maxBytes: string; json?: boolean; plot?: string }) => {
+    .action(async (path: string, o: { methods: string; data: string; split: string; context: string; group?: string; residual?: string; chunk: string; bf16Dot?: boolean; maxDocs: string; maxBytes: string; json?: boolean; plot?: string }) => {
       const model = await loadModel(path);
       const context = Math.min(Number(o.context), model.maxLength);
       if (!Number.isInteger(context) || context < 2) throw new TersorError("E_RANGE", `--context must be an integer ≥ 2, got ${o.context}`);
-      const base: Record<string, number> = { residual: o.residual !== undefined ? Number(o.residual) : Math.min(128, Math.floor(context / 4)) };
+      const base: Record<string, number | boolean> = { residual: o.residual !== undefined ? Number(o.residual) : Math.min(128, Math.floor(context / 4)) };
       if (o.group !== undefined) base["group"] = Number(o.group);
+      if (o.bf16Dot) base["bf16Dot"] = true;
       const specs = o.methods.split(",").map((s) => s.trim()).filter(Boolean);
       const methods = specs.map((s) => parseKvSpec(s, base));
       for (const m of methods) checkKvForContext(m, context);
@@ -187,7 +190,9 @@ export function registerKv(program: Command): void {
           decodeTokensPerSecond: await decodeSpeed(model, m, context, sample.length > 0 ? sample : [model.prefixToken]),
         });
       }
-      const result = { model: path, data: o.data, split: o.split, context, uncompressedBitsPerByte: exact.bits_per_byte, bytes: exact.totals.bytes, methods: rows };
+      // whether the bf16 kernels ran (the option falls back to the exact ones without AVX-512 BF16)
+      const bf16Dot = o.bf16Dot === true && native().kvBf16DotSupported();
+      const result = { model: path, data: o.data, split: o.split, context, uncompressedBitsPerByte: exact.bits_per_byte, bytes: exact.totals.bytes, bf16Dot, methods: rows };
       if (o.plot) {
         const spec: VegaLiteSpec = {
           $schema: "https://vega.github.io/schema/vega-lite/v5.json",
@@ -198,6 +203,7 @@ export function registerKv(program: Command): void {
         } as VegaLiteSpec;
         await writePlot(o.plot, spec);
       }
+      if (o.bf16Dot && !bf16Dot && !o.json) process.stderr.write("note: this CPU lacks AVX-512 BF16; --bf16-dot ran the exact kernels\n");
       process.stdout.write(o.json ? JSON.stringify(result, null, 2) + "\n" : kvEvalTable(rows, exact.bits_per_byte));
     });
 }

@@ -2,6 +2,8 @@
 export interface KvBinding {
   /** The cache methods the native compressor knows. */
   kvMethods(): string[];
+  /** Whether this CPU runs the bf16 dot-product kernels that the bf16Dot option asks for (AVX-512 BF16). */
+  kvBf16DotSupported(): boolean;
 }
 
 /**
@@ -24,6 +26,7 @@ export interface NativeKvOptions {
   globalWeight?: number;
   localWindow?: number;
   qNorm?: boolean;
+  bf16Dot?: boolean;
   seed?: number;
 }
 
