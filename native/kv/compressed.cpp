@@ -867,6 +867,170 @@ TERSOR_KV_AVX512 inline void fma_heads_z(const float* q, size_t D, __m512 k, __m
   for (int jj = 0; jj < GJ; ++jj) a[jj] = _mm512_fmadd_ps(_mm512_loadu_ps(q + static_cast<size_t>(jj) * D), k, a[jj]);
 }
 
+/// exp of 16 lanes: simd::exp8's clamping, range reduction and polynomial on 512-bit vectors.
+TERSOR_KV_AVX512 inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-110.0f), x));
+  const __m512 fn = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __m512i n = _mm512_cvtps_epi32(fn);
+  const __m512i a = _mm512_srai_epi32(n, 1);
+  const __m512i b = _mm512_sub_epi32(n, a);
+  const __m512i bias = _mm512_set1_epi32(127);
+  const __m512 pa = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(a, bias), 23));
+  const __m512 pb = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(b, bias), 23));
+  return _mm512_mul_ps(_mm512_mul_ps(y, pa), pb);
+}
+
+/// The mask of lanes x0 + i < n.
+TERSOR_KV_AVX512 inline __mmask16 lanes_below(size_t x0, size_t n) {
+  return n >= x0 + 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - x0)) - 1u);
+}
+
+// The scratch rows these kernels read were stored moments before by the previous step; a load
+// forwards from the store buffer only when it matches a plain store, so whole vectors go unmasked
+// and only a row's tail is masked.
+/// p[0 .. 16) with lanes from x0 + i >= n set to `fill`.
+TERSOR_KV_AVX512 inline __m512 load_below(const float* p, size_t x0, size_t n, __m512 fill) {
+  return n >= x0 + 16 ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(fill, lanes_below(x0, n), p);
+}
+/// Stores the lanes of v with x0 + i < n to p.
+TERSOR_KV_AVX512 inline void store_below(float* p, size_t x0, size_t n, __m512 v) {
+  if (n >= x0 + 16)
+    _mm512_storeu_ps(p, v);
+  else
+    _mm512_mask_storeu_ps(p, lanes_below(x0, n), v);
+}
+
+/// One online-softmax step (Milakov & Gimelshein 2018) for the gj (<= 8) score rows s[jj * ss + x]
+/// of a tile, x < n: each row's running max m[jj] and sum l[jj] are updated, the row becomes
+/// p = exp(s - m'), zero from n to n8 and wherever s is -inf (a key the query cannot see), and
+/// corr[jj] = exp(m - m') rescales what the row accumulated before. A row with no visible key keeps
+/// m and l, is zeroed and gets corr 1. The heads' corrections are one vector exp.
+TERSOR_KV_AVX512 void online_softmax_z(float* s, size_t ss, size_t n, size_t gj, float* m, float* l, float* corr) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const __m512 ninf = _mm512_set1_ps(kNegInf);
+  const size_t n8 = (n + 7) / 8 * 8;
+  // lane jj: the tile's max of row jj (kept in a register: scalar stores read back as one vector
+  // would stall store forwarding)
+  __m512 mtile = ninf;
+  for (size_t jj = 0; jj < gj; ++jj) {
+    const float* sr = s + jj * ss;
+    __m512 mx = ninf;
+    for (size_t x = 0; x < n; x += 16) mx = _mm512_max_ps(mx, load_below(sr + x, x, n, ninf));
+    mtile = _mm512_mask_mov_ps(mtile, static_cast<__mmask16>(1u << jj), _mm512_set1_ps(_mm512_reduce_max_ps(mx)));
+  }
+  // m, l and corr are read and written lane by lane (the callers use them as scalars), and from
+  // whole-vector stores, so every access forwards
+  const __mmask16 heads = static_cast<__mmask16>((1u << gj) - 1u);
+  __m512 mold = ninf;
+  for (size_t jj = 0; jj < gj; ++jj) mold = _mm512_mask_mov_ps(mold, static_cast<__mmask16>(1u << jj), _mm512_set1_ps(m[jj]));
+  const __m512 mnew = _mm512_max_ps(mold, mtile);
+  // corr 1 for rows without a visible key, 0 for rows that had none before (m = -inf)
+  const __mmask16 live = _mm512_cmp_ps_mask(mtile, ninf, _CMP_NEQ_OQ) & heads;
+  const __mmask16 had = _mm512_cmp_ps_mask(mold, ninf, _CMP_NEQ_OQ) & live;
+  const __m512 cr = _mm512_mask_blend_ps(live, _mm512_set1_ps(1.f),
+                                         _mm512_maskz_mov_ps(had, exp16(_mm512_maskz_sub_ps(had, mold, mnew))));
+  alignas(64) float mn[16], crs[16];
+  _mm512_store_ps(mn, mnew);
+  _mm512_store_ps(crs, cr);
+  for (size_t jj = 0; jj < gj; ++jj) {
+    float* sr = s + jj * ss;
+    corr[jj] = crs[jj];
+    if (!((live >> jj) & 1u)) {
+      std::fill(sr, sr + n8, 0.f);
+      continue;
+    }
+    m[jj] = mn[jj];
+    const __m512 mv = _mm512_permutexvar_ps(_mm512_set1_epi32(static_cast<int>(jj)), mnew);
+    __m512 sum = _mm512_setzero_ps();
+    for (size_t x = 0; x < n8; x += 16) {
+      const __m512 sv = load_below(sr + x, x, n, ninf);
+      const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(sv, ninf, _CMP_NEQ_OQ), exp16(_mm512_sub_ps(sv, mv)));
+      store_below(sr + x, x, n8, p);
+      sum = _mm512_add_ps(sum, p);
+    }
+    l[jj] = l[jj] * crs[jj] + _mm512_reduce_add_ps(sum);
+  }
+}
+
+/// 16 floats at p read as two 8-float halves (each token's partial sums in red were one 256-bit store).
+TERSOR_KV_AVX512 inline __m512 load2x8(const float* p) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p)), _mm256_loadu_ps(p + 8), 1);
+}
+
+/// finish_scores on 512-bit vectors: 16 tokens' 8 partial sums at a time, summed by two in-lane
+/// transposes (lane 4 k + i ends up holding token 4 i + k, put back in order by one permute).
+template <int GJ>
+TERSOR_KV_AVX512 void finish_scores_z(size_t n, size_t n8, float* red, float scale, const float* bias, float* s, size_t ss) {
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512 sc = _mm512_set1_ps(scale);
+  #pragma GCC unroll 16
+  for (int jj = 0; jj < GJ; ++jj) {
+    float* rj = red + static_cast<size_t>(jj) * n8 * 8;
+    for (size_t x = n; x < n8; ++x) _mm256_storeu_ps(rj + x * 8, _mm256_setzero_ps());
+    const __m512 bs = _mm512_set1_ps(scale * bias[jj]);
+    size_t x0 = 0;
+    for (; x0 + 16 <= n8; x0 += 16) {
+      // e[i]: tokens 4 i .. 4 i + 3, 4 partial sums each (the two halves of each token's 8 added)
+      __m512 e[4];
+      #pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m512 a = load2x8(rj + (x0 + 4 * static_cast<size_t>(i)) * 8);
+        const __m512 b = load2x8(rj + (x0 + 4 * static_cast<size_t>(i) + 2) * 8);
+        e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+      // per 128-bit lane k: [e0, e1, e2, e3] of its token, each the sum of its 4 partials
+      const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(e[0], e[1]), _mm512_unpackhi_ps(e[0], e[1]));
+      const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(e[2], e[3]), _mm512_unpackhi_ps(e[2], e[3]));
+      const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+      _mm512_storeu_ps(s + static_cast<size_t>(jj) * ss + x0, _mm512_fmadd_ps(_mm512_permutexvar_ps(order, u), sc, bs));
+    }
+    if (x0 < n8) {
+      __m256 v8[8];
+      #pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) v8[i] = _mm256_loadu_ps(rj + (x0 + static_cast<size_t>(i)) * 8);
+      _mm256_storeu_ps(s + static_cast<size_t>(jj) * ss + x0,
+                       _mm256_fmadd_ps(hsum8x8(v8), _mm512_castps512_ps256(sc), _mm512_castps512_ps256(bs)));
+    }
+  }
+}
+
+/// scale_probs on 512-bit vectors.
+template <int GJ>
+TERSOR_KV_AVX512 size_t scale_probs_z(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss,
+                                      FusedScratch& w) {
+  if (!V.S) return scale_probs<GJ>(V, n, D, cgroup, p, ss, w);
+  const size_t ng = D / cgroup;
+  const size_t n8 = (n + 7) / 8 * 8;
+  const float* VS = static_cast<const float*>(V.S);
+  const float* VZ = static_cast<const float*>(V.Z);
+  float* pv = w.pv.data();
+  for (int jj = 0; jj < GJ; ++jj) {
+    const float* pj = p + static_cast<size_t>(jj) * ss;
+    for (size_t g = 0; g < ng; ++g) {
+      float* o = pv + (static_cast<size_t>(jj) * ng + g) * n8;
+      __m512 z = _mm512_setzero_ps();
+      for (size_t x = 0; x < n8; x += 16) {
+        const __m512 zero = _mm512_setzero_ps();
+        const __m512 pp = load_below(pj + x, x, n8, zero);
+        store_below(o + x, x, n8, _mm512_mul_ps(pp, load_below(VS + g * n8 + x, x, n8, zero)));
+        z = _mm512_fmadd_ps(pp, load_below(VZ + g * n8 + x, x, n8, zero), z);
+      }
+      w.zt[static_cast<size_t>(jj) * ng + g] = _mm512_reduce_add_ps(z);
+    }
+  }
+  return ng;
+}
+
 /// The 16-lane partial sums a[tx][jj] of tokens x .. x + TX folded to the 8 lanes red keeps per
 /// (head, token).
 template <int GJ, size_t TX>
@@ -924,7 +1088,7 @@ TERSOR_KV_AVX512 void fused_scores_z(const FusedPart& K, size_t n, size_t D, con
   size_t x = 0;
   for (; x + TX <= n; x += TX) score_rows_z<BITS, GJ, TX>(K, x, n8, D, qk, red);
   for (; x < n; ++x) score_rows_z<BITS, GJ, 1>(K, x, n8, D, qk, red);
-  finish_scores<GJ>(n, n8, red, scale, bias, s, ss);
+  finish_scores_z<GJ>(n, n8, red, scale, bias, s, ss);
 }
 
 /// pv_chunks on 512-bit vectors: channels c0 .. c0 + 16 CB (cgroup % 16 == 0).
@@ -1042,7 +1206,7 @@ TERSOR_KV_AVX512 void pv_span_z(const FusedPart& V, size_t n, size_t n8, size_t 
 template <int BITS, int GJ>
 TERSOR_KV_AVX512 void fused_pv_z(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss,
                                  const float* corr, float* acc, FusedScratch& w) {
-  const size_t ng = scale_probs<GJ>(V, n, D, cgroup, p, ss, w);
+  const size_t ng = scale_probs_z<GJ>(V, n, D, cgroup, p, ss, w);
   const size_t n8 = (n + 7) / 8 * 8;
   // CB channel chunks at a time so that few query heads still give 8+ independent FMA chains
   constexpr size_t CB = BITS == -4 ? (GJ == 1 ? 4 : GJ == 2 ? 2 : 1) : (GJ == 1 ? 8 : GJ == 2 ? 4 : GJ <= 4 ? 2 : 1);
@@ -1552,7 +1716,7 @@ TERSOR_KV_BF16 void fused_scores_bf(const FusedPart& K, size_t n, size_t D, cons
   size_t x = 0;
   for (; x + TX <= n; x += TX) score_rows_bf<GJ, TX>(K, x, n8, D, qb, tbl, red);
   for (; x < n; ++x) score_rows_bf<GJ, 1>(K, x, n8, D, qb, tbl, red);
-  finish_scores<GJ>(n, n8, red, scale, bias, s, ss);
+  finish_scores_z<GJ>(n, n8, red, scale, bias, s, ss);
 }
 
 /// Channels c0 .. c0 + 32 CB of fused_pv_bf: tokens in pairs (t, t + 1), each 32-bit lane of the
@@ -1594,7 +1758,7 @@ TERSOR_KV_BF16 inline void pv_chunks_bf(const FusedPart& V, size_t n, size_t n2,
 template <int GJ>
 TERSOR_KV_BF16 void fused_pv_bf(const FusedPart& V, size_t n, size_t D, size_t cgroup, const float* p, size_t ss,
                                 const float* corr, float* acc, FusedScratch& w) {
-  const size_t ng = scale_probs<GJ>(V, n, D, cgroup, p, ss, w);
+  const size_t ng = scale_probs_z<GJ>(V, n, D, cgroup, p, ss, w);
   const size_t n8 = (n + 7) / 8 * 8, n2 = n8 / 2;
   // P' rows [jj][g][x] (zero past n) to bf16: word x of a row is token x, so the 32-bit word x / 2
   // is the pair (x, x + 1)
@@ -2294,6 +2458,10 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
   const double ema = 1.0 - 1.0 / static_cast<double>(cfg_.local_window);
   const int nt = static_cast<int>(std::min<size_t>(static_cast<size_t>(num_threads()), KV));
   const bool wide = avx512_ && D % 16 == 0 && kv_avx512_supported();
+  // the softmax on 512-bit vectors for two or more heads a pass (n4096 d64 KIVI-4 GQA 4 0.26 ->
+  // 0.235 ms); with one head its vector correction and reductions cost more than they save (GQA 1
+  // 0.109 -> 0.117 ms), so single-head passes keep the 256-bit loop
+  const bool soft_wide = avx512_ && kv_avx512_supported();
   // bf16 dot products for 4-bit code blocks (opt-in; exact kernels where the CPU lacks AVX-512 BF16)
   const bool bf16 = cfg_.bf16_dot && wide && D % 64 == 0 && kv_bf16_dot_supported();
 #pragma omp parallel num_threads(nt)
@@ -2457,9 +2625,11 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             }
             // online softmax update per head
             float corr[8];
-            bool live[8];
             const size_t n8 = (n + 7) / 8 * 8;
             const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+            if (soft_wide && gj > 1)
+              online_softmax_z(s.data(), T + 8, n, gj, mrow.data() + t * g + j0, lrow.data() + t * g + j0, corr);
+            else
             for (size_t jj = 0; jj < gj; ++jj) {
               const size_t r = t * g + j0 + jj;
               float* sr = s.data() + jj * (T + 8);
@@ -2467,8 +2637,7 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
               __m256 mx8 = ninf;
               for (size_t x = 0; x < n8; x += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(sr + x));
               const float mt = simd::hmax8(mx8);
-              live[jj] = mt != -std::numeric_limits<float>::infinity();
-              if (!live[jj]) {
+              if (mt == -std::numeric_limits<float>::infinity()) {
                 corr[jj] = 1.f;
                 for (size_t x = 0; x < n8; ++x) sr[x] = 0.f;
                 continue;
