@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 #include "tersor/error.hpp"
 #include "tersor/half.hpp"
@@ -1606,29 +1607,34 @@ TERSOR_KV_AVX512 void zip_pv_z(const ZipRows& V, size_t n, size_t D, const float
 
 #pragma GCC diagnostic pop
 
+/// Calls pick(std::integral_constant<int, GJ>) for GJ = gj (1..8; more is 8): the run-time head
+/// count of a pass to the kernels compiled for it.
+template <class Pick>
+void with_heads(size_t gj, Pick&& pick) {
+  switch (gj) {
+    case 1: pick(std::integral_constant<int, 1>{}); break;
+    case 2: pick(std::integral_constant<int, 2>{}); break;
+    case 3: pick(std::integral_constant<int, 3>{}); break;
+    case 4: pick(std::integral_constant<int, 4>{}); break;
+    case 5: pick(std::integral_constant<int, 5>{}); break;
+    case 6: pick(std::integral_constant<int, 6>{}); break;
+    case 7: pick(std::integral_constant<int, 7>{}); break;
+    default: pick(std::integral_constant<int, 8>{}); break;
+  }
+}
+
 using ZipScoresFn = void (*)(const ZipRows&, const float*, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
 using ZipPvFn = void (*)(const ZipRows&, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
-template <int GJ>
-void pick_zip_gj(bool wide, ZipScoresFn& sf, ZipPvFn& pf) {
-  if (wide)
-    sf = &zip_scores_z<GJ>, pf = &zip_pv_z<GJ>;
-  else
-    sf = &zip_scores<GJ>, pf = &zip_pv<GJ>;
-}
-
 /// The ZipCache kernel pair for gj heads a pass, on 512-bit vectors when `wide`.
 void pick_zip(size_t gj, bool wide, ZipScoresFn& sf, ZipPvFn& pf) {
-  switch (gj) {
-    case 1: pick_zip_gj<1>(wide, sf, pf); break;
-    case 2: pick_zip_gj<2>(wide, sf, pf); break;
-    case 3: pick_zip_gj<3>(wide, sf, pf); break;
-    case 4: pick_zip_gj<4>(wide, sf, pf); break;
-    case 5: pick_zip_gj<5>(wide, sf, pf); break;
-    case 6: pick_zip_gj<6>(wide, sf, pf); break;
-    case 7: pick_zip_gj<7>(wide, sf, pf); break;
-    default: pick_zip_gj<8>(wide, sf, pf); break;
-  }
+  with_heads(gj, [&](auto heads) {
+    constexpr int GJ = decltype(heads)::value;
+    if (wide)
+      sf = &zip_scores_z<GJ>, pf = &zip_pv_z<GJ>;
+    else
+      sf = &zip_scores<GJ>, pf = &zip_pv<GJ>;
+  });
 }
 
 // ---- bf16 dot products (KvConfig::bf16_dot) -----------------------------------------------------
@@ -1787,32 +1793,14 @@ using ScoresFn = void (*)(const FusedPart&, size_t, size_t, const float*, float,
 using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
 template <int BITS>
-void pick_bits_z(size_t gj, ScoresFn& sf, PvFn& pf) {
-  switch (gj) {
-    case 1: sf = &fused_scores_z<BITS, 1>, pf = &fused_pv_z<BITS, 1>; break;
-    case 2: sf = &fused_scores_z<BITS, 2>, pf = &fused_pv_z<BITS, 2>; break;
-    case 3: sf = &fused_scores_z<BITS, 3>, pf = &fused_pv_z<BITS, 3>; break;
-    case 4: sf = &fused_scores_z<BITS, 4>, pf = &fused_pv_z<BITS, 4>; break;
-    case 5: sf = &fused_scores_z<BITS, 5>, pf = &fused_pv_z<BITS, 5>; break;
-    case 6: sf = &fused_scores_z<BITS, 6>, pf = &fused_pv_z<BITS, 6>; break;
-    case 7: sf = &fused_scores_z<BITS, 7>, pf = &fused_pv_z<BITS, 7>; break;
-    default: sf = &fused_scores_z<BITS, 8>, pf = &fused_pv_z<BITS, 8>; break;
-  }
-}
-
-template <int BITS>
 void pick_bits(size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
-  if (wide) return pick_bits_z<BITS>(gj, sf, pf);
-  switch (gj) {
-    case 1: sf = &fused_scores<BITS, 1>, pf = &fused_pv<BITS, 1>; break;
-    case 2: sf = &fused_scores<BITS, 2>, pf = &fused_pv<BITS, 2>; break;
-    case 3: sf = &fused_scores<BITS, 3>, pf = &fused_pv<BITS, 3>; break;
-    case 4: sf = &fused_scores<BITS, 4>, pf = &fused_pv<BITS, 4>; break;
-    case 5: sf = &fused_scores<BITS, 5>, pf = &fused_pv<BITS, 5>; break;
-    case 6: sf = &fused_scores<BITS, 6>, pf = &fused_pv<BITS, 6>; break;
-    case 7: sf = &fused_scores<BITS, 7>, pf = &fused_pv<BITS, 7>; break;
-    default: sf = &fused_scores<BITS, 8>, pf = &fused_pv<BITS, 8>; break;
-  }
+  with_heads(gj, [&](auto heads) {
+    constexpr int GJ = decltype(heads)::value;
+    if (wide)
+      sf = &fused_scores_z<BITS, GJ>, pf = &fused_pv_z<BITS, GJ>;
+    else
+      sf = &fused_scores<BITS, GJ>, pf = &fused_pv<BITS, GJ>;
+  });
 }
 
 /// The fused kernels for `bits` (0 = f16 rows, kTileF32 = f32 rows, -4 = 4-bit nibble-split) and gj (1..8) query heads,
@@ -1833,16 +1821,10 @@ bool pick_fused(int bits, size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
 
 /// The bf16 kernel pair of 4-bit codes for gj heads a pass.
 void pick_bf16(size_t gj, ScoresFn& sf, PvFn& pf) {
-  switch (gj) {
-    case 1: sf = &fused_scores_bf<1>, pf = &fused_pv_bf<1>; break;
-    case 2: sf = &fused_scores_bf<2>, pf = &fused_pv_bf<2>; break;
-    case 3: sf = &fused_scores_bf<3>, pf = &fused_pv_bf<3>; break;
-    case 4: sf = &fused_scores_bf<4>, pf = &fused_pv_bf<4>; break;
-    case 5: sf = &fused_scores_bf<5>, pf = &fused_pv_bf<5>; break;
-    case 6: sf = &fused_scores_bf<6>, pf = &fused_pv_bf<6>; break;
-    case 7: sf = &fused_scores_bf<7>, pf = &fused_pv_bf<7>; break;
-    default: sf = &fused_scores_bf<8>, pf = &fused_pv_bf<8>; break;
-  }
+  with_heads(gj, [&](auto heads) {
+    constexpr int GJ = decltype(heads)::value;
+    sf = &fused_scores_bf<GJ>, pf = &fused_pv_bf<GJ>;
+  });
 }
 
 }  // namespace
