@@ -495,7 +495,9 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
   // key scales folded into q and the value scales into P) against the same cache read through f32
   // tiles (set_fused_attention(false)) and the double-precision reference over the dequantized
   // copy: decode (every tile fused) and a 3-token chunk (the causal tail through the f32 path),
-  // GQA 1, 3, 4 and 12 (two passes of <= 8 heads), head_dim 64 and 128, with and without a window;
+  // GQA 1, 2, 3, 4 and 12 (two passes of <= 8 heads), head_dim 64 and 128 (4-bit scores of up to
+  // four heads with q' in registers: 128 channels at once for two heads, 64 a pass for three or
+  // four), with and without a window;
   // groups of 16 and (2 and 4 bits) 32 tokens and channels: value scales transposed for 2, 4 and 8
   // channel groups per token (head_dim / group). On AVX-512 CPUs the fused kernels run on 512-bit
   // vectors by default; a third cache checks the 256-bit ones (set_avx512(false)) the same way.
@@ -503,7 +505,7 @@ TEST_CASE("kv: fused decode tiles equal the f32 tile path and the reference for 
   // ulps of either path already exceed the absolute 1e-5.
   const size_t KV = 2, n = 100;
   for (size_t D : {size_t{64}, size_t{128}})
-    for (size_t g : {size_t{1}, size_t{3}, size_t{4}, size_t{12}})
+    for (size_t g : {size_t{1}, size_t{2}, size_t{3}, size_t{4}, size_t{12}})
       for (int bits : {0, 1, 2, 3, 4, 8})
         for (size_t win : {size_t{0}, size_t{40}})
         for (size_t group : {size_t{16}, size_t{32}}) {
