@@ -882,13 +882,9 @@ TERSOR_KV_AVX512 inline __m512 exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-  const __m512i n = _mm512_cvtps_epi32(fn);
-  const __m512i a = _mm512_srai_epi32(n, 1);
-  const __m512i b = _mm512_sub_epi32(n, a);
-  const __m512i bias = _mm512_set1_epi32(127);
-  const __m512 pa = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(a, bias), 23));
-  const __m512 pb = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(b, bias), 23));
-  return _mm512_mul_ps(_mm512_mul_ps(y, pa), pb);
+  // y 2^n by one scalef (exp8 builds 2^n from two exponent fields so that both factors stay normal;
+  // scalef rounds once, like exp8's exact first product and rounded second)
+  return _mm512_scalef_ps(y, fn);
 }
 
 /// The mask of lanes x0 + i < n.
