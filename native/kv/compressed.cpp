@@ -8,8 +8,8 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
-#include <type_traits>
 
+#include "tersor/dispatch.hpp"
 #include "tersor/error.hpp"
 #include "tersor/half.hpp"
 #include "tersor/kv.hpp"
@@ -1682,29 +1682,13 @@ TERSOR_KV_AVX512 void zip_pv_z(const ZipRows& V, size_t n, size_t D, const float
 
 #pragma GCC diagnostic pop
 
-/// Calls pick(std::integral_constant<int, GJ>) for GJ = gj (1..8; more is 8): the run-time head
-/// count of a pass to the kernels compiled for it.
-template <class Pick>
-void with_heads(size_t gj, Pick&& pick) {
-  switch (gj) {
-    case 1: pick(std::integral_constant<int, 1>{}); break;
-    case 2: pick(std::integral_constant<int, 2>{}); break;
-    case 3: pick(std::integral_constant<int, 3>{}); break;
-    case 4: pick(std::integral_constant<int, 4>{}); break;
-    case 5: pick(std::integral_constant<int, 5>{}); break;
-    case 6: pick(std::integral_constant<int, 6>{}); break;
-    case 7: pick(std::integral_constant<int, 7>{}); break;
-    default: pick(std::integral_constant<int, 8>{}); break;
-  }
-}
-
 using ZipScoresFn = void (*)(const ZipRows&, const float*, size_t, size_t, const float*, float, float*, size_t, FusedScratch&);
 using ZipPvFn = void (*)(const ZipRows&, size_t, size_t, const float*, size_t, const float*, float*, FusedScratch&);
 
 /// The ZipCache kernel pair for gj heads a pass, on 512-bit vectors when `wide`.
 void pick_zip(size_t gj, bool wide, ZipScoresFn& sf, ZipPvFn& pf) {
-  with_heads(gj, [&](auto heads) {
-    constexpr int GJ = decltype(heads)::value;
+  with_count_1_to_8(gj, [&](auto heads) {
+    constexpr int GJ = static_cast<int>(decltype(heads)::value);
     if (wide)
       sf = &zip_scores_z<GJ>, pf = &zip_pv_z<GJ>;
     else
@@ -1869,8 +1853,8 @@ using PvFn = void (*)(const FusedPart&, size_t, size_t, size_t, const float*, si
 
 template <int BITS>
 void pick_bits(size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
-  with_heads(gj, [&](auto heads) {
-    constexpr int GJ = decltype(heads)::value;
+  with_count_1_to_8(gj, [&](auto heads) {
+    constexpr int GJ = static_cast<int>(decltype(heads)::value);
     if (wide)
       sf = &fused_scores_z<BITS, GJ>, pf = &fused_pv_z<BITS, GJ>;
     else
@@ -1896,8 +1880,8 @@ bool pick_fused(int bits, size_t gj, bool wide, ScoresFn& sf, PvFn& pf) {
 
 /// The bf16 kernel pair of 4-bit codes for gj heads a pass.
 void pick_bf16(size_t gj, ScoresFn& sf, PvFn& pf) {
-  with_heads(gj, [&](auto heads) {
-    constexpr int GJ = decltype(heads)::value;
+  with_count_1_to_8(gj, [&](auto heads) {
+    constexpr int GJ = static_cast<int>(decltype(heads)::value);
     sf = &fused_scores_bf<GJ>, pf = &fused_pv_bf<GJ>;
   });
 }

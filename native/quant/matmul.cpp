@@ -38,6 +38,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "tersor/dispatch.hpp"
 #include "tersor/error.hpp"
 #include "tersor/half.hpp"
 #include "tersor/parallel.hpp"
@@ -1167,21 +1168,9 @@ void rows_generic(const QuantScheme& s, const uint8_t* w, size_t rb, size_t r0, 
   }
 }
 
-// Calls f(std::integral_constant<size_t, n>) for n in 1..kMaxB: the row kernels keep their per-batch
-// accumulators in registers when the batch count is a compile-time constant.
-template <class F>
-void with_nb(size_t n, F&& f) {
-  switch (n) {
-    case 1: f(std::integral_constant<size_t, 1>{}); break;
-    case 2: f(std::integral_constant<size_t, 2>{}); break;
-    case 3: f(std::integral_constant<size_t, 3>{}); break;
-    case 4: f(std::integral_constant<size_t, 4>{}); break;
-    case 5: f(std::integral_constant<size_t, 5>{}); break;
-    case 6: f(std::integral_constant<size_t, 6>{}); break;
-    case 7: f(std::integral_constant<size_t, 7>{}); break;
-    default: f(std::integral_constant<size_t, 8>{}); break;
-  }
-}
+// The row kernels keep their per-batch accumulators in registers when the batch count is a
+// compile-time constant: with_count_1_to_8 picks the instance, so a batch pass holds at most 8 rows.
+static_assert(kMaxB == 8, "with_count_1_to_8 covers batch passes of up to kMaxB rows");
 
 /// Runs an eight-row kernel kern(weights, first row, out) over rows r0 .. r1 of one activation row.
 /// A tail of fewer than eight rows goes through the same kernel on a zero-padded copy (zero scales give
@@ -1305,24 +1294,24 @@ void quant_matmul(const QuantScheme& s, const void* wv, size_t rows, size_t cols
         case QuantFormat::Q8_0:
         case QuantFormat::Q4_0:
           if (q8path)
-            with_nb(nbt, [&](auto NB) { rows_q8_0_q4_0<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, rows, y); });
+            with_count_1_to_8(nbt, [&](auto NB) { rows_q8_0_q4_0<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, act, b0, rows, y); });
           else
-            with_nb(nbt, [&](auto NB) { rows_q8_0_q4_0_f32<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, x, b0, rows, y); });
+            with_count_1_to_8(nbt, [&](auto NB) { rows_q8_0_q4_0_f32<NB()>(s.format == QuantFormat::Q4_0, w, rb, r0, r1, cols, x, b0, rows, y); });
           break;
         case QuantFormat::Q4_K:
-          if (q8path) with_nb(nbt, [&](auto NB) { rows_q4_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
-          else with_nb(nbt, [&](auto NB) { rows_q4_k<NB()>(w, rb, r0, r1, cols, x, xsum.data(), b0, rows, y); });
+          if (q8path) with_count_1_to_8(nbt, [&](auto NB) { rows_q4_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
+          else with_count_1_to_8(nbt, [&](auto NB) { rows_q4_k<NB()>(w, rb, r0, r1, cols, x, xsum.data(), b0, rows, y); });
           break;
         case QuantFormat::Q6_K:
-          if (q8path) with_nb(nbt, [&](auto NB) { rows_q6_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
-          else with_nb(nbt, [&](auto NB) { rows_q6_k<NB()>(w, rb, r0, r1, cols, x, b0, rows, y); });
+          if (q8path) with_count_1_to_8(nbt, [&](auto NB) { rows_q6_k_int<NB()>(w, rb, r0, r1, cols, act, b0, rows, y); });
+          else with_count_1_to_8(nbt, [&](auto NB) { rows_q6_k<NB()>(w, rb, r0, r1, cols, x, b0, rows, y); });
           break;
         case QuantFormat::NF4:
-          if (nf4_fast) with_nb(nbt, [&](auto NB) { rows_nibble<true, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
+          if (nf4_fast) with_count_1_to_8(nbt, [&](auto NB) { rows_nibble<true, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
         case QuantFormat::INT:
-          if (int4_fast) with_nb(nbt, [&](auto NB) { rows_nibble<false, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
+          if (int4_fast) with_count_1_to_8(nbt, [&](auto NB) { rows_nibble<false, NB()>(s, w, rb, r0, r1, cols, sx, b0, rows, y); });
           else rows_generic(s, w, rb, r0, r1, cols, x, b0, nbt, rows, y);
           break;
         case QuantFormat::FP8_E4M3:
