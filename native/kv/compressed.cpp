@@ -1011,13 +1011,13 @@ TERSOR_KV_AVX512 size_t scale_probs_z(const FusedPart& V, size_t n, size_t D, si
   const float* VS = static_cast<const float*>(V.S);
   const float* VZ = static_cast<const float*>(V.Z);
   float* pv = w.pv.data();
+  const __m512 zero = _mm512_setzero_ps();
   for (int jj = 0; jj < GJ; ++jj) {
     const float* pj = p + static_cast<size_t>(jj) * ss;
     for (size_t g = 0; g < ng; ++g) {
       float* o = pv + (static_cast<size_t>(jj) * ng + g) * n8;
-      __m512 z = _mm512_setzero_ps();
+      __m512 z = zero;
       for (size_t x = 0; x < n8; x += 16) {
-        const __m512 zero = _mm512_setzero_ps();
         const __m512 pp = load_below(pj + x, x, n8, zero);
         store_below(o + x, x, n8, _mm512_mul_ps(pp, load_below(VS + g * n8 + x, x, n8, zero)));
         z = _mm512_fmadd_ps(pp, load_below(VZ + g * n8 + x, x, n8, zero), z);
@@ -1029,16 +1029,24 @@ TERSOR_KV_AVX512 size_t scale_probs_z(const FusedPart& V, size_t n, size_t D, si
 }
 
 /// The 16-lane partial sums a[tx][jj] of tokens x .. x + TX folded to the 8 lanes red keeps per
-/// (head, token).
-template <int GJ, size_t TX>
+/// (head, token); ACC: added to what red holds.
+template <int GJ, size_t TX, bool ACC = false>
 TERSOR_KV_AVX512 inline void store_red_z(const __m512 (&a)[TX][GJ], size_t n8, size_t x, float* red) {
   #pragma GCC unroll 16
   for (size_t tx = 0; tx < TX; ++tx)
     #pragma GCC unroll 16
-    for (int jj = 0; jj < GJ; ++jj)
-      _mm256_storeu_ps(red + (static_cast<size_t>(jj) * n8 + x + tx) * 8,
-                       _mm256_add_ps(_mm512_castps512_ps256(a[tx][jj]), _mm512_extractf32x8_ps(a[tx][jj], 1)));
+    for (int jj = 0; jj < GJ; ++jj) {
+      float* r = red + (static_cast<size_t>(jj) * n8 + x + tx) * 8;
+      __m256 v = _mm256_add_ps(_mm512_castps512_ps256(a[tx][jj]), _mm512_extractf32x8_ps(a[tx][jj], 1));
+      if constexpr (ACC) v = _mm256_add_ps(_mm256_loadu_ps(r), v);
+      _mm256_storeu_ps(r, v);
+    }
 }
+
+/// Tokens a pass of the 512-bit score kernels with GJ heads: 8+ independent accumulators (FMA
+/// latency 4, two per cycle) in at most 16 registers.
+template <int GJ>
+constexpr size_t score_tokens_z = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : 2;
 
 /// score_rows with 16-lane accumulators (folded to 8 lanes into red).
 template <int BITS, int GJ, size_t TX>
@@ -1096,18 +1104,7 @@ TERSOR_KV_AVX512 inline __attribute__((always_inline)) void score_rows_regq_z(co
         a[tx][jj] = _mm512_fmadd_ps(qo[jj][ci], od, a[tx][jj]);
       }
     }
-  if constexpr (ACC) {
-    #pragma GCC unroll 16
-    for (size_t tx = 0; tx < TX; ++tx)
-      #pragma GCC unroll 16
-      for (int jj = 0; jj < GJ; ++jj) {
-        float* r = red + (static_cast<size_t>(jj) * n8 + x + tx) * 8;
-        _mm256_storeu_ps(r, _mm256_add_ps(_mm256_loadu_ps(r), _mm256_add_ps(_mm512_castps512_ps256(a[tx][jj]),
-                                                                              _mm512_extractf32x8_ps(a[tx][jj], 1))));
-      }
-  } else {
-    store_red_z<GJ, TX>(a, n8, x, red);
-  }
+  store_red_z<GJ, TX, ACC>(a, n8, x, red);
 }
 
 /// The score rows of a tile of 4-bit nibble-split codes over channels c .. c + 32 NC of head_dim D,
@@ -1126,10 +1123,32 @@ TERSOR_KV_AVX512 void score_tile_regq_z(const FusedPart& K, size_t n, size_t n8,
       qe[jj][ci] = _mm512_loadu_ps(qk + static_cast<size_t>(jj) * D + c + 32 * ci);
       qo[jj][ci] = _mm512_loadu_ps(qk + static_cast<size_t>(jj) * D + c + 32 * ci + 16);
     }
-  constexpr size_t TX = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : 2;
+  constexpr size_t TX = score_tokens_z<GJ>;
   size_t x = 0;
   for (; x + TX <= n; x += TX) score_rows_regq_z<GJ, TX, NC, ACC>(K, x, c, n8, qe, qo, red);
   for (; x < n; ++x) score_rows_regq_z<GJ, 1, NC, ACC>(K, x, c, n8, qe, qo, red);
+}
+
+/// The score rows of a tile with the q' rows in registers where they fit (4-bit nibble-split codes,
+/// up to four heads): all 128 channels at once with up to two heads, else 64 channels a pass with
+/// the passes' partial sums added in red; false (nothing done) elsewhere. n4096, best of 1000: d64
+/// GQA 4 0.239 -> 0.213 ms, d128 GQA 4 0.39 -> 0.369 ms, GQA 1 0.195 -> 0.191 ms.
+template <int BITS, int GJ>
+TERSOR_KV_AVX512 bool scores_regq_z(const FusedPart& K, size_t n, size_t n8, size_t D, const float* qk, float* red) {
+  if constexpr (BITS != -4 || GJ > 4) {
+    return false;
+  } else {
+    if constexpr (GJ <= 2) {
+      if (D == 128) {
+        score_tile_regq_z<GJ, 4, false>(K, n, n8, D, 0, qk, red);
+        return true;
+      }
+    }
+    if (D % 64 != 0) return false;
+    score_tile_regq_z<GJ, 2, false>(K, n, n8, D, 0, qk, red);
+    for (size_t c = 64; c < D; c += 64) score_tile_regq_z<GJ, 2, true>(K, n, n8, D, c, qk, red);
+    return true;
+  }
 }
 
 /// fused_scores on 512-bit vectors (D % 16 == 0; % 32 for BITS -4).
@@ -1140,26 +1159,8 @@ TERSOR_KV_AVX512 void fused_scores_z(const FusedPart& K, size_t n, size_t D, con
   const float* qk = fold_key_scales<BITS, GJ, 32>(K, D, q0, bias, w);
   const size_t n8 = (n + 7) / 8 * 8;
   float* red = w.red.data();
-  // 8+ independent accumulators (FMA latency 4, two per cycle) in at most 16 registers
-  constexpr size_t TX = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : 2;
-  bool done = false;
-  if constexpr (BITS == -4 && GJ <= 4) {
-    // q' in registers: all 128 channels with up to two heads, else 64 channels a pass (the passes'
-    // partial sums added in red). n4096, best of 1000: d64 GQA 4 0.239 -> 0.213 ms, d128 GQA 4
-    // 0.39 -> 0.369 ms, GQA 1 0.195 -> 0.191 ms
-    if constexpr (GJ <= 2) {
-      if (D == 128) {
-        score_tile_regq_z<GJ, 4, false>(K, n, n8, D, 0, qk, red);
-        done = true;
-      }
-    }
-    if (!done && D % 64 == 0) {
-      score_tile_regq_z<GJ, 2, false>(K, n, n8, D, 0, qk, red);
-      for (size_t c = 64; c < D; c += 64) score_tile_regq_z<GJ, 2, true>(K, n, n8, D, c, qk, red);
-      done = true;
-    }
-  }
-  if (!done) {
+  if (!scores_regq_z<BITS, GJ>(K, n, n8, D, qk, red)) {
+    constexpr size_t TX = score_tokens_z<GJ>;
     size_t x = 0;
     for (; x + TX <= n; x += TX) score_rows_z<BITS, GJ, TX>(K, x, n8, D, qk, red);
     for (; x < n; ++x) score_rows_z<BITS, GJ, 1>(K, x, n8, D, qk, red);
@@ -1632,7 +1633,7 @@ TERSOR_KV_AVX512 void zip_scores_z(const ZipRows& K, const float* cs, size_t n, 
   zip_fold_q<GJ>(cs, D, q0, qk, qsum);
   const size_t n8 = (n + 7) / 8 * 8;
   float* red = w.red.data();
-  constexpr size_t TX = GJ == 1 ? 8 : GJ == 2 ? 4 : GJ == 3 ? 3 : 2;
+  constexpr size_t TX = score_tokens_z<GJ>;
   size_t x = 0;
   for (; x + TX <= n; x += TX) zip_score_rows_z<GJ, TX>(K, x, n8, D, qk, red);
   for (; x < n; ++x) zip_score_rows_z<GJ, 1>(K, x, n8, D, qk, red);
