@@ -355,6 +355,41 @@ inline bool visible(int32_t kp, int32_t qp, size_t window) {
   return kp <= qp && (window == 0 || static_cast<int64_t>(kp) > static_cast<int64_t>(qp) - static_cast<int64_t>(window));
 }
 
+/// One online-softmax step (Milakov & Gimelshein 2018) for the gj (<= 8) score rows s[jj * ss + x]
+/// of a tile, x < n: each row's running max m[jj] and sum l[jj] are updated, the row becomes
+/// p = exp(s - m'), zero from n to n8 and wherever s is -inf (a key the query cannot see), and
+/// corr[jj] = exp(m - m') rescales what the row accumulated before. A row with no visible key keeps
+/// m and l, is zeroed and gets corr 1.
+inline void online_softmax(float* s, size_t ss, size_t n, size_t gj, float* m, float* l, float* corr) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const size_t n8 = (n + 7) / 8 * 8;
+  const __m256 ninf = _mm256_set1_ps(kNegInf);
+  for (size_t jj = 0; jj < gj; ++jj) {
+    float* sr = s + jj * ss;
+    for (size_t x = n; x < n8; ++x) sr[x] = kNegInf;
+    __m256 mx8 = ninf;
+    for (size_t x = 0; x < n8; x += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(sr + x));
+    const float mt = simd::hmax8(mx8);
+    if (mt == kNegInf) {
+      corr[jj] = 1.f;
+      for (size_t x = 0; x < n8; ++x) sr[x] = 0.f;
+      continue;
+    }
+    const float mn = std::max(m[jj], mt);
+    corr[jj] = std::exp(m[jj] - mn);
+    const __m256 mv = _mm256_set1_ps(mn);
+    __m256 lsum = _mm256_setzero_ps();
+    for (size_t x = 0; x < n8; x += 8) {
+      const __m256 sv = _mm256_loadu_ps(sr + x);
+      const __m256 pv = _mm256_andnot_ps(_mm256_cmp_ps(sv, ninf, _CMP_EQ_OQ), simd::exp8(_mm256_sub_ps(sv, mv)));
+      _mm256_storeu_ps(sr + x, pv);
+      lsum = _mm256_add_ps(lsum, pv);
+    }
+    m[jj] = mn;
+    l[jj] = l[jj] * corr[jj] + simd::hsum8(lsum);
+  }
+}
+
 // ---- fused decode tiles --------------------------------------------------------------------------
 // The bandwidth path of attend(): a tile whose tokens are all visible to a query is read straight
 // from its storage (f16 rows via F16C, or uniform b-bit codes unpacked in registers), never through
@@ -907,11 +942,7 @@ TERSOR_KV_AVX512 inline void store_below(float* p, size_t x0, size_t n, __m512 v
     _mm512_mask_storeu_ps(p, lanes_below(x0, n), v);
 }
 
-/// One online-softmax step (Milakov & Gimelshein 2018) for the gj (<= 8) score rows s[jj * ss + x]
-/// of a tile, x < n: each row's running max m[jj] and sum l[jj] are updated, the row becomes
-/// p = exp(s - m'), zero from n to n8 and wherever s is -inf (a key the query cannot see), and
-/// corr[jj] = exp(m - m') rescales what the row accumulated before. A row with no visible key keeps
-/// m and l, is zeroed and gets corr 1. The heads' corrections are one vector exp.
+/// online_softmax on 512-bit vectors; the heads' corrections are one vector exp.
 TERSOR_KV_AVX512 void online_softmax_z(float* s, size_t ss, size_t n, size_t gj, float* m, float* l, float* corr) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const __m512 ninf = _mm512_set1_ps(kNegInf);
@@ -2667,36 +2698,12 @@ void CompressedKv::attend(size_t layer, const float* q, const int32_t* qpos, siz
             }
             // online softmax update per head
             float corr[8];
-            const size_t n8 = (n + 7) / 8 * 8;
-            const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+            float* mr = mrow.data() + t * g + j0;
+            float* lr = lrow.data() + t * g + j0;
             if (soft_wide && gj > 1)
-              online_softmax_z(s.data(), T + 8, n, gj, mrow.data() + t * g + j0, lrow.data() + t * g + j0, corr);
+              online_softmax_z(s.data(), T + 8, n, gj, mr, lr, corr);
             else
-            for (size_t jj = 0; jj < gj; ++jj) {
-              const size_t r = t * g + j0 + jj;
-              float* sr = s.data() + jj * (T + 8);
-              for (size_t x = n; x < n8; ++x) sr[x] = -std::numeric_limits<float>::infinity();
-              __m256 mx8 = ninf;
-              for (size_t x = 0; x < n8; x += 8) mx8 = _mm256_max_ps(mx8, _mm256_loadu_ps(sr + x));
-              const float mt = simd::hmax8(mx8);
-              if (mt == -std::numeric_limits<float>::infinity()) {
-                corr[jj] = 1.f;
-                for (size_t x = 0; x < n8; ++x) sr[x] = 0.f;
-                continue;
-              }
-              const float mn = std::max(mrow[r], mt);
-              corr[jj] = std::exp(mrow[r] - mn);
-              const __m256 mv = _mm256_set1_ps(mn);
-              __m256 lsum = _mm256_setzero_ps();
-              for (size_t x = 0; x < n8; x += 8) {
-                const __m256 sv = _mm256_loadu_ps(sr + x);
-                const __m256 pv = _mm256_andnot_ps(_mm256_cmp_ps(sv, ninf, _CMP_EQ_OQ), simd::exp8(_mm256_sub_ps(sv, mv)));
-                _mm256_storeu_ps(sr + x, pv);
-                lsum = _mm256_add_ps(lsum, pv);
-              }
-              mrow[r] = mn;
-              lrow[r] = lrow[r] * corr[jj] + simd::hsum8(lsum);
-            }
+              online_softmax(s.data(), T + 8, n, gj, mr, lr, corr);
             // P V, each V row loaded once for the group
             if (fast && fbits == kZipFused) {
               zpf(zv, n, D, s.data(), T + 8, corr, acc.data() + (t * g + j0) * D, fs);
