@@ -6,7 +6,9 @@
 // query group with 8+ independent FMA chains, on 512-bit vectors where the CPU has AVX-512); baseline = an f16 cache (method fp16) through the
 // same kernel family (F16C rows). All variants of a (N, D, G) point are timed interleaved, repetition
 // by repetition (>= 5 full, 3 quick; median), so a loaded machine slows them alike; ratio =
-// f16_time / compressed_time. Extras:
+// f16_time / compressed_time. These are warm timings: each timed call follows an untimed call of the
+// same variant, so its cache is as resident in the CPU caches as its size allows (without that, the
+// other variants timed in between, some 60 MB at n4096, evict it and "warm" would be half cold). Extras:
 //   cpu_ratio            the same ratio from process CPU time (robust to preemption on a busy machine)
 //   f32_flash_s          tersor::flash_attention over a dense f32 cache of the same tokens
 //   f32_ratio            f32_flash_s / ours_s
@@ -23,12 +25,24 @@
 //                        cold_gbps, f16_cold_gbps, cold_gqa_cost, f16_cold_gqa_cost likewise
 //   avx2_s, f16_avx2_s   (kivi4 and zipcache4_2, on AVX-512 CPUs) the compressed and the f16 cache through the 256-bit
 //                        kernels (set_avx512(false)): the 512-bit kernels' gain in the same run
+//   bf16_s, bf16_ratio   (kivi4, on CPUs with AVX-512 BF16) the opt-in KvConfig::bf16_dot kernels (q' and P' rounded
+//                        to bf16, vdpbf16ps) and f16_time / bf16_s; bf16_gqa_cost (GQA 4) their time / their GQA 1 time
+//   extra_heads_fma_s    (GQA 4) the time the extra query heads' multiply-adds alone take at this CPU's peak f32
+//                        rate: (G - 1) * 8 * N * 2D of them (q.k and p.v; softmax not counted), as independent
+//                        FMA chains on registers, on the kernels' thread team and vector width, timed with the rest
+//   gqa_fma_floor        1 + extra_heads_fma_s / gqa1_s: the gqa_cost if the extra heads cost nothing but their
+//                        multiply-adds at the peak rate on top of the GQA 1 time (f16_gqa_fma_floor with the f16
+//                        cache's gqa1_s). Where GQA 1 is compute-bound (the quantized caches: codes unpacked on the
+//                        same vector units) those multiply-adds have no idle units to hide in, so sharing the K/V
+//                        tiles better cannot take an exact f32 kernel below it; a memory-bound GQA 1 (the f16
+//                        cache, cold) can hide them in its memory stalls
 // KIVI at 2, 4 and 8 bits at every point; KVQuant-4, GEAR-4 and ZipCache 4/2 at n4096 only (their
 // compression of 16384 tokens takes long). GEAR-4 runs the fused KIVI kernels plus its low-rank
 // (rank dots) and sparse (per-entry) terms; ZipCache 4/2 its own fused kernels (channel scales folded
 // into q, per-token codes of mixed width unpacked by a per-row shift and mask); KVQuant-4 (non-uniform
 // codebook looked up by lane permutes, pre-RoPE keys rotated by a NeoX RoPE table, 1% sparse
 // outliers) is dequantized per block into an L1 tile of f32 rows that the same fused kernels read.
+#include <immintrin.h>
 #include <time.h>
 
 #include <algorithm>
@@ -55,6 +69,7 @@ struct Variant {
   int bits;
   bool fused = true;
   bool avx512 = true;  // false: the fused kernels on 256-bit vectors (reported as avx2_s of the main case)
+  bool bf16 = false;   // true: KvConfig::bf16_dot (reported as bf16_s of the main case)
 };
 
 std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, size_t H, size_t KV,
@@ -66,6 +81,7 @@ std::unique_ptr<kv::CompressedKv> filled(const Variant& m, size_t N, size_t D, s
   cfg.low_bits = 2;
   cfg.group = 32;
   cfg.residual = 128;
+  cfg.bf16_dot = m.bf16;
   kv::KvShape s;
   s.layers = 1;
   s.heads = H;
@@ -117,14 +133,53 @@ class CacheFlusher {
   volatile uint64_t sink_ = 0;
 };
 
-/// Median wall and CPU seconds of each function, timed interleaved (one warm-up round); `before`
-/// (untimed) runs ahead of every call when given.
+/// `iters` rounds of 12 independent FMA chains on registers (no loads: the CPU's peak f32 FMA rate).
+__attribute__((target("avx512f"))) float fma_chains_z(size_t iters) {
+  __m512 a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm512_set1_ps(1.0f + 0.01f * static_cast<float>(j));
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-6f);  // fixed point 1: stays finite
+  for (size_t i = 0; i < iters; ++i)
+    _Pragma("GCC unroll 12") for (auto& aj : a) aj = _mm512_fmadd_ps(aj, x, y);
+  for (int j = 1; j < 12; ++j) a[0] = _mm512_add_ps(a[0], a[j]);
+  alignas(64) float t[16];
+  _mm512_store_ps(t, a[0]);
+  float s = 0;
+  for (const float x : t) s += x;
+  return s;
+}
+float fma_chains(size_t iters) {
+  __m256 a[12];
+  for (int j = 0; j < 12; ++j) a[j] = _mm256_set1_ps(1.0f + 0.01f * static_cast<float>(j));
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-6f);
+  for (size_t i = 0; i < iters; ++i)
+    _Pragma("GCC unroll 12") for (auto& aj : a) aj = _mm256_fmadd_ps(aj, x, y);
+  for (int j = 1; j < 12; ++j) a[0] = _mm256_add_ps(a[0], a[j]);
+  alignas(32) float t[8];
+  _mm256_store_ps(t, a[0]);
+  return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
+/// `macs` f32 multiply-adds at the peak rate, split over the kernels' thread team, on the vector width the
+/// fused kernels use (512-bit where the CPU has AVX-512).
+void peak_fmas(double macs) {
+  static volatile float sink = 0;
+  const int nt = num_threads();
+  const bool wide = kv::kv_avx512_supported();
+  const auto iters = static_cast<size_t>(macs / (wide ? 16.0 : 8.0) / 12.0 / nt);
+  float acc = 0;
+#pragma omp parallel for reduction(+ : acc) num_threads(nt) schedule(static)
+  for (int t = 0; t < nt; ++t) acc += wide ? fma_chains_z(iters) : fma_chains(iters);
+  sink = sink + acc;
+}
+
+/// Median wall and CPU seconds of each function, timed interleaved (one warm-up round); `before(i)`
+/// (untimed) runs ahead of every call of fns[i].
 void interleaved(const std::vector<std::function<void()>>& fns, int reps, std::vector<double>& wall,
-                 std::vector<double>& cpu, const std::function<void()>& before = {}) {
+                 std::vector<double>& cpu, const std::function<void(size_t)>& before) {
   std::vector<std::vector<double>> w(fns.size()), c(fns.size());
   for (int r = -1; r < reps; ++r)
     for (size_t i = 0; i < fns.size(); ++i) {
-      if (before) before();
+      before(i);
       const double c0 = cpu_now();
       const auto t0 = std::chrono::steady_clock::now();
       fns[i]();
@@ -164,6 +219,7 @@ void kv_suite(bool quick) {
                                  {"gear4", kv::KvMethod::Gear, 4},
                                  {"zipcache4_2", kv::KvMethod::ZipCache, 4}});
       if (N <= 4096 && kv::kv_avx512_supported()) vars.push_back({"zipcache4_2", kv::KvMethod::ZipCache, 4, true, false});
+      if (kv::kv_bf16_dot_supported() && D % 64 == 0) vars.push_back({"kivi4", kv::KvMethod::Kivi, 4, true, true, true});
       std::vector<double> gqa1(vars.size(), 0.0), gqa1_cold(vars.size(), 0.0);
       RopeConfig rc;
       rc.head_dim = D;
@@ -187,22 +243,30 @@ void kv_suite(bool quick) {
         ap.head_dim = D;
         ap.q_start = N - 1;
         fns.push_back([&] { flash_attention(q.data(), k.data(), v.data(), out.data(), ap); });
+        const double extra_macs = static_cast<double>((G - 1) * KV * N * 2 * D);
+        if (G > 1) fns.push_back([extra_macs] { peak_fmas(extra_macs); });
         std::vector<double> wall, cpu, cold, cold_cpu;
-        interleaved(fns, reps, wall, cpu);
-        interleaved(fns, reps, cold, cold_cpu, std::ref(flush));
-        const double f16_s = wall[0], f16_cpu = cpu[0], f32_s = wall.back(), f16_cold = cold[0];
+        interleaved(fns, reps, wall, cpu, [&fns](size_t i) { fns[i](); });
+        interleaved(fns, reps, cold, cold_cpu, [&flush](size_t) { flush(); });
+        const size_t flash_at = vars.size();
+        const double f16_s = wall[0], f16_cpu = cpu[0], f32_s = wall[flash_at], f16_cold = cold[0];
+        const double fma_s = G > 1 ? wall[flash_at + 1] : 0.0;
+        if (G == 1)
+          for (size_t j = 0; j < vars.size(); ++j) gqa1[j] = wall[j], gqa1_cold[j] = cold[j];
         double f16_avx2 = 0;
         for (size_t j = 1; j < vars.size(); ++j)
           if (!vars[j].avx512 && vars[j].method == kv::KvMethod::F16) f16_avx2 = wall[j];
         const double f16_bpt = static_cast<double>(caches[0]->bytes()) / static_cast<double>(N);
         const double nd = static_cast<double>(N);
         for (size_t i = 1; i < vars.size(); ++i) {
-          if (!vars[i].fused || !vars[i].avx512) continue;  // reported as tile_path_s / avx2_s of the main case
+          if (!vars[i].fused || !vars[i].avx512 || vars[i].bf16) continue;  // reported with the main case
           double tile_s = 0, avx2_s = 0;
+          size_t bf16_at = 0;
           for (size_t j = 1; j < vars.size(); ++j) {
             if (vars[j].name != vars[i].name) continue;
             if (!vars[j].fused) tile_s = wall[j];
             if (!vars[j].avx512) avx2_s = wall[j];
+            if (vars[j].bf16) bf16_at = j;
           }
           const double bpt = static_cast<double>(caches[i]->bytes()) / nd;
           bench::Extra ex = {{"cpu_ratio", f16_cpu / cpu[i]},
@@ -222,17 +286,20 @@ void kv_suite(bool quick) {
             ex.push_back({"avx2_s", avx2_s});
             ex.push_back({"f16_avx2_s", f16_avx2});
           }
-          if (G == 1) {
-            gqa1[i] = wall[i];
-            gqa1[0] = f16_s;
-            gqa1_cold[i] = cold[i];
-            gqa1_cold[0] = f16_cold;
-          } else {
+          if (bf16_at > 0) {
+            ex.push_back({"bf16_s", wall[bf16_at]});
+            ex.push_back({"bf16_ratio", f16_s / wall[bf16_at]});
+            if (G > 1) ex.push_back({"bf16_gqa_cost", wall[bf16_at] / gqa1[bf16_at]});
+          }
+          if (G > 1) {
             ex.push_back({"gqa1_s", gqa1[i]});
             ex.push_back({"gqa_cost", wall[i] / gqa1[i]});
             ex.push_back({"f16_gqa_cost", f16_s / gqa1[0]});
             ex.push_back({"cold_gqa_cost", cold[i] / gqa1_cold[i]});
             ex.push_back({"f16_cold_gqa_cost", f16_cold / gqa1_cold[0]});
+            ex.push_back({"extra_heads_fma_s", fma_s});
+            ex.push_back({"gqa_fma_floor", 1.0 + fma_s / gqa1[i]});
+            ex.push_back({"f16_gqa_fma_floor", 1.0 + fma_s / gqa1[0]});
           }
           bench::report("kv", "kv/decode/n" + std::to_string(N) + "/d" + std::to_string(D) + "/gqa" + std::to_string(G) +
                                   "/" + vars[i].name,
