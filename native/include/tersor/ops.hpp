@@ -34,6 +34,26 @@ namespace tersor {
 /// y[i] = exp(x[i]) with the vectorised exp (accuracy above). y may alias x.
 void exp_f32(const float* x, float* y, size_t n);
 
+namespace simd {
+
+/// The constants of the Cephes expf scheme that every vectorised exp in tersor evaluates (exp8 here,
+/// the 512-bit exp16 of the KV kernels, HQQ's exp256; HQQ's log256 shares the ln2 split):
+/// x = n ln2 + r with ln2 split as kLn2Hi + kLn2Lo (kLn2Hi exact in 9 bits, so n * kLn2Hi is
+/// exact), then exp(r) = 1 + r + r^2 P(r) with P(r) = ((((kP0 r + kP1) r + kP2) r + kP3) r + kP4) r + kP5.
+namespace cephes_exp {
+inline constexpr float kLog2e = 1.44269504088896341f;
+inline constexpr float kLn2Hi = 0.693359375f;
+inline constexpr float kLn2Lo = -2.12194440e-4f;
+inline constexpr float kP0 = 1.9875691500e-4f;
+inline constexpr float kP1 = 1.3981999507e-3f;
+inline constexpr float kP2 = 8.3334519073e-3f;
+inline constexpr float kP3 = 4.1665795894e-2f;
+inline constexpr float kP4 = 1.6666665459e-1f;
+inline constexpr float kP5 = 5.0000001201e-1f;
+}  // namespace cephes_exp
+
+}  // namespace simd
+
 #if defined(__AVX2__) && defined(__FMA__)
 namespace simd {
 
@@ -41,17 +61,17 @@ namespace simd {
 inline __m256 exp8(__m256 x) {
   // Clamp so that n fits the exponent arithmetic below; max/min are ordered so NaN passes through.
   x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-110.0f), x));
-  const __m256 fn = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  // r = x - n ln2 in two steps (ln2 = C1 + C2, C1 exact in 9 bits, so n * C1 is exact).
-  __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  using namespace cephes_exp;
+  const __m256 fn = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x - n ln2 in two steps (n * kLn2Hi exact)
+  __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kP0);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
   const __m256 r2 = _mm256_mul_ps(r, r);
   __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
   // 2^n = 2^a * 2^b with a = n >> 1, b = n - a: both factors stay normal for n in [-159, 128].
